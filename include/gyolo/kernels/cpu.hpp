@@ -1,0 +1,293 @@
+// Eigen/OpenMP CPU kernels. Same signatures as kernels<reference>, which is their oracle.
+// Convolution: output rows (pixels) are tiled; each task im2col's its tile into per-thread scratch
+// (1x1 stride-1 convs read the input in place) and runs a single-threaded Eigen GEMM, then applies
+// bias, activation and residual while the tile is hot in cache. Parallelism is over tiles.
+#pragma once
+#include <Eigen/Core>
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "gyolo/kernels/desc.hpp"
+#include "gyolo/kernels/reference.hpp"
+
+namespace gyolo {
+
+namespace cpu_detail {
+
+using cmat = Eigen::Map<const Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
+using mmat = Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
+
+/// Epilogue on an output tile (rows x cols, column stride ld): + bias, activation, + residual.
+inline void epilogue(float* y, std::int64_t ld, int rows, int cols, const float* bias, act a, const float* res,
+                     std::int64_t res_ld) {
+  for (int j = 0; j < cols; ++j) {
+    Eigen::Map<Eigen::ArrayXf> col(y + j * ld, rows);
+    if (bias) col += bias[j];
+    switch (a) {
+      case act::silu: col = col / (1.0f + (-col).exp()); break;
+      case act::relu: col = col.max(0.0f); break;
+      case act::sigmoid: col = 1.0f / (1.0f + (-col).exp()); break;
+      default: break;
+    }
+    if (res) col += Eigen::Map<const Eigen::ArrayXf>(res + j * res_ld, rows);
+  }
+}
+
+/// im2col of output rows [r0, r0+rows) for input channels [0, cin) of one image, col-major:
+/// col[(ci*k + ky)*k + kx][r].
+inline void im2col(const float* x, int cin, int H, int W, int k, int s, int p, int Wo, std::int64_t r0, int rows,
+                   float* col) {
+  const std::int64_t plane = std::int64_t(H) * W;
+  for (int ci = 0; ci < cin; ++ci)
+    for (int ky = 0; ky < k; ++ky)
+      for (int kx = 0; kx < k; ++kx) {
+        float* dst = col + (std::int64_t(ci * k + ky) * k + kx) * rows;
+        const float* src = x + ci * plane;
+        int oy = int(r0 / Wo), ox = int(r0 % Wo);
+        for (int r = 0; r < rows;) {
+          const int iy = oy * s - p + ky;
+          const int run = std::min(rows - r, Wo - ox);
+          if (iy < 0 || iy >= H) {
+            std::fill(dst + r, dst + r + run, 0.0f);
+          } else {
+            const float* row = src + std::int64_t(iy) * W;
+            if (s == 1) {
+              // ix = ox - p + kx, contiguous
+              for (int t = 0; t < run; ++t) {
+                const int ix = ox + t - p + kx;
+                dst[r + t] = (ix >= 0 && ix < W) ? row[ix] : 0.0f;
+              }
+            } else {
+              for (int t = 0; t < run; ++t) {
+                const int ix = (ox + t) * s - p + kx;
+                dst[r + t] = (ix >= 0 && ix < W) ? row[ix] : 0.0f;
+              }
+            }
+          }
+          r += run;
+          ox = 0;
+          ++oy;
+        }
+      }
+}
+
+}  // namespace cpu_detail
+
+template <>
+struct kernels<cpu> {
+  using ctx_t = context<cpu>;
+  static constexpr int row_tile = 256;
+
+  static void conv2d(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
+                     cview<float> residual = {}) {
+    const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups;
+    if (cin_g == 1 && cout_g == 1) return depthwise(ctx, x, wt, y, d, residual);
+    const std::int64_t HWo = y.plane();
+    const int K = cin_g * d.k * d.k;
+    const bool direct = d.k == 1 && d.stride == 1 && d.pad == 0;
+    const int tiles = int((HWo + row_tile - 1) / row_tile);
+    // Split output channels when there are too few row tiles to feed the threads.
+    int cblocks = 1;
+    const std::int64_t tasks0 = std::int64_t(tiles) * d.groups * y.n;
+    if (tasks0 < 2 * ctx.threads()) cblocks = int(std::min<std::int64_t>((2 * ctx.threads() + tasks0 - 1) / tasks0, std::max(1, cout_g / 16)));
+    const int cb = (cout_g + cblocks - 1) / cblocks;
+    const std::int64_t ntasks = tasks0 * cblocks;
+#pragma omp parallel for schedule(dynamic) num_threads(ctx.threads()) if (ntasks > 1)
+    for (std::int64_t t = 0; t < ntasks; ++t) {
+      std::int64_t rem = t;
+      const int cbi = int(rem % cblocks); rem /= cblocks;
+      const int tile = int(rem % tiles); rem /= tiles;
+      const int g = int(rem % d.groups); rem /= d.groups;
+      const int n = int(rem);
+      const std::int64_t r0 = std::int64_t(tile) * row_tile;
+      const int rows = int(std::min<std::int64_t>(row_tile, HWo - r0));
+      const int co0 = g * cout_g + cbi * cb;
+      const int cols = std::min(cb, (g + 1) * cout_g - co0);
+      if (cols <= 0) continue;
+      const float* xin = x.channel(n, g * cin_g);
+      const float* a_ptr;
+      std::int64_t a_ld;
+      if (direct) {
+        a_ptr = xin + r0;
+        a_ld = x.plane();
+      } else {
+#ifdef _OPENMP
+        const int slot = omp_in_parallel() ? omp_get_thread_num() : ctx.threads();
+#else
+        const int slot = 0;
+#endif
+        float* col = ctx.scratch(slot, std::int64_t(rows) * K);
+        cpu_detail::im2col(xin, cin_g, x.h, x.w, d.k, d.stride, d.pad, y.w, r0, rows, col);
+        a_ptr = col;
+        a_ld = rows;
+      }
+      cpu_detail::cmat A(a_ptr, rows, K, Eigen::OuterStride<>(a_ld));
+      Eigen::Map<const Eigen::MatrixXf> Bm(wt.w + std::int64_t(co0) * K, K, cols);
+      float* yp = y.channel(n, co0) + r0;
+      cpu_detail::mmat C(yp, rows, cols, Eigen::OuterStride<>(HWo));
+      C.noalias() = A * Bm;
+      cpu_detail::epilogue(yp, HWo, rows, cols, wt.b ? wt.b + co0 : nullptr, d.activation,
+                           residual.data ? residual.channel(n, co0) + r0 : nullptr, HWo);
+    }
+  }
+
+  static void depthwise(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
+                        cview<float> residual) {
+    const int k = d.k, s = d.stride, p = d.pad;
+    const std::int64_t total = std::int64_t(y.n) * y.c;
+#pragma omp parallel for schedule(static) num_threads(ctx.threads())
+    for (std::int64_t t = 0; t < total; ++t) {
+      const int n = int(t / y.c), c = int(t % y.c);
+      const float* src = x.channel(n, c);
+      float* dst = y.channel(n, c);
+      const float* w = wt.w + std::int64_t(c) * k * k;
+      const float b = wt.b ? wt.b[c] : 0.0f;
+      for (int oy = 0; oy < y.h; ++oy) {
+        float* drow = dst + std::int64_t(oy) * y.w;
+        for (int ox = 0; ox < y.w; ++ox) drow[ox] = 0.0f;
+        for (int ky = 0; ky < k; ++ky) {
+          const int iy = oy * s - p + ky;
+          if (iy < 0 || iy >= x.h) continue;
+          const float* srow = src + std::int64_t(iy) * x.w;
+          for (int kx = 0; kx < k; ++kx) {
+            const float wv = w[ky * k + kx];
+            // interior range of ox where ix = ox*s - p + kx is in [0, W)
+            int lo = 0, hi = y.w;
+            while (lo < hi && lo * s - p + kx < 0) ++lo;
+            while (hi > lo && (hi - 1) * s - p + kx >= x.w) --hi;
+            if (s == 1) {
+              const float* sp = srow - p + kx;
+              for (int ox = lo; ox < hi; ++ox) drow[ox] += wv * sp[ox];
+            } else {
+              for (int ox = lo; ox < hi; ++ox) drow[ox] += wv * srow[ox * s - p + kx];
+            }
+          }
+        }
+      }
+      cpu_detail::epilogue(dst, y.plane(), int(y.plane()), 1, wt.b ? &b : nullptr, d.activation,
+                           residual.data ? residual.channel(n, c) : nullptr, y.plane());
+    }
+  }
+
+  static void maxpool2d(ctx_t& ctx, cview<float> x, view<float> y, int k, int s, int p) {
+    const std::int64_t total = std::int64_t(y.n) * y.c;
+#pragma omp parallel for schedule(static) num_threads(ctx.threads())
+    for (std::int64_t t = 0; t < total; ++t) {
+      const int n = int(t / y.c), c = int(t % y.c);
+      const float* src = x.channel(n, c);
+      float* dst = y.channel(n, c);
+      for (int oy = 0; oy < y.h; ++oy)
+        for (int ox = 0; ox < y.w; ++ox) {
+          float m = -std::numeric_limits<float>::infinity();
+          const int y0 = std::max(0, oy * s - p), y1 = std::min(x.h, oy * s - p + k);
+          const int x0 = std::max(0, ox * s - p), x1 = std::min(x.w, ox * s - p + k);
+          for (int iy = y0; iy < y1; ++iy)
+            for (int ix = x0; ix < x1; ++ix) {
+              const float v = src[std::int64_t(iy) * x.w + ix];
+              if (v > m || std::isnan(v)) m = v;
+            }
+          dst[std::int64_t(oy) * y.w + ox] = m;
+        }
+    }
+  }
+
+  static void avgpool2x2s1(ctx_t& ctx, cview<float> x, view<float> y) {
+    const std::int64_t total = std::int64_t(y.n) * y.c;
+#pragma omp parallel for schedule(static) num_threads(ctx.threads())
+    for (std::int64_t t = 0; t < total; ++t) {
+      const int n = int(t / y.c), c = int(t % y.c);
+      const float* src = x.channel(n, c);
+      float* dst = y.channel(n, c);
+      for (int oy = 0; oy < y.h; ++oy) {
+        const float* r0 = src + std::int64_t(oy) * x.w;
+        const float* r1 = r0 + x.w;
+        for (int ox = 0; ox < y.w; ++ox) dst[std::int64_t(oy) * y.w + ox] = (r0[ox] + r0[ox + 1] + r1[ox] + r1[ox + 1]) / 4.0f;
+      }
+    }
+  }
+
+  static void upsample2x(ctx_t& ctx, cview<float> x, view<float> y) {
+    const std::int64_t total = std::int64_t(y.n) * y.c;
+#pragma omp parallel for schedule(static) num_threads(ctx.threads())
+    for (std::int64_t t = 0; t < total; ++t) {
+      const int n = int(t / y.c), c = int(t % y.c);
+      const float* src = x.channel(n, c);
+      float* dst = y.channel(n, c);
+      for (int oy = 0; oy < y.h; ++oy) {
+        const float* srow = src + std::int64_t(oy / 2) * x.w;
+        float* drow = dst + std::int64_t(oy) * y.w;
+        for (int ox = 0; ox < y.w; ++ox) drow[ox] = srow[ox / 2];
+      }
+    }
+  }
+
+  static void copy(ctx_t& ctx, cview<float> x, view<float> y) {
+    const std::int64_t total = std::int64_t(y.n) * y.c;
+#pragma omp parallel for schedule(static) num_threads(ctx.threads())
+    for (std::int64_t t = 0; t < total; ++t) {
+      const int n = int(t / y.c), c = int(t % y.c);
+      std::copy_n(x.channel(n, c), y.plane(), y.channel(n, c));
+    }
+  }
+
+  static void add(ctx_t& ctx, cview<float> a, cview<float> b, view<float> y) {
+    const std::int64_t total = std::int64_t(y.n) * y.c;
+#pragma omp parallel for schedule(static) num_threads(ctx.threads())
+    for (std::int64_t t = 0; t < total; ++t) {
+      const int n = int(t / y.c), c = int(t % y.c);
+      const float* pa = a.channel(n, c);
+      const float* pb = b.channel(n, c);
+      float* py = y.channel(n, c);
+      for (std::int64_t i = 0; i < y.plane(); ++i) py[i] = pa[i] + pb[i];
+    }
+  }
+
+  static void psa_attention(ctx_t& ctx, cview<float> qkv, view<float> y, int heads, int kd, int hd, float scale) {
+    const int N = qkv.h * qkv.w, blk = 2 * kd + hd;
+    const int total = qkv.n * heads;
+    // Parallel over (image, head, query block): each task owns a block of query rows.
+    const int qb = std::max(1, std::min(N, 128));
+    const int nqb = (N + qb - 1) / qb;
+#pragma omp parallel for schedule(dynamic) num_threads(ctx.threads())
+    for (int t = 0; t < total * nqb; ++t) {
+      const int nh = t / nqb, qi = t % nqb;
+      const int n = nh / heads, h = nh % heads;
+      const int i0 = qi * qb, rows = std::min(qb, N - i0);
+      const float* q = qkv.channel(n, h * blk);
+      const float* k = q + std::int64_t(kd) * N;
+      const float* v = k + std::int64_t(kd) * N;
+      Eigen::Map<const Eigen::MatrixXf, 0, Eigen::OuterStride<>> Qt(q + i0, rows, kd, Eigen::OuterStride<>(N));
+      Eigen::Map<const Eigen::MatrixXf> Kt(k, N, kd);
+      Eigen::Map<const Eigen::MatrixXf> Vt(v, N, hd);
+      Eigen::MatrixXf S = (Qt * Kt.transpose()) * scale;  // rows x N
+      for (int i = 0; i < rows; ++i) {
+        auto r = S.row(i).array();
+        const float mx = r.maxCoeff();
+        S.row(i) = (r - mx).exp();
+        S.row(i) /= S.row(i).sum();
+      }
+      Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>> O(y.channel(n, h * hd) + i0, rows, hd, Eigen::OuterStride<>(N));
+      O.noalias() = S * Vt;
+    }
+  }
+
+  static void detect_decode(ctx_t& ctx, const std::vector<cview<float>>& levels, const std::vector<float>& strides,
+                            const float* dfl_w, int reg_max, int nc, view<float> pred) {
+    context<reference> rctx(1);
+    (void)ctx;
+    kernels<reference>::detect_decode(rctx, levels, strides, dfl_w, reg_max, nc, pred);
+  }
+
+  static void flatten_into(ctx_t& ctx, cview<float> x, view<float> y, std::int64_t a0) {
+    const std::int64_t total = std::int64_t(x.n) * x.c;
+#pragma omp parallel for schedule(static) num_threads(ctx.threads())
+    for (std::int64_t t = 0; t < total; ++t) {
+      const int n = int(t / x.c), c = int(t % x.c);
+      std::copy_n(x.channel(n, c), x.plane(), y.channel(n, c) + a0);
+    }
+  }
+};
+
+}  // namespace gyolo

@@ -1,0 +1,116 @@
+// Conv(+BN)(+act), DWConv, RepConvN and plain Conv2d, folded at load time with upstream's formulas
+// (fuse_conv_and_bn / RepConvN.fuse_convs) in fp32. Layer math only: kernels come from kernels<B>.
+#pragma once
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "gyolo/core/backend.hpp"
+#include "gyolo/core/context.hpp"
+#include "gyolo/core/tensor.hpp"
+#include "gyolo/kernels/desc.hpp"
+#include "gyolo/model/weights.hpp"
+
+namespace gyolo {
+
+/// Backend storage for tensors and parameters. Host backends use host tensors; the CUDA backend
+/// specialises these.
+template <class B> struct storage {
+  using tensor_type = tensor<float>;
+  using param_type = std::vector<float>;
+  static param_type upload(std::vector<float> v) { return v; }
+};
+template <class B> using dtensor = typename storage<B>::tensor_type;
+template <class B> using dparam = typename storage<B>::param_type;
+
+namespace fold {
+/// BN scale s = gamma / sqrt(eps + var) and shift = beta - gamma*mean / sqrt(var + eps).
+struct bn_params {
+  std::vector<float> scale, shift;
+};
+inline bn_params load_bn(weight_source& ws, const std::string& p, int c, float eps = 1e-3f) {
+  const dims s{c};
+  auto g = ws.get(p + ".weight", s), b = ws.get(p + ".bias", s), m = ws.get(p + ".running_mean", s),
+       v = ws.get(p + ".running_var", s);
+  bn_params r{std::vector<float>(std::size_t(c)), std::vector<float>(std::size_t(c))};
+  for (int i = 0; i < c; ++i) {
+    const float sd = std::sqrt(v[i] + eps);
+    r.scale[i] = g[i] / sd;
+    r.shift[i] = b[i] - g[i] * m[i] / sd;
+  }
+  return r;
+}
+}  // namespace fold
+
+template <class B>
+struct conv_layer {
+  conv_desc d;
+  dparam<B> w, b;
+
+  /// `Conv` block: <p>.conv.weight + <p>.bn.* (no conv bias), activation `a`.
+  void load_conv_bn(weight_source& ws, const std::string& p, int cin, int cout, int k, int s, int g, act a) {
+    set_desc(cin, cout, k, s, g, a);
+    auto wv = ws.get(p + ".conv.weight", wshape());
+    auto bn = fold::load_bn(ws, p + ".bn", cout);
+    const std::int64_t per = std::int64_t(wv.size()) / cout;
+    for (int o = 0; o < cout; ++o)
+      for (std::int64_t i = 0; i < per; ++i) wv[std::size_t(o * per + i)] *= bn.scale[std::size_t(o)];
+    w = storage<B>::upload(std::move(wv));
+    b = storage<B>::upload(std::move(bn.shift));
+  }
+  /// Plain nn.Conv2d with bias: <p>.weight, <p>.bias.
+  void load_conv_bias(weight_source& ws, const std::string& p, int cin, int cout, int k, int s, int g, act a) {
+    set_desc(cin, cout, k, s, g, a);
+    w = storage<B>::upload(ws.get(p + ".weight", wshape()));
+    b = storage<B>::upload(ws.get(p + ".bias", {cout}));
+  }
+  /// RepConvN: SiLU(BN1(conv3x3) + BN2(conv1x1)) folded into one 3x3 conv (fuse_convs).
+  void load_repconvn(weight_source& ws, const std::string& p, int cin, int cout) {
+    set_desc(cin, cout, 3, 1, 1, act::silu);
+    auto k3 = ws.get(p + ".conv1.conv.weight", wshape());
+    auto k1 = ws.get(p + ".conv2.conv.weight", {cout, cin, 1, 1});
+    auto bn3 = fold::load_bn(ws, p + ".conv1.bn", cout), bn1 = fold::load_bn(ws, p + ".conv2.bn", cout);
+    std::vector<float> fw(k3.size()), fb(static_cast<std::size_t>(cout));
+    for (int o = 0; o < cout; ++o) {
+      for (int i = 0; i < cin; ++i)
+        for (int t = 0; t < 9; ++t) {
+          const std::size_t idx = (std::size_t(o) * cin + i) * 9 + t;
+          const float pad1 = t == 4 ? k1[std::size_t(o) * cin + i] * bn1.scale[o] : 0.0f;
+          fw[idx] = k3[idx] * bn3.scale[o] + pad1;
+        }
+      fb[o] = bn3.shift[o] + bn1.shift[o];
+    }
+    w = storage<B>::upload(std::move(fw));
+    b = storage<B>::upload(std::move(fb));
+  }
+  /// Appends the output channels of another conv with identical input (RepNCSPELAN4B cv4+cvcap).
+  void append_outputs(const conv_layer& o) {
+    GYOLO_CHECK(o.d.cin == d.cin && o.d.k == d.k && o.d.stride == d.stride && o.d.groups == 1 && d.groups == 1,
+                "append_outputs: incompatible convs");
+    w.insert(w.end(), o.w.begin(), o.w.end());
+    b.insert(b.end(), o.b.begin(), o.b.end());
+    d.cout += o.d.cout;
+  }
+
+  shape4 out_shape(shape4 x) const { return {x.n, d.cout, d.out_h(x.h), d.out_w(x.w)}; }
+
+  void forward(context<B>& ctx, cview<float> x, view<float> y, cview<float> residual = {}) const {
+    GYOLO_CHECK(x.c == d.cin, "conv: input has " + std::to_string(x.c) + " channels, expected " + std::to_string(d.cin));
+    GYOLO_CHECK(y.shape() == out_shape(x.shape()), "conv: output view " + y.shape().str() + " != " + out_shape(x.shape()).str());
+    kernels<B>::conv2d(ctx, x, conv_weights<>{w.data(), b.data()}, y, d, residual);
+  }
+  dtensor<B> operator()(context<B>& ctx, cview<float> x, cview<float> residual = {}) const {
+    dtensor<B> y(out_shape(x.shape()));
+    forward(ctx, x, y.v(), residual);
+    return y;
+  }
+
+ private:
+  void set_desc(int cin, int cout, int k, int s, int g, act a) {
+    GYOLO_CHECK(cin > 0 && cout > 0 && g > 0 && cin % g == 0 && cout % g == 0, "conv: bad channel/group configuration");
+    d = conv_desc{cin, cout, k, s, k / 2, g, a};
+  }
+  dims wshape() const { return {d.cout, d.cin / d.groups, d.k, d.k}; }
+};
+
+}  // namespace gyolo

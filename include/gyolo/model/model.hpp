@@ -1,0 +1,170 @@
+// A loaded Generalist YOLO model: the compile-time variant V, the backend B, and the data carried in
+// the weights file (class names, vocabulary, provenance).
+#pragma once
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "gyolo/io/gguf.hpp"
+#include "gyolo/model/config.hpp"
+#include "gyolo/model/vision.hpp"
+
+namespace gyolo {
+
+/// Derives the variant a weights file was made for from the gyolo.yaml it carries, applying
+/// upstream's parse_model rules; the topology (module types and 'from' indices) must be gyolo.yaml's.
+inline variant_config variant_from_yaml(const nlohmann::json& y, const std::string& where) {
+  auto fail = [&](const std::string& m) -> void { throw error("weights file '" + where + "': " + m); };
+  try {
+    const double gw = y.at("width_multiple").get<double>();
+    std::vector<nlohmann::json> layers;
+    for (auto& l : y.at("backbone")) layers.push_back(l);
+    for (auto& l : y.at("head")) layers.push_back(l);
+    if (layers.size() != 58) fail("model yaml has " + std::to_string(layers.size()) + " layers, gyolo has 58");
+    auto mod = [&](int i, const char* expect) {
+      const auto m = layers[std::size_t(i)].at(2).get<std::string>();
+      if (m != expect) fail("model yaml layer " + std::to_string(i) + " is " + m + ", gyolo expects " + expect);
+      return layers[std::size_t(i)].at(3);
+    };
+    auto c2 = [&](int v) { return detail::make_div8(v * gw); };
+    auto elan = [&](int i, const char* t) {
+      auto a = mod(i, t);
+      return elan_args{c2(a.at(0).get<int>()), a.at(1).get<int>(), a.at(2).get<int>(), a.at(3).get<int>()};
+    };
+    auto one = [&](int i, const char* t) { return c2(mod(i, t).at(0).get<int>()); };
+    variant_config v;
+    v.nc = y.at("nc").get<int>();
+    v.conv1 = one(1, "Conv");
+    v.conv2 = one(2, "Conv");
+    v.e3 = elan(3, "RepNCSPELAN4");
+    v.ad4 = one(4, "ADown");
+    v.e5 = elan(5, "RepNCSPELAN4");
+    v.ad6 = one(6, "ADown");
+    v.e7 = elan(7, "RepNCSPELAN4");
+    v.ad8 = one(8, "ADown");
+    v.e9 = elan(9, "RepNCSPELAN4");
+    {
+      auto a = mod(10, "SPPELAN");
+      v.spp_c2 = c2(a.at(0).get<int>());
+      v.spp_c3 = a.at(1).get<int>();
+    }
+    v.psa = one(11, "PSA");
+    v.e14 = elan(14, "RepNCSPELAN4");
+    v.e17 = elan(17, "RepNCSPELAN4B");
+    v.ad18 = one(18, "ADown");
+    v.e20 = elan(20, "RepNCSPELAN4B");
+    v.ad21 = one(21, "ADown");
+    v.e23 = elan(23, "RepNCSPELAN4B");
+    v.e43 = elan(43, "RepNCSPELAN4");
+    v.dw45 = one(45, "DWConv");
+    v.conv46 = one(46, "Conv");
+    v.e51 = elan(51, "RepNCSPELAN4");
+    v.dw53 = one(53, "DWConv");
+    v.conv54 = one(54, "Conv");
+    {
+      auto a = mod(55, "DualDPanoptic");
+      v.sem_nc = a.at(1).get<int>();
+      v.nm = c2(a.at(2).get<int>());
+    }
+    mod(56, "Grit");
+    // Fixed topology: 'from' fields of the layers the inference graph reads.
+    const std::vector<std::pair<int, std::string>> from{{13, "[-1,7]"}, {16, "[-1,5]"}, {19, "[-1,14]"}, {22, "[-1,11]"},
+                                                        {43, "17"}, {51, "17"},
+                                                        {55, "[32,35,38,17,20,23,17,20,23,42,46,50,54]"}};
+    for (auto& [i, f] : from)
+      if (layers[std::size_t(i)].at(0).dump() != f)
+        fail("model yaml layer " + std::to_string(i) + " reads from " + layers[std::size_t(i)].at(0).dump() + ", gyolo expects " + f);
+    return v;
+  } catch (const nlohmann::json::exception& e) {
+    fail(std::string("model yaml is malformed: ") + e.what());
+  }
+  return {};
+}
+
+inline std::string describe_mismatch(const variant_config& a, const variant_config& b) {
+  auto e = [](const elan_args& x) {
+    return "(" + std::to_string(x.c2) + "," + std::to_string(x.c3) + "," + std::to_string(x.c4) + "," + std::to_string(x.c5) + ")";
+  };
+  std::string r;
+  auto chk = [&](const char* n, const std::string& x, const std::string& y) {
+    if (x != y && r.empty()) r = std::string(n) + ": compiled variant has " + x + ", file has " + y;
+  };
+  auto i = [](int v) { return std::to_string(v); };
+  chk("nc", i(a.nc), i(b.nc)); chk("sem_nc", i(a.sem_nc), i(b.sem_nc)); chk("nm", i(a.nm), i(b.nm));
+  chk("layer 1", i(a.conv1), i(b.conv1)); chk("layer 2", i(a.conv2), i(b.conv2));
+  chk("layer 3", e(a.e3), e(b.e3)); chk("layer 4", i(a.ad4), i(b.ad4)); chk("layer 5", e(a.e5), e(b.e5));
+  chk("layer 6", i(a.ad6), i(b.ad6)); chk("layer 7", e(a.e7), e(b.e7)); chk("layer 8", i(a.ad8), i(b.ad8));
+  chk("layer 9", e(a.e9), e(b.e9)); chk("layer 10", i(a.spp_c2) + "/" + i(a.spp_c3), i(b.spp_c2) + "/" + i(b.spp_c3));
+  chk("layer 11", i(a.psa), i(b.psa)); chk("layer 14", e(a.e14), e(b.e14)); chk("layer 17", e(a.e17), e(b.e17));
+  chk("layer 18", i(a.ad18), i(b.ad18)); chk("layer 20", e(a.e20), e(b.e20)); chk("layer 21", i(a.ad21), i(b.ad21));
+  chk("layer 23", e(a.e23), e(b.e23)); chk("layer 43", e(a.e43), e(b.e43)); chk("layer 45", i(a.dw45), i(b.dw45));
+  chk("layer 46", i(a.conv46), i(b.conv46)); chk("layer 51", e(a.e51), e(b.e51)); chk("layer 53", i(a.dw53), i(b.dw53));
+  chk("layer 54", i(a.conv54), i(b.conv54));
+  return r;
+}
+
+struct load_options {
+  bool one_to_many = false;  // also load the main one-to-many head (cv4/cv5/dfl2)
+};
+
+template <class B, variant V = gyolo_c>
+class model {
+ public:
+  static constexpr variant_config config = V::value;
+
+  /// Loads a GGUF file written by weights_tools/convert.py. Throws gyolo::error naming the problem.
+  static model load(const std::string& path, load_options opt = {}) {
+    gguf::file f(path);
+    if (!f.has("general.architecture") || f.get_string("general.architecture") != "gyolo")
+      f.fail("general.architecture is not 'gyolo'");
+    const auto fv = f.get_uint("gyolo.format_version");
+    if (fv != 1) f.fail("unsupported gyolo.format_version " + std::to_string(fv) + " (this build reads 1)");
+    nlohmann::json y;
+    try {
+      y = nlohmann::json::parse(f.get_string("gyolo.yaml"));
+    } catch (const nlohmann::json::exception& e) {
+      f.fail(std::string("gyolo.yaml is not valid JSON: ") + e.what());
+    }
+    const auto fileconf = variant_from_yaml(y, path);
+    if (!(fileconf == config))
+      f.fail(std::string("variant mismatch with compiled variant '") + V::name + "': " + describe_mismatch(config, fileconf));
+    model m;
+    m.names_ = f.get_strings("gyolo.names");
+    if (int(m.names_.size()) != config.nc)
+      f.fail("gyolo.names has " + std::to_string(m.names_.size()) + " entries, expected nc = " + std::to_string(config.nc));
+    if (f.has("gyolo.vocab")) m.vocab_ = f.get_strings("gyolo.vocab");
+    m.source_sha256_ = f.has("gyolo.source_sha256") ? f.get_string("gyolo.source_sha256") : "";
+    m.converter_ = f.has("gyolo.converter_version") ? f.get_string("gyolo.converter_version") : "";
+    gguf_weights ws(f);
+    m.vision_.load(ws, config, opt.one_to_many);
+    m.description_ = path;
+    return m;
+  }
+
+  /// Builds the model from any weight source (e.g. random_weights for demos and tests).
+  static model from_source(weight_source& ws, load_options opt = {}) {
+    model m;
+    m.vision_.load(ws, config, opt.one_to_many);
+    m.names_.clear();
+    for (int i = 0; i < config.nc; ++i) m.names_.push_back("class" + std::to_string(i));
+    m.description_ = ws.describe();
+    return m;
+  }
+
+  vision_outputs<B> forward(context<B>& ctx, cview<float> x, bool run_o2m = false) const {
+    return vision_.forward(ctx, x, run_o2m);
+  }
+
+  const vision_graph<B>& vision() const { return vision_; }
+  const std::vector<std::string>& names() const { return names_; }
+  const std::vector<std::string>& vocab() const { return vocab_; }
+  const std::string& description() const { return description_; }
+  const std::string& source_sha256() const { return source_sha256_; }
+
+ private:
+  vision_graph<B> vision_;
+  std::vector<std::string> names_, vocab_;
+  std::string description_, source_sha256_, converter_;
+};
+
+}  // namespace gyolo

@@ -1,0 +1,159 @@
+// Fast CPU kernels against the naive reference kernels, on random and edge shapes.
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <random>
+
+#include "gyolo/kernels/cpu.hpp"
+#include "gyolo/kernels/reference.hpp"
+
+using namespace gyolo;
+
+namespace {
+tensor<float> rnd(shape4 s, std::mt19937& g, float lo = -1.f, float hi = 1.f) {
+  tensor<float> t(s);
+  std::uniform_real_distribution<float> d(lo, hi);
+  for (std::int64_t i = 0; i < t.numel(); ++i) t[i] = d(g);
+  return t;
+}
+std::vector<float> rndv(std::size_t n, std::mt19937& g) {
+  std::vector<float> v(n);
+  std::uniform_real_distribution<float> d(-1.f, 1.f);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+/// max|a - b| <= tol * max|b|
+void require_close(const tensor<float>& a, const tensor<float>& b, double tol) {
+  REQUIRE(a.shape() == b.shape());
+  double md = 0, mr = 0;
+  for (std::int64_t i = 0; i < a.numel(); ++i) {
+    md = std::max(md, double(std::abs(a[i] - b[i])));
+    mr = std::max(mr, double(std::abs(b[i])));
+  }
+  INFO("max|diff| " << md << " max|ref| " << mr);
+  REQUIRE(md <= tol * std::max(mr, 1e-30));
+}
+}  // namespace
+
+TEST_CASE("conv2d: cpu kernel equals reference on random and edge shapes", "[kernels]") {
+  std::mt19937 g(42);
+  context<cpu> cc(2);
+  context<reference> rc(1);
+  struct cas { int n, cin, cout, h, w, k, s, g; act a; bool res; };
+  const cas cases[] = {
+      {1, 3, 16, 33, 47, 3, 2, 1, act::silu, false},     // stem-like, odd sizes, stride 2
+      {2, 16, 24, 17, 9, 1, 1, 1, act::none, false},     // 1x1, batch 2
+      {1, 32, 32, 13, 11, 3, 1, 1, act::silu, true},     // 3x3 with residual
+      {1, 64, 64, 9, 7, 3, 1, 4, act::silu, false},      // groups 4
+      {2, 24, 24, 15, 16, 3, 1, 24, act::silu, false},   // depthwise
+      {1, 24, 24, 15, 16, 3, 2, 24, act::none, true},    // depthwise stride 2 + residual
+      {1, 64, 16, 5, 3, 1, 1, 4, act::none, false},      // grouped 1x1
+      {1, 8, 300, 37, 29, 3, 1, 1, act::sigmoid, false}, // many output channels, many tiles
+      {1, 40, 8, 1, 1, 3, 1, 1, act::relu, false},       // 1x1 spatial, 3x3 kernel
+      {1, 16, 32, 40, 40, 3, 2, 1, act::silu, false},    // ADown-like
+  };
+  for (const auto& c : cases) {
+    conv_desc d{c.cin, c.cout, c.k, c.s, c.k / 2, c.g, c.a};
+    auto x = rnd({c.n, c.cin, c.h, c.w}, g);
+    auto w = rndv(std::size_t(d.weight_numel()), g);
+    auto b = rndv(std::size_t(c.cout), g);
+    shape4 os{c.n, c.cout, d.out_h(c.h), d.out_w(c.w)};
+    auto r = rnd(os, g);
+    tensor<float> y1(os), y2(os);
+    kernels<cpu>::conv2d(cc, x.cv(), {w.data(), b.data()}, y1.v(), d, c.res ? r.cv() : cview<float>{});
+    kernels<reference>::conv2d(rc, x.cv(), {w.data(), b.data()}, y2.v(), d, c.res ? r.cv() : cview<float>{});
+    INFO("case cin=" << c.cin << " cout=" << c.cout << " " << c.h << "x" << c.w << " k" << c.k << " s" << c.s << " g" << c.g);
+    require_close(y1, y2, 1e-5);
+  }
+}
+
+TEST_CASE("conv2d writes into channel slices of a larger tensor", "[kernels]") {
+  std::mt19937 g(1);
+  context<cpu> cc(2);
+  context<reference> rc(1);
+  auto big = rnd({2, 20, 11, 13}, g);
+  conv_desc d{6, 5, 3, 1, 1, 1, act::silu};
+  auto w = rndv(std::size_t(d.weight_numel()), g);
+  auto b = rndv(5, g);
+  tensor<float> o1({2, 9, 11, 13}), o2({2, 9, 11, 13});
+  o1.zero();
+  o2.zero();
+  kernels<cpu>::conv2d(cc, big.cv().slice(7, 6), {w.data(), b.data()}, o1.v().slice(3, 5), d);
+  kernels<reference>::conv2d(rc, big.cv().slice(7, 6), {w.data(), b.data()}, o2.v().slice(3, 5), d);
+  require_close(o1, o2, 1e-5);
+  for (int n = 0; n < 2; ++n)
+    for (int c : {0, 1, 2, 8}) REQUIRE(o1.v().at(n, c, 5, 5) == 0.0f);  // untouched channels
+}
+
+TEST_CASE("pooling, upsampling, copy and add kernels equal reference", "[kernels]") {
+  std::mt19937 g(7);
+  context<cpu> cc(2);
+  context<reference> rc(1);
+  auto x = rnd({2, 5, 13, 10}, g);
+  for (auto [k, s, p] : {std::tuple{3, 2, 1}, std::tuple{5, 1, 2}}) {
+    shape4 os{2, 5, (13 + 2 * p - k) / s + 1, (10 + 2 * p - k) / s + 1};
+    tensor<float> a(os), b(os);
+    kernels<cpu>::maxpool2d(cc, x.cv(), a.v(), k, s, p);
+    kernels<reference>::maxpool2d(rc, x.cv(), b.v(), k, s, p);
+    require_close(a, b, 0);
+  }
+  {
+    tensor<float> a({2, 5, 12, 9}), b({2, 5, 12, 9});
+    kernels<cpu>::avgpool2x2s1(cc, x.cv(), a.v());
+    kernels<reference>::avgpool2x2s1(rc, x.cv(), b.v());
+    require_close(a, b, 0);
+    REQUIRE(a.v().at(1, 2, 3, 4) == (x.v().at(1, 2, 3, 4) + x.v().at(1, 2, 3, 5) + x.v().at(1, 2, 4, 4) + x.v().at(1, 2, 4, 5)) / 4.0f);
+  }
+  {
+    tensor<float> a({2, 5, 26, 20}), b({2, 5, 26, 20});
+    kernels<cpu>::upsample2x(cc, x.cv(), a.v());
+    kernels<reference>::upsample2x(rc, x.cv(), b.v());
+    require_close(a, b, 0);
+    REQUIRE(a.v().at(1, 3, 25, 19) == x.v().at(1, 3, 12, 9));
+  }
+  {
+    auto y = rnd({2, 5, 13, 10}, g);
+    tensor<float> a({2, 5, 13, 10}), b({2, 5, 13, 10});
+    kernels<cpu>::add(cc, x.cv(), y.cv(), a.v());
+    kernels<reference>::add(rc, x.cv(), y.cv(), b.v());
+    require_close(a, b, 0);
+  }
+}
+
+TEST_CASE("PSA attention kernel equals reference", "[kernels]") {
+  std::mt19937 g(3);
+  context<cpu> cc(2);
+  context<reference> rc(1);
+  for (auto [n, heads, kd, hd, h, w] : {std::tuple{1, 1, 32, 64, 4, 5}, std::tuple{2, 4, 32, 64, 7, 9}, std::tuple{1, 2, 8, 16, 20, 20}}) {
+    auto qkv = rnd({n, heads * (2 * kd + hd), h, w}, g, -2.f, 2.f);
+    tensor<float> a({n, heads * hd, h, w}), b({n, heads * hd, h, w});
+    const float scale = float(std::pow(double(kd), -0.5));
+    kernels<cpu>::psa_attention(cc, qkv.cv(), a.v(), heads, kd, hd, scale);
+    kernels<reference>::psa_attention(rc, qkv.cv(), b.v(), heads, kd, hd, scale);
+    require_close(a, b, 1e-5);
+  }
+}
+
+TEST_CASE("DFL decoding follows dist2bbox and the anchor grid", "[kernels]") {
+  // One level 2x3, stride 8: bins with a single large logit give integer distances.
+  context<reference> rc(1);
+  const int reg = 16, nc = 2;
+  tensor<float> m({1, 4 * reg + nc, 2, 3});
+  m.zero();
+  for (int y = 0; y < 2; ++y)
+    for (int x = 0; x < 3; ++x)
+      for (int side = 0; side < 4; ++side) m.v().at(0, side * reg + (side + 1), y, x) = 100.0f;  // dist = side+1
+  m.v().at(0, 4 * reg + 1, 1, 2) = 2.0f;
+  std::vector<float> dfl(reg);
+  for (int i = 0; i < reg; ++i) dfl[i] = float(i);
+  tensor<float> pred({1, 4 + nc, 1, 6});
+  kernels<reference>::detect_decode(rc, {m.cv()}, {8.0f}, dfl.data(), reg, nc, pred.v());
+  // anchor (2.5, 1.5): x1 = 1.5, y1 = -0.5, x2 = 5.5, y2 = 5.5 -> cx 3.5, cy 2.5, w 4, h 6 (grid) * 8
+  const int a = 5;
+  CHECK(pred.v().at(0, 0, 0, a) == Approx(28.0).epsilon(1e-6));
+  CHECK(pred.v().at(0, 1, 0, a) == Approx(20.0).epsilon(1e-6));
+  CHECK(pred.v().at(0, 2, 0, a) == Approx(32.0).epsilon(1e-6));
+  CHECK(pred.v().at(0, 3, 0, a) == Approx(48.0).epsilon(1e-6));
+  CHECK(pred.v().at(0, 5, 0, a) == Approx(1.0 / (1.0 + std::exp(-2.0))).epsilon(1e-6));
+  CHECK(pred.v().at(0, 4, 0, a) == Approx(0.5).epsilon(1e-6));
+}
