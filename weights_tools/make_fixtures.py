@@ -215,7 +215,6 @@ def load_like_predict(Y, pt):
 
 
 def set_caption_params(model, im):
-    import torch
     from utils.caption.caption_utils import create_src_mask
     grit = model.model[model.cap_layer]
     _, src_mask = create_src_mask(im)   # like predict: all-False [B, H, W]

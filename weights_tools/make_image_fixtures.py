@@ -186,7 +186,14 @@ def main():
     cv2.imwrite(P("gray.bmp"), gray)
     cv2.imwrite(P("rgb.ppm"), base)
     cv2.imwrite(P("gray.pgm"), gray)
-    for n in ["rgb.bmp", "gray.bmp", "rgb.ppm", "gray.pgm"]:
+    # hand-written PNM: comment, maxval 100 (not rescaled by cv2), 16-bit (v >> 8)
+    with open(P("m100.pgm"), "wb") as f:
+        f.write(b"P5\n# comment line\n%d %d\n100\n" % (w, h) + (gray // 3).tobytes())
+    with open(P("m16.ppm"), "wb") as f:
+        f.write(b"P6 %d %d 65535\n" % (w, h) + rgba16[:, :, :3].astype(">u2").tobytes())
+    with open(P("m1000.pgm"), "wb") as f:
+        f.write(b"P5\n%d %d\n1000\n" % (w, h) + (g16 % 1001).astype(">u2").tobytes())
+    for n in ["rgb.bmp", "gray.bmp", "rgb.ppm", "gray.pgm", "m100.pgm", "m16.ppm", "m1000.pgm"]:
         ref_decode(n)
 
     # ---------------- JPEG
@@ -266,6 +273,7 @@ def main():
     bad[i + 4 + n] ^= 0xFF
     broken("bad_crc.png", bytes(bad))
     broken("truncated.png", pngb[: len(pngb) // 2])
+    broken("truncated.pgm", open(P("gray.pgm"), "rb").read()[:-1])
 
     # ---------------- resize (linear and area); sources stored as lossless PNG
     cv2.imwrite(P("src_base.png"), base)

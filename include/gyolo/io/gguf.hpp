@@ -216,8 +216,8 @@ class file {
     const auto n_tensors = rd<std::uint64_t>("tensor count");
     const auto n_kv = rd<std::uint64_t>("metadata count");
     // Every entry needs at least 8 bytes: bound the counts by the file size before looping.
-    if (n_kv > buf_.size() / 8) fail("metadata count " + std::to_string(n_kv) + " is impossible for the file size");
-    if (n_tensors > buf_.size() / 8) fail("tensor count " + std::to_string(n_tensors) + " is impossible for the file size");
+    if (n_kv > buf_.size() / 8) fail("metadata count " + std::to_string(n_kv) + " is impossible for a file of " + std::to_string(buf_.size()) + " bytes (truncated or corrupt)");
+    if (n_tensors > buf_.size() / 8) fail("tensor count " + std::to_string(n_tensors) + " is impossible for a file of " + std::to_string(buf_.size()) + " bytes (truncated or corrupt)");
     for (std::uint64_t i = 0; i < n_kv; ++i) {
       std::string key = rd_string("metadata key");
       if (kv_.count(key)) fail("duplicate metadata key '" + key + "'");

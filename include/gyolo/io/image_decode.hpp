@@ -11,7 +11,10 @@
 //   PNG   stb_image (16-bit -> v >> 8, as libpng's png_set_strip_16 in cv2; gray replicated; alpha
 //         dropped, not blended; palette expanded). Chunk structure and the CRC of critical chunks are
 //         checked as libpng does; a missing IEND (truncated file) is an error, as in cv2.
-//   BMP, binary PPM/PGM (P5/P6)  stb_image.
+//   BMP   stb_image.
+//   PPM/PGM binary (P5/P6)  own reader, as OpenCV's PxM decoder: samples are not rescaled by
+//         maxval; maxval > 255 means 16-bit big-endian samples, reduced by v >> 8; gray replicated;
+//         a short data section is an error. (stb 2.27's PNM loader overflows on 16-bit PGM.)
 //   Anything else (GIF, TIFF, WebP, ASCII PNM, ...) is refused with a one-line gyolo::error.
 // EXIF orientation (JPEG: first APP1 segment; PNG: first eXIf chunk) is parsed with the exact
 // rules of OpenCV 4.6's ExifReader (IFD0 only, first occurrence wins, a malformed later entry
@@ -47,7 +50,6 @@
 #define STBI_NO_HDR
 #define STBI_ONLY_PNG
 #define STBI_ONLY_BMP
-#define STBI_ONLY_PNM
 #if defined(__GNUC__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wunused-function"
@@ -60,7 +62,9 @@
 #pragma GCC diagnostic ignored "-Wunused-parameter"
 #pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
 #pragma GCC diagnostic ignored "-Wdouble-promotion"
+#if !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wuseless-cast"
+#endif
 #endif
 #if __has_include(<stb/stb_image.h>)
 #include <stb/stb_image.h>
@@ -444,7 +448,51 @@ inline image_u8 decode_stb(const std::uint8_t* data, std::size_t size, const std
   return img;
 }
 
-inline bool is_ws(std::uint8_t c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+inline bool is_ws(std::uint8_t c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; }
+
+inline image_u8 decode_pnm(const std::uint8_t* d, std::size_t n, const std::string& name, const decode_options& opt) {
+  const bool color = d[1] == '6';
+  std::size_t pos = 2;
+  auto number = [&](const char* what) -> std::int64_t {
+    for (;;) {  // skip whitespace and '#' comments
+      while (pos < n && is_ws(d[pos])) ++pos;
+      if (pos < n && d[pos] == '#') {
+        while (pos < n && d[pos] != '\n' && d[pos] != '\r') ++pos;
+        continue;
+      }
+      break;
+    }
+    if (pos >= n || d[pos] < '0' || d[pos] > '9')
+      throw error("image '" + name + "': PNM header has no valid " + what);
+    std::int64_t v = 0;
+    while (pos < n && d[pos] >= '0' && d[pos] <= '9') {
+      v = v * 10 + (d[pos++] - '0');
+      if (v > 0x7FFFFFFF) throw error("image '" + name + "': PNM " + what + " is too large");
+    }
+    return v;
+  };
+  const std::int64_t w = number("width"), h = number("height"), maxval = number("maxval");
+  if (maxval < 1 || maxval > 65535) throw error("image '" + name + "': PNM maxval " + std::to_string(maxval) + " is invalid");
+  check_pixels(w, h, opt.max_pixels, name, "PNM");
+  if (pos >= n || !is_ws(d[pos])) throw error("image '" + name + "': PNM header is not followed by whitespace");
+  ++pos;
+  const int cn = color ? 3 : 1;
+  const int bytes = maxval > 255 ? 2 : 1;
+  const std::uint64_t need = static_cast<std::uint64_t>(w) * static_cast<std::uint64_t>(h) * cn * bytes;
+  if (n - pos < need) throw error("image '" + name + "': PNM pixel data is truncated");
+  image_u8 img(static_cast<int>(h), static_cast<int>(w), 3);
+  const std::uint8_t* s = d + pos;
+  const std::size_t np = static_cast<std::size_t>(w) * static_cast<std::size_t>(h);
+  for (std::size_t i = 0; i < np; ++i) {
+    std::uint8_t v[3];
+    for (int c = 0; c < cn; ++c) v[c] = s[(i * cn + c) * bytes];  // 16-bit: high byte (v >> 8)
+    if (!color) v[1] = v[2] = v[0];
+    img.data[3 * i + 0] = v[2];
+    img.data[3 * i + 1] = v[1];
+    img.data[3 * i + 2] = v[0];
+  }
+  return img;
+}
 
 }  // namespace detail::img
 
@@ -466,7 +514,7 @@ inline image_u8 decode_image_memory(const std::uint8_t* data, std::size_t size, 
   }
   if (size >= 2 && data[0] == 'B' && data[1] == 'M') return decode_stb(data, size, name, opt, "BMP");
   if (size >= 3 && data[0] == 'P' && (data[1] == '5' || data[1] == '6') && is_ws(data[2]))
-    return decode_stb(data, size, name, opt, "PNM");
+    return decode_pnm(data, size, name, opt);
   std::string what = "unrecognized image format";
   if (size >= 6 && (std::memcmp(data, "GIF87a", 6) == 0 || std::memcmp(data, "GIF89a", 6) == 0))
     what = "GIF is not supported";

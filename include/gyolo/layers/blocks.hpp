@@ -163,8 +163,8 @@ struct psa {
     ffn0.load_conv_bn(ws, cat(p, "ffn.0"), c, 2 * c, 1, 1, 1, act::silu);
     ffn1.load_conv_bn(ws, cat(p, "ffn.1"), 2 * c, c, 1, 1, 1, act::none);
   }
-  /// Attention(b) + b, written to a new tensor.
-  dtensor<B> attention(context<B>& ctx, cview<float> b) const {
+  /// Attention(b) (+ residual when given), written to a new tensor.
+  dtensor<B> attention(context<B>& ctx, cview<float> b, cview<float> residual = {}) const {
     auto q = qkv(ctx, b);
     dtensor<B> att({b.n, c, b.h, b.w});
     kernels<B>::psa_attention(ctx, q.cv(), att.v(), heads, key_dim, head_dim, scale);
@@ -180,11 +180,11 @@ struct psa {
       kernels<B>::conv2d(ctx, q.cv().slice(h * blk + 2 * key_dim, head_dim), wt, z.v().slice(h * head_dim, head_dim),
                          peh.d, att.cv().slice(h * head_dim, head_dim));
     }
-    return proj(ctx, z.cv(), b);
+    return proj(ctx, z.cv(), residual);
   }
   dtensor<B> operator()(context<B>& ctx, cview<float> x) const {
     auto t = cv1(ctx, x);
-    auto b2 = attention(ctx, t.cv().slice(c, c));
+    auto b2 = attention(ctx, t.cv().slice(c, c), t.cv().slice(c, c));
     auto f = ffn0(ctx, b2.cv());
     ffn1.forward(ctx, f.cv(), t.v().slice(c, c), b2.cv());
     return cv2(ctx, t.cv());
