@@ -273,6 +273,7 @@ def main():
     bad[i + 4 + n] ^= 0xFF
     broken("bad_crc.png", bytes(bad))
     broken("truncated.png", pngb[: len(pngb) // 2])
+    broken("truncated.bmp", open(P("rgb.bmp"), "rb").read()[:-1])
     broken("truncated.pgm", open(P("gray.pgm"), "rb").read()[:-1])
 
     # ---------------- resize (linear and area); sources stored as lossless PNG

@@ -448,6 +448,33 @@ inline image_u8 decode_stb(const std::uint8_t* data, std::size_t size, const std
   return img;
 }
 
+// Uncompressed BMPs must hold all their rows (OpenCV fails on a short file; stb would pad with 0).
+inline void check_bmp_size(const std::uint8_t* d, std::size_t n, const std::string& name) {
+  auto le16 = [&](std::size_t o) { return static_cast<std::uint32_t>(d[o] | (d[o + 1] << 8)); };
+  auto le32 = [&](std::size_t o) { return le16(o) | (le16(o + 2) << 16); };
+  if (n < 26) throw error("image '" + name + "': BMP header is truncated");
+  const std::uint32_t off = le32(10), hsize = le32(14);
+  std::int64_t w, h;
+  std::uint32_t bpp, comp = 0;
+  if (hsize == 12) {
+    w = le16(18);
+    h = le16(20);
+    bpp = le16(24);
+  } else {
+    if (n < 34) throw error("image '" + name + "': BMP header is truncated");
+    w = static_cast<std::int32_t>(le32(18));
+    h = static_cast<std::int32_t>(le32(22));
+    bpp = le16(28);
+    comp = le32(30);
+  }
+  if (h < 0) h = -h;
+  if (w <= 0 || h <= 0) throw error("image '" + name + "': BMP declares an empty size");
+  if (comp != 0 && comp != 3) return;  // compressed: left to the decoder
+  const std::uint64_t row = ((static_cast<std::uint64_t>(w) * bpp + 31) / 32) * 4;
+  if (static_cast<std::uint64_t>(off) + row * static_cast<std::uint64_t>(h) > n)
+    throw error("image '" + name + "': BMP pixel data is truncated");
+}
+
 inline bool is_ws(std::uint8_t c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'; }
 
 inline image_u8 decode_pnm(const std::uint8_t* d, std::size_t n, const std::string& name, const decode_options& opt) {
@@ -512,7 +539,13 @@ inline image_u8 decode_image_memory(const std::uint8_t* data, std::size_t size, 
       apply_orientation(img, exif_orientation(info.exif, info.exif_size));
     return img;
   }
-  if (size >= 2 && data[0] == 'B' && data[1] == 'M') return decode_stb(data, size, name, opt, "BMP");
+  if (size >= 2 && data[0] == 'B' && data[1] == 'M') {
+    int w = 0, h = 0, comp = 0;
+    if (size <= 0x7FFFFFFFu && stbi_info_from_memory(data, static_cast<int>(size), &w, &h, &comp))
+      check_pixels(w, h, opt.max_pixels, name, "BMP");  // size cap first, then completeness
+    check_bmp_size(data, size, name);
+    return decode_stb(data, size, name, opt, "BMP");
+  }
   if (size >= 3 && data[0] == 'P' && (data[1] == '5' || data[1] == '6') && is_ws(data[2]))
     return decode_pnm(data, size, name, opt);
   std::string what = "unrecognized image format";
