@@ -51,6 +51,9 @@ TEST_CASE("conv2d: cpu kernel equals reference on random and edge shapes", "[ker
       {1, 8, 300, 37, 29, 3, 1, 1, act::sigmoid, false}, // many output channels, many tiles
       {1, 40, 8, 1, 1, 3, 1, 1, act::relu, false},       // 1x1 spatial, 3x3 kernel
       {1, 16, 32, 40, 40, 3, 2, 1, act::silu, false},    // ADown-like
+      {1, 600, 13, 7, 5, 3, 1, 1, act::silu, true},      // K = 5400 > K chunk, cout % 6 != 0
+      {3, 7, 5, 1, 70, 1, 1, 1, act::none, false},       // pixel tail of 6 after 64
+      {1, 48, 64, 20, 20, 1, 1, 4, act::silu, true},     // grouped 1x1 + residual, cout_g = 16
   };
   for (const auto& c : cases) {
     conv_desc d{c.cin, c.cout, c.k, c.s, c.k / 2, c.g, c.a};
@@ -59,11 +62,19 @@ TEST_CASE("conv2d: cpu kernel equals reference on random and edge shapes", "[ker
     auto b = rndv(std::size_t(c.cout), g);
     shape4 os{c.n, c.cout, d.out_h(c.h), d.out_w(c.w)};
     auto r = rnd(os, g);
-    tensor<float> y1(os), y2(os);
-    kernels<cpu>::conv2d(cc, x.cv(), {w.data(), b.data()}, y1.v(), d, c.res ? r.cv() : cview<float>{});
-    kernels<reference>::conv2d(rc, x.cv(), {w.data(), b.data()}, y2.v(), d, c.res ? r.cv() : cview<float>{});
+    tensor<float> y1(os), y2(os), y3(os), y4(os);
+    const auto res = c.res ? r.cv() : cview<float>{};
+    const auto packed = kernels<cpu>::prepack(d, w);
+    kernels<cpu>::conv2d(cc, x.cv(), {w.data(), b.data()}, y1.v(), d, res);                   // packs on the fly
+    kernels<cpu>::conv2d(cc, x.cv(), {w.data(), b.data(), packed.empty() ? nullptr : packed.data()}, y3.v(), d, res);
+    kernels<reference>::conv2d(rc, x.cv(), {w.data(), b.data()}, y2.v(), d, res);
     INFO("case cin=" << c.cin << " cout=" << c.cout << " " << c.h << "x" << c.w << " k" << c.k << " s" << c.s << " g" << c.g);
     require_close(y1, y2, 1e-5);
+    require_close(y3, y2, 1e-5);
+    if (c.g != c.cin) {  // the portable Eigen path (used where AVX-512 is not available)
+      kernels<cpu>::conv2d_eigen(cc, x.cv(), {w.data(), b.data()}, y4.v(), d, res);
+      require_close(y4, y2, 1e-5);
+    }
   }
 }
 

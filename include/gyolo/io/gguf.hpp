@@ -263,8 +263,9 @@ class file {
       for (std::uint32_t d = 0; d < nd; ++d) {
         const auto e = rd<std::uint64_t>(t.name.c_str());
         if (e == 0 || e > (std::uint64_t(1) << 32)) fail("tensor '" + t.name + "' has invalid dimension " + std::to_string(e));
+        // Checked before multiplying: numel (<= 2^34) * e (<= 2^32) could wrap around 2^64.
+        if (numel > (std::uint64_t(1) << 34) / e) fail("tensor '" + t.name + "' is absurdly large");
         numel *= e;
-        if (numel > (std::uint64_t(1) << 34)) fail("tensor '" + t.name + "' is absurdly large");
         t.ne.push_back(std::int64_t(e));
       }
       const auto ty = rd<std::uint32_t>(t.name.c_str());

@@ -3,12 +3,18 @@
 // (1x1 stride-1 convs read the input in place) and runs a single-threaded Eigen GEMM, then applies
 // bias, activation and residual while the tile is hot in cache. Parallelism is over tiles.
 #pragma once
+// gyolo schedules its own threads (OpenMP over tiles); Eigen must not spawn nested teams inside
+// them. The CMake target defines this too, so it holds even if Eigen was included first.
+#ifndef EIGEN_DONT_PARALLELIZE
+#define EIGEN_DONT_PARALLELIZE
+#endif
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
 
+#include "gyolo/kernels/cpu_gemm.hpp"
 #include "gyolo/kernels/desc.hpp"
 #include "gyolo/kernels/reference.hpp"
 
@@ -80,10 +86,84 @@ struct kernels<cpu> {
   using ctx_t = context<cpu>;
   static constexpr int row_tile = 256;
 
+  /// Packs weights for the AVX-512 GEMM (empty where it is not built, or for depthwise convs).
+  static std::vector<float> prepack(const conv_desc& d, const std::vector<float>& w) {
+    const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups;
+    if (!GYOLO_HAVE_AVX512 || (cin_g == 1 && cout_g == 1)) return {};
+    return cpu_detail::pack_weights(w.data(), d.groups, cout_g, cin_g * d.k * d.k);
+  }
+
   static void conv2d(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
                      cview<float> residual = {}) {
     const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups;
     if (cin_g == 1 && cout_g == 1) return depthwise(ctx, x, wt, y, d, residual);
+#if GYOLO_HAVE_AVX512
+    return conv2d_avx512(ctx, x, wt, y, d, residual);
+#else
+    return conv2d_eigen(ctx, x, wt, y, d, residual);
+#endif
+  }
+
+#if GYOLO_HAVE_AVX512
+  static constexpr int px_block = 256;
+  static void conv2d_avx512(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
+                            cview<float> residual) {
+    const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups;
+    const int K = cin_g * d.k * d.k;
+    std::vector<float> local;
+    const float* pk = wt.packed;
+    if (!pk) {
+      local = cpu_detail::pack_weights(wt.w, d.groups, cout_g, K);
+      pk = local.data();
+    }
+    const int panels = (cout_g + cpu_detail::gemm_mr - 1) / cpu_detail::gemm_mr;
+    const std::int64_t HWo = y.plane();
+    const bool direct = d.k == 1 && d.stride == 1 && d.pad == 0;
+    const int tiles = int((HWo + px_block - 1) / px_block);
+    const std::int64_t tasks0 = std::int64_t(tiles) * d.groups * y.n;
+    int cblocks = 1;
+    if (tasks0 < 4 * ctx.threads()) cblocks = int(std::min<std::int64_t>((4 * ctx.threads() + tasks0 - 1) / tasks0, panels));
+    const int pper = (panels + cblocks - 1) / cblocks;  // panels per block
+    cblocks = (panels + pper - 1) / pper;
+    const std::int64_t ntasks = tasks0 * cblocks;
+#pragma omp parallel for schedule(dynamic) num_threads(ctx.threads()) if (ntasks > 1)
+    for (std::int64_t t = 0; t < ntasks; ++t) {
+      std::int64_t rem = t;
+      const int cbi = int(rem % cblocks); rem /= cblocks;
+      const int tile = int(rem % tiles); rem /= tiles;
+      const int g = int(rem % d.groups); rem /= d.groups;
+      const int n = int(rem);
+      const std::int64_t r0 = std::int64_t(tile) * px_block;
+      const int rows = int(std::min<std::int64_t>(px_block, HWo - r0));
+      const int p0 = cbi * pper;
+      const int co_local = p0 * cpu_detail::gemm_mr;
+      const int cols = std::min(pper * cpu_detail::gemm_mr, cout_g - co_local);
+      if (cols <= 0) continue;
+      const int co0 = g * cout_g + co_local;
+      const float* xin = x.channel(n, g * cin_g);
+      const float* xp;
+      std::int64_t ldx;
+      if (direct) {
+        xp = xin + r0;
+        ldx = x.plane();
+      } else {
+        const int slot = omp_in_parallel() ? omp_get_thread_num() : ctx.threads();
+        float* col = ctx.scratch(slot, std::int64_t(rows) * K);
+        cpu_detail::im2col(xin, cin_g, x.h, x.w, d.k, d.stride, d.pad, y.w, r0, rows, col);
+        xp = col;
+        ldx = rows;
+      }
+      float* yp = y.channel(n, co0) + r0;
+      cpu_detail::gemm_block(pk + (std::int64_t(g) * panels + p0) * K * cpu_detail::gemm_mr, cols, K, xp, ldx, yp, HWo, rows);
+      cpu_detail::epilogue(yp, HWo, rows, cols, wt.b ? wt.b + co0 : nullptr, d.activation,
+                           residual.data ? residual.channel(n, co0) + r0 : nullptr, HWo);
+    }
+  }
+#endif
+
+  static void conv2d_eigen(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
+                           cview<float> residual) {
+    const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups;
     const std::int64_t HWo = y.plane();
     const int K = cin_g * d.k * d.k;
     const bool direct = d.k == 1 && d.stride == 1 && d.pad == 0;
@@ -261,15 +341,18 @@ struct kernels<cpu> {
       Eigen::Map<const Eigen::MatrixXf, 0, Eigen::OuterStride<>> Qt(q + i0, rows, kd, Eigen::OuterStride<>(N));
       Eigen::Map<const Eigen::MatrixXf> Kt(k, N, kd);
       Eigen::Map<const Eigen::MatrixXf> Vt(v, N, hd);
-      Eigen::MatrixXf S = (Qt * Kt.transpose()) * scale;  // rows x N
+      // St (N x rows, column-major): column i holds query i's scores over all keys, contiguous.
+      Eigen::MatrixXf St(N, rows);
+      St.noalias() = Kt * Qt.transpose();
       for (int i = 0; i < rows; ++i) {
-        auto r = S.row(i).array();
-        const float mx = r.maxCoeff();
-        S.row(i) = (r - mx).exp();
-        S.row(i) /= S.row(i).sum();
+        auto col = St.col(i).array();
+        col *= scale;
+        const float mx = col.maxCoeff();
+        col = (col - mx).exp();
+        col /= col.sum();
       }
       Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>> O(y.channel(n, h * hd) + i0, rows, hd, Eigen::OuterStride<>(N));
-      O.noalias() = S * Vt;
+      O.noalias() = St.transpose() * Vt;
     }
   }
 

@@ -24,6 +24,7 @@ template <class Space = host_space>
 struct conv_weights {
   const float* w = nullptr;
   const float* b = nullptr;
+  const float* packed = nullptr;  // backend-specific pre-packed copy of w (optional)
 };
 
 template <class B> struct kernels;  // specialised per backend

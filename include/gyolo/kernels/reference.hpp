@@ -14,6 +14,9 @@ template <>
 struct kernels<reference> {
   using ctx_t = context<reference>;
 
+  /// No packing: the reference kernels read the [cout, cin/g, k, k] layout directly.
+  static std::vector<float> prepack(const conv_desc&, const std::vector<float>&) { return {}; }
+
   /// y = act(conv(x, w) + b) [+ residual]
   static void conv2d(ctx_t&, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
                      cview<float> residual = {}) {

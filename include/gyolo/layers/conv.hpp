@@ -46,6 +46,10 @@ template <class B>
 struct conv_layer {
   conv_desc d;
   dparam<B> w, b;
+  dparam<B> packed;  // backend-specific packing of w (may be empty)
+
+  /// Called once the folded weights are final.
+  void finalize() { packed = storage<B>::upload(kernels<B>::prepack(d, w)); }
 
   /// `Conv` block: <p>.conv.weight + <p>.bn.* (no conv bias), activation `a`.
   void load_conv_bn(weight_source& ws, const std::string& p, int cin, int cout, int k, int s, int g, act a) {
@@ -57,12 +61,14 @@ struct conv_layer {
       for (std::int64_t i = 0; i < per; ++i) wv[std::size_t(o * per + i)] *= bn.scale[std::size_t(o)];
     w = storage<B>::upload(std::move(wv));
     b = storage<B>::upload(std::move(bn.shift));
+    finalize();
   }
   /// Plain nn.Conv2d with bias: <p>.weight, <p>.bias.
   void load_conv_bias(weight_source& ws, const std::string& p, int cin, int cout, int k, int s, int g, act a) {
     set_desc(cin, cout, k, s, g, a);
     w = storage<B>::upload(ws.get(p + ".weight", wshape()));
     b = storage<B>::upload(ws.get(p + ".bias", {cout}));
+    finalize();
   }
   /// RepConvN: SiLU(BN1(conv3x3) + BN2(conv1x1)) folded into one 3x3 conv (fuse_convs).
   void load_repconvn(weight_source& ws, const std::string& p, int cin, int cout) {
@@ -82,6 +88,7 @@ struct conv_layer {
     }
     w = storage<B>::upload(std::move(fw));
     b = storage<B>::upload(std::move(fb));
+    finalize();
   }
   /// Appends the output channels of another conv with identical input (RepNCSPELAN4B cv4+cvcap).
   void append_outputs(const conv_layer& o) {
@@ -90,6 +97,7 @@ struct conv_layer {
     w.insert(w.end(), o.w.begin(), o.w.end());
     b.insert(b.end(), o.b.begin(), o.b.end());
     d.cout += o.d.cout;
+    finalize();
   }
 
   shape4 out_shape(shape4 x) const { return {x.n, d.cout, d.out_h(x.h), d.out_w(x.w)}; }
@@ -97,7 +105,7 @@ struct conv_layer {
   void forward(context<B>& ctx, cview<float> x, view<float> y, cview<float> residual = {}) const {
     GYOLO_CHECK(x.c == d.cin, "conv: input has " + std::to_string(x.c) + " channels, expected " + std::to_string(d.cin));
     GYOLO_CHECK(y.shape() == out_shape(x.shape()), "conv: output view " + y.shape().str() + " != " + out_shape(x.shape()).str());
-    kernels<B>::conv2d(ctx, x, conv_weights<>{w.data(), b.data()}, y, d, residual);
+    kernels<B>::conv2d(ctx, x, conv_weights<>{w.data(), b.data(), packed.empty() ? nullptr : packed.data()}, y, d, residual);
   }
   dtensor<B> operator()(context<B>& ctx, cview<float> x, cview<float> residual = {}) const {
     dtensor<B> y(out_shape(x.shape()));
