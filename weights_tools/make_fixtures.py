@@ -312,7 +312,18 @@ def tiny_fixtures(Y, model, out, meta):
 
         # whole graph, batch 2 at 64x96 (A = 126), two different images
         x2 = torch.from_numpy(load_images(64, 96, 2))
+        o2m = {}
+
+        def o2m_hook(mod, inp, outp):
+            # The main one-to-many head (cv4/cv5/dfl2): upstream computes it and discards it;
+            # its commented-out alternative return is cat(y2, mc2).
+            xs = inp[0]
+            y, _ = mod.detect(mod, xs[:-4])
+            o2m['pred'] = torch.cat([y[1], outp[1][1]], 1)
+        hk = mods['model.55'].register_forward_hook(o2m_hook)
         pred, (d3, mc2, p2, s2) = model(x2)['detect']
+        hk.remove()
+        sv.save('graph_b2.pred_o2m', o2m['pred'])
         sv.save('graph_b2.input', x2)
         sv.save('graph_b2.pred', pred)
         sv.save('graph_b2.proto', p2)
