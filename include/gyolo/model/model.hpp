@@ -151,8 +151,9 @@ class model {
     return m;
   }
 
-  vision_outputs<B> forward(context<B>& ctx, cview<float> x, bool run_o2m = false) const {
-    return vision_.forward(ctx, x, run_o2m);
+  /// Vision forward. keep_features also returns x11/x17/x20/x23/x44 (the caption head's inputs).
+  vision_outputs<B> forward(context<B>& ctx, cview<float> x, bool run_o2m = false, bool keep_features = false) const {
+    return vision_.forward(ctx, x, run_o2m, keep_features);
   }
 
   const vision_graph<B>& vision() const { return vision_; }
