@@ -25,7 +25,7 @@ void BM_conv(benchmark::State& st) {
   std::mt19937 rng(1);
   std::uniform_real_distribution<float> u(-1, 1);
   for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = u(rng);
-  std::vector<float> w(std::size_t(d.weight_numel())), b(std::size_t(cout));
+  std::vector<float> w(static_cast<std::size_t>(d.weight_numel())), b(static_cast<std::size_t>(cout));
   for (auto& v : w) v = u(rng);
   for (auto& v : b) v = u(rng);
   tensor<float> y(shape4{1, cout, d.out_h(hw), d.out_w(hw)});
@@ -36,12 +36,17 @@ void BM_conv(benchmark::State& st) {
 // {cin, cout, hw, k, stride, groups}: shapes from GYOLO at 640x640
 BENCHMARK(BM_conv)->Args({64, 128, 320, 3, 2, 1})->Args({64, 64, 160, 3, 1, 1})->Args({256, 256, 80, 3, 1, 1})
     ->Args({512, 512, 40, 1, 1, 1})->Args({1024, 512, 40, 1, 1, 1})->Args({256, 256, 160, 3, 1, 256})
-    ->Args({128, 128, 80, 3, 2, 1})->Args({64, 64, 80, 3, 1, 4})->Unit(benchmark::kMillisecond);
+    ->Args({128, 128, 80, 3, 2, 1})->Args({64, 64, 80, 3, 1, 4})->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_vision(benchmark::State& st) {
   const int S = int(st.range(0));
-  random_weights ws(0);
-  static auto m = model<cpu, gyolo_c>::from_source(ws);
+  // GYOLO_WEIGHTS=file.gguf times those weights; otherwise deterministic random ones (the speed
+  // does not depend on the values).
+  static auto m = [] {
+    if (const char* w = std::getenv("GYOLO_WEIGHTS")) return model<cpu, gyolo_c>::load(w);
+    random_weights ws(0);
+    return model<cpu, gyolo_c>::from_source(ws);
+  }();
   context<cpu> ctx(threads());
   tensor<float> x(shape4{1, 3, S, S});
   for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = float(i % 251) / 251.0f;
@@ -50,7 +55,7 @@ void BM_vision(benchmark::State& st) {
     benchmark::DoNotOptimize(o.pred.data());
   }
 }
-BENCHMARK(BM_vision)->Arg(320)->Arg(640)->Unit(benchmark::kMillisecond)->MinTime(3.0);
+BENCHMARK(BM_vision)->Arg(320)->Arg(640)->Unit(benchmark::kMillisecond)->MinTime(3.0)->UseRealTime();
 }  // namespace
 
 BENCHMARK_MAIN();

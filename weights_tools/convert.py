@@ -28,6 +28,7 @@ import numpy as np
 CONVERTER_VERSION = '0.1.0'
 FORMAT_VERSION = 1
 ALIGNMENT = 32
+MAX_TENSOR_ELEMENTS = 1 << 31  # far above any GeneralistYOLO tensor; bounds memory use
 
 
 class ConvertError(Exception):
@@ -145,12 +146,23 @@ class Storage:
 def _rebuild_tensor(storage, storage_offset, size, stride):
     if not isinstance(storage, Storage):
         raise ConvertError(f'unexpected tensor storage object {storage!r}')
-    size = tuple(int(s) for s in size)
-    stride = tuple(int(s) for s in stride)
+    try:
+        storage_offset = int(storage_offset)
+        size = tuple(int(s) for s in size)
+        stride = tuple(int(s) for s in stride)
+    except (TypeError, ValueError):
+        raise ConvertError(f'malformed tensor geometry: offset {storage_offset!r}, size {size!r}, stride {stride!r}')
+    # torch tensors never have negative sizes/strides; a negative stride would make as_strided
+    # read memory outside the storage buffer.
+    if (len(size) != len(stride) or storage_offset < 0 or any(s < 0 for s in size)
+            or any(st < 0 for st in stride)):
+        raise ConvertError(f'invalid tensor geometry: offset {storage_offset}, size {size}, stride {stride}')
     buf = storage.data
     n = 1
     for s in size:
         n *= s
+    if n > MAX_TENSOR_ELEMENTS:
+        raise ConvertError(f'tensor of size {size} has {n} elements (limit {MAX_TENSOR_ELEMENTS})')
     if n == 0:
         arr = np.zeros(size, dtype=buf.dtype)
     else:

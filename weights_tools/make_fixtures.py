@@ -32,10 +32,10 @@ sys.path.insert(0, HERE)
 import _upstream_stubs  # noqa: E402
 import convert as gconv  # noqa: E402
 
-DEFAULT_VOCAB = '/work/shared/data/vocab.txt'
+DEFAULT_VOCAB = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'vocab.txt')
 DEFAULT_COCO = '/work/shared/data/coco.yaml'
 DEFAULT_HYP = '/work/shared/data/hyp.scratch-cap.yaml'
-HORSES = '/work/shared/data/horses.jpg'
+HORSES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'examples', 'data', 'horses.jpg')
 
 # tiny variant settings
 TINY_DIV = 8            # channel divisor for every yaml channel argument ...

@@ -34,6 +34,8 @@ inline bn_params load_bn(weight_source& ws, const std::string& p, int c, float e
        v = ws.get(p + ".running_var", s);
   bn_params r{std::vector<float>(std::size_t(c)), std::vector<float>(std::size_t(c))};
   for (int i = 0; i < c; ++i) {
+    if (!(v[i] + eps > 0.0f))
+      throw error("tensor '" + p + ".running_var' has a negative variance (" + std::to_string(v[i]) + ") at channel " + std::to_string(i));
     const float sd = std::sqrt(v[i] + eps);
     r.scale[i] = g[i] / sd;
     r.shift[i] = b[i] - g[i] * m[i] / sd;
