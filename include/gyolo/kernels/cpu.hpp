@@ -119,7 +119,7 @@ struct kernels<cpu> {
     }
     const int panels = (cout_g + cpu_detail::gemm_mr - 1) / cpu_detail::gemm_mr;
     const std::int64_t HWo = y.plane();
-    const bool direct = std::getenv("GYOLO_NODIRECT") ? false : (d.k == 1 && d.stride == 1 && d.pad == 0);
+    const bool direct = d.k == 1 && d.stride == 1 && d.pad == 0;
     const int tiles = int((HWo + px_block - 1) / px_block);
     const std::int64_t tasks0 = std::int64_t(tiles) * d.groups * y.n;
     int cblocks = 1;
