@@ -6,7 +6,9 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <new>
 #include <string>
 #include <vector>
@@ -53,16 +55,68 @@ struct view {
 template <class T = float, class Space = host_space> using cview = view<const T, Space>;
 
 namespace detail {
-struct aligned_free {
-  void operator()(void* p) const { std::free(p); }
+/// Reuses large host blocks across forward passes: a forward pass allocates the same sizes every
+/// time, and returning them to the OS each time costs page faults (several % of a 640x640 pass).
+/// Blocks are bucketed by exact (page-rounded) size; the cache holds at most `cap` bytes.
+class block_cache {
+ public:
+  static block_cache& instance() {
+    static block_cache c;
+    return c;
+  }
+  void* acquire(std::size_t bytes) {
+    if (bytes >= min_block) {
+      std::lock_guard<std::mutex> lk(m_);
+      auto it = free_.find(bytes);
+      if (it != free_.end()) {
+        void* p = it->second;
+        free_.erase(it);
+        held_ -= bytes;
+        return p;
+      }
+    }
+    void* p = std::aligned_alloc(64, bytes);
+    if (!p) throw error("out of memory allocating " + std::to_string(bytes) + " bytes");
+    return p;
+  }
+  void release(void* p, std::size_t bytes) {
+    if (!p) return;
+    if (bytes >= min_block) {
+      std::lock_guard<std::mutex> lk(m_);
+      if (held_ + bytes <= cap) {
+        free_.emplace(bytes, p);
+        held_ += bytes;
+        return;
+      }
+    }
+    std::free(p);
+  }
+  /// Returns every cached block to the system.
+  void trim() {
+    std::lock_guard<std::mutex> lk(m_);
+    for (auto& [b, p] : free_) std::free(p);
+    free_.clear();
+    held_ = 0;
+  }
+  ~block_cache() { trim(); }
+
+  static constexpr std::size_t min_block = std::size_t(1) << 20;
+  static constexpr std::size_t cap = std::size_t(1) << 30;
+
+ private:
+  std::mutex m_;
+  std::multimap<std::size_t, void*> free_;
+  std::size_t held_ = 0;
 };
-inline void* aligned_alloc_bytes(std::size_t bytes) {
+
+inline std::size_t round_bytes(std::size_t bytes) {
   if (bytes == 0) bytes = 64;
-  bytes = (bytes + 63) / 64 * 64;
-  void* p = std::aligned_alloc(64, bytes);
-  if (!p) throw error("out of memory allocating " + std::to_string(bytes) + " bytes");
-  return p;
+  return bytes >= block_cache::min_block ? (bytes + 4095) / 4096 * 4096 : (bytes + 63) / 64 * 64;
 }
+struct block_free {
+  std::size_t bytes = 0;
+  void operator()(void* p) const { block_cache::instance().release(p, bytes); }
+};
 }  // namespace detail
 
 /// Owning host tensor (64-byte aligned). Device tensors live in the CUDA backend.
@@ -75,7 +129,10 @@ class tensor {
   void resize(shape4 s) {
     GYOLO_CHECK(s.n >= 0 && s.c >= 0 && s.h >= 0 && s.w >= 0, "tensor: negative shape " + s.str());
     if (s.numel() > capacity_) {
-      buf_.reset(static_cast<T*>(detail::aligned_alloc_bytes(std::size_t(s.numel()) * sizeof(T))));
+      const std::size_t bytes = detail::round_bytes(std::size_t(s.numel()) * sizeof(T));
+      buf_.reset();
+      buf_ = std::unique_ptr<T, detail::block_free>(static_cast<T*>(detail::block_cache::instance().acquire(bytes)),
+                                                    detail::block_free{bytes});
       capacity_ = s.numel();
     }
     shape_ = s;
@@ -94,7 +151,7 @@ class tensor {
   cview<T> cv() const { return v(); }
 
  private:
-  std::unique_ptr<T, detail::aligned_free> buf_;
+  std::unique_ptr<T, detail::block_free> buf_;
   std::int64_t capacity_ = 0;
   shape4 shape_{};
 };
