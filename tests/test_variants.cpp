@@ -1,0 +1,91 @@
+// Compile-time variants: user-made width / class-count variants are expressible, run, and are
+// matched against the yaml a weights file carries with upstream's parse_model rules.
+#include <catch2/catch.hpp>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "gyolo/gyolo.hpp"
+
+using namespace gyolo;
+
+namespace {
+nlohmann::json tiny_yaml() {
+  std::ifstream f(std::string(GYOLO_FIXTURES_DIR) + "/tiny/model_yaml.json");
+  return nlohmann::json::parse(f);
+}
+nlohmann::json gyolo_yaml_like(double width, int nc) {
+  // gyolo.yaml is the tiny yaml with its channel arguments restored (the fixture divided them).
+  auto y = tiny_yaml();
+  const std::map<int, int> c2{{1, 64}, {2, 128}, {4, 256}, {6, 512}, {8, 512}, {11, 512}, {18, 256}, {21, 512},
+                              {45, 256}, {46, 256}, {53, 256}, {54, 256}};
+  std::vector<nlohmann::json*> layers;
+  for (auto& l : y["backbone"]) layers.push_back(&l);
+  for (auto& l : y["head"]) layers.push_back(&l);
+  for (auto [i, c] : c2) (*layers[std::size_t(i)])[3][0] = c;
+  const std::map<int, std::array<int, 4>> elan{{3, {256, 128, 64, 1}}, {5, {512, 256, 128, 1}}, {7, {512, 512, 256, 1}},
+                                               {9, {512, 512, 256, 1}}, {14, {512, 512, 256, 1}}, {17, {256, 256, 128, 1}},
+                                               {20, {512, 512, 256, 1}}, {23, {512, 512, 256, 1}}, {43, {256, 256, 128, 2}},
+                                               {51, {256, 256, 128, 2}}};
+  for (auto& [i, a] : elan) (*layers[std::size_t(i)])[3] = {a[0], a[1], a[2], a[3]};
+  (*layers[10])[3] = {512, 256};
+  y["width_multiple"] = width;
+  y["nc"] = nc;
+  return y;
+}
+struct my_variant {  // a user-made variant: GYOLO at half width with 20 classes
+  static constexpr const char* name = "gyolo-w0.5-nc20";
+  static constexpr variant_config value = scaled_gyolo(0.5, 20);
+};
+struct my_small {
+  static constexpr const char* name = "gyolo-w0.25-nc3";
+  static constexpr variant_config value = scaled_gyolo(0.25, 3);
+};
+}  // namespace
+
+TEST_CASE("variant_from_yaml applies parse_model's scaling", "[variants]") {
+  CHECK(variant_from_yaml(tiny_yaml(), "tiny") == gyolo_tiny::value);
+  CHECK(variant_from_yaml(gyolo_yaml_like(1.0, 80), "full") == gyolo_c::value);
+  const auto v = variant_from_yaml(gyolo_yaml_like(0.5, 20), "half");
+  CHECK(v == my_variant::value);
+  CHECK(v.conv1 == 32);
+  CHECK(v.e17.c2 == 128);
+  CHECK(v.e17.c3 == 256);  // ELAN inner widths are not scaled by upstream
+  CHECK(v.nm == 16);       // DualDPanoptic's mask count is scaled
+  CHECK(v.nc == 20);
+  CHECK(!describe_mismatch(gyolo_c::value, v).empty());
+  CHECK(describe_mismatch(gyolo_c::value, gyolo_c::value).empty());
+}
+
+TEST_CASE("a user-made variant builds and runs", "[variants]") {
+  random_weights ws(3);
+  auto m = model<cpu, my_small>::from_source(ws);
+  context<cpu> ctx(2);
+  tensor<float> x(shape4{2, 3, 64, 96});
+  for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = float(i % 97) / 97.0f;
+  auto o = m.forward(ctx, x.cv());
+  const int nm = my_small::value.nm;
+  CHECK(o.pred.shape() == shape4{2, 4 + 3 + nm, 1, 8 * 12 + 4 * 6 + 2 * 3});
+  CHECK(o.semantic.shape() == shape4{2, 3 + 93, 16, 24});
+  CHECK(o.proto.shape() == shape4{2, nm, 16, 24});
+  // the reference backend computes the same graph
+  auto mr = model<reference, my_small>::from_source(ws);
+  context<reference> rc(1);
+  auto r = mr.forward(rc, x.cv());
+  double md = 0, mx = 0;
+  for (std::int64_t i = 0; i < r.pred.numel(); ++i) {
+    md = std::max(md, double(std::abs(r.pred[i] - o.pred[i])));
+    mx = std::max(mx, double(std::abs(r.pred[i])));
+  }
+  CHECK(md <= 1e-4 * mx);
+}
+
+TEST_CASE("input shape errors are clear", "[variants]") {
+  random_weights ws(3);
+  auto m = model<cpu, my_small>::from_source(ws);
+  context<cpu> ctx(1);
+  tensor<float> x(shape4{1, 3, 50, 64});
+  REQUIRE_THROWS_WITH(m.forward(ctx, x.cv()), Catch::Contains("multiples of 32"));
+  tensor<float> g(shape4{1, 1, 64, 64});
+  REQUIRE_THROWS_WITH(m.forward(ctx, g.cv()), Catch::Contains("3 channels"));
+}
