@@ -15,7 +15,7 @@ constexpr int make_divisible(int x, int d) { return (x + d - 1) / d * d; }
 template <class B>
 struct detect_branch {  // one level of a box (cv4/cv6) or class (cv5/cv7) branch
   std::vector<conv_layer<B>> seq;
-  dtensor<B> run(context<B>& ctx, cview<float> x, view<float> out) const {
+  void run(context<B>& ctx, cview<float> x, view<float> out) const {
     dtensor<B> cur;
     cview<float> in = x;
     for (std::size_t i = 0; i + 1 < seq.size(); ++i) {
@@ -23,12 +23,7 @@ struct detect_branch {  // one level of a box (cv4/cv6) or class (cv5/cv7) branc
       in = cur.cv();
     }
     seq.back().forward(ctx, in, out);
-    return {};
   }
-};
-
-struct head_outputs_desc {
-  int nc = 80, nm = 32, reg_max = 16, sem_ch = 173;
 };
 
 template <class B>
