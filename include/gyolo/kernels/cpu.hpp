@@ -105,12 +105,71 @@ struct kernels<cpu> {
 #endif
   }
 
-#if GYOLO_HAVE_AVX512
-  static constexpr int px_block = 256;
-  static void conv2d_avx512(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
-                            cview<float> residual) {
+  /// One unit of conv work: image n, group g, output pixels [r0, r0+rows), output channels
+  /// [co0, co0+cols) (co0 absolute), X = the GEMM's input rows (ld elements apart) for that block.
+  struct conv_task {
+    int n, g, rows, co0, cols;
+    std::int64_t r0;
+    const float* x;
+    std::int64_t ldx;
+  };
+
+  /// Splits a convolution into tasks over (image, group, pixel block, channel block), runs them on
+  /// the context's threads, im2col'ing each k x k block into per-thread scratch (1x1 stride-1 convs
+  /// read the input in place), and applies bias, activation and residual to each finished tile.
+  /// Channel blocks are multiples of `cgran` and are split only when pixel blocks are too few.
+  template <class Gemm>
+  static void conv_tasks(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
+                         cview<float> residual, int block, int cgran, Gemm&& gemm) {
     const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups;
     const int K = cin_g * d.k * d.k;
+    const std::int64_t HWo = y.plane();
+    const bool direct = d.k == 1 && d.stride == 1 && d.pad == 0;
+    const int tiles = int((HWo + block - 1) / block);
+    const std::int64_t tasks0 = std::int64_t(tiles) * d.groups * y.n;
+    const int units = (cout_g + cgran - 1) / cgran;
+    int cblocks = 1;
+    if (tasks0 < 4 * ctx.threads()) cblocks = int(std::min<std::int64_t>((4 * ctx.threads() + tasks0 - 1) / tasks0, units));
+    const int uper = (units + cblocks - 1) / cblocks;
+    cblocks = (units + uper - 1) / uper;
+    const std::int64_t ntasks = tasks0 * cblocks;
+#pragma omp parallel for schedule(dynamic) num_threads(ctx.threads()) if (ntasks > 1)
+    for (std::int64_t t = 0; t < ntasks; ++t) {
+      std::int64_t rem = t;
+      const int cbi = int(rem % cblocks); rem /= cblocks;
+      const int tile = int(rem % tiles); rem /= tiles;
+      const int g = int(rem % d.groups); rem /= d.groups;
+      conv_task task{};
+      task.n = int(rem);
+      task.g = g;
+      task.r0 = std::int64_t(tile) * block;
+      task.rows = int(std::min<std::int64_t>(block, HWo - task.r0));
+      const int co_local = cbi * uper * cgran;
+      task.cols = std::min(uper * cgran, cout_g - co_local);
+      if (task.cols <= 0) continue;
+      task.co0 = g * cout_g + co_local;
+      const float* xin = x.channel(task.n, g * cin_g);
+      if (direct) {
+        task.x = xin + task.r0;
+        task.ldx = x.plane();
+      } else {
+        const int slot = omp_in_parallel() ? omp_get_thread_num() : ctx.threads();
+        float* col = ctx.scratch(slot, std::int64_t(task.rows) * K);
+        cpu_detail::im2col(xin, cin_g, x.h, x.w, d.k, d.stride, d.pad, y.w, task.r0, task.rows, col);
+        task.x = col;
+        task.ldx = task.rows;
+      }
+      float* yp = y.channel(task.n, task.co0) + task.r0;
+      gemm(task, K, yp, HWo);
+      cpu_detail::epilogue(yp, HWo, task.rows, task.cols, wt.b ? wt.b + task.co0 : nullptr, d.activation,
+                           residual.data ? residual.channel(task.n, task.co0) + task.r0 : nullptr, HWo);
+    }
+  }
+
+#if GYOLO_HAVE_AVX512
+  static void conv2d_avx512(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
+                            cview<float> residual) {
+    const int cout_g = d.cout / d.groups, K = d.cin / d.groups * d.k * d.k;
     std::vector<float> local;
     const float* pk = wt.packed;
     if (!pk) {
@@ -118,100 +177,24 @@ struct kernels<cpu> {
       pk = local.data();
     }
     const int panels = (cout_g + cpu_detail::gemm_mr - 1) / cpu_detail::gemm_mr;
-    const std::int64_t HWo = y.plane();
-    const bool direct = d.k == 1 && d.stride == 1 && d.pad == 0;
-    const int tiles = int((HWo + px_block - 1) / px_block);
-    const std::int64_t tasks0 = std::int64_t(tiles) * d.groups * y.n;
-    int cblocks = 1;
-    if (tasks0 < 4 * ctx.threads()) cblocks = int(std::min<std::int64_t>((4 * ctx.threads() + tasks0 - 1) / tasks0, panels));
-    const int pper = (panels + cblocks - 1) / cblocks;  // panels per block
-    cblocks = (panels + pper - 1) / pper;
-    const std::int64_t ntasks = tasks0 * cblocks;
-#pragma omp parallel for schedule(dynamic) num_threads(ctx.threads()) if (ntasks > 1)
-    for (std::int64_t t = 0; t < ntasks; ++t) {
-      std::int64_t rem = t;
-      const int cbi = int(rem % cblocks); rem /= cblocks;
-      const int tile = int(rem % tiles); rem /= tiles;
-      const int g = int(rem % d.groups); rem /= d.groups;
-      const int n = int(rem);
-      const std::int64_t r0 = std::int64_t(tile) * px_block;
-      const int rows = int(std::min<std::int64_t>(px_block, HWo - r0));
-      const int p0 = cbi * pper;
-      const int co_local = p0 * cpu_detail::gemm_mr;
-      const int cols = std::min(pper * cpu_detail::gemm_mr, cout_g - co_local);
-      if (cols <= 0) continue;
-      const int co0 = g * cout_g + co_local;
-      const float* xin = x.channel(n, g * cin_g);
-      const float* xp;
-      std::int64_t ldx;
-      if (direct) {
-        xp = xin + r0;
-        ldx = x.plane();
-      } else {
-        const int slot = omp_in_parallel() ? omp_get_thread_num() : ctx.threads();
-        float* col = ctx.scratch(slot, std::int64_t(rows) * K);
-        cpu_detail::im2col(xin, cin_g, x.h, x.w, d.k, d.stride, d.pad, y.w, r0, rows, col);
-        xp = col;
-        ldx = rows;
-      }
-      float* yp = y.channel(n, co0) + r0;
-      cpu_detail::gemm_block(pk + (std::int64_t(g) * panels + p0) * K * cpu_detail::gemm_mr, cols, K, xp, ldx, yp, HWo, rows);
-      cpu_detail::epilogue(yp, HWo, rows, cols, wt.b ? wt.b + co0 : nullptr, d.activation,
-                           residual.data ? residual.channel(n, co0) + r0 : nullptr, HWo);
-    }
+    conv_tasks(ctx, x, wt, y, d, residual, 256, cpu_detail::gemm_mr,
+               [&](const conv_task& t, int K_, float* yp, std::int64_t ldy) {
+                 const int panel0 = (t.co0 - t.g * cout_g) / cpu_detail::gemm_mr;
+                 cpu_detail::gemm_block(pk + (std::int64_t(t.g) * panels + panel0) * K_ * cpu_detail::gemm_mr, t.cols,
+                                        K_, t.x, t.ldx, yp, ldy, t.rows);
+               });
   }
 #endif
 
+  /// Portable path: the same tasks with Eigen's GEMM (used where AVX-512 is not available).
   static void conv2d_eigen(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
                            cview<float> residual) {
-    const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups;
-    const std::int64_t HWo = y.plane();
-    const int K = cin_g * d.k * d.k;
-    const bool direct = d.k == 1 && d.stride == 1 && d.pad == 0;
-    const int tiles = int((HWo + row_tile - 1) / row_tile);
-    // Split output channels when there are too few row tiles to feed the threads.
-    int cblocks = 1;
-    const std::int64_t tasks0 = std::int64_t(tiles) * d.groups * y.n;
-    if (tasks0 < 2 * ctx.threads()) cblocks = int(std::min<std::int64_t>((2 * ctx.threads() + tasks0 - 1) / tasks0, std::max(1, cout_g / 16)));
-    const int cb = (cout_g + cblocks - 1) / cblocks;
-    const std::int64_t ntasks = tasks0 * cblocks;
-#pragma omp parallel for schedule(dynamic) num_threads(ctx.threads()) if (ntasks > 1)
-    for (std::int64_t t = 0; t < ntasks; ++t) {
-      std::int64_t rem = t;
-      const int cbi = int(rem % cblocks); rem /= cblocks;
-      const int tile = int(rem % tiles); rem /= tiles;
-      const int g = int(rem % d.groups); rem /= d.groups;
-      const int n = int(rem);
-      const std::int64_t r0 = std::int64_t(tile) * row_tile;
-      const int rows = int(std::min<std::int64_t>(row_tile, HWo - r0));
-      const int co0 = g * cout_g + cbi * cb;
-      const int cols = std::min(cb, (g + 1) * cout_g - co0);
-      if (cols <= 0) continue;
-      const float* xin = x.channel(n, g * cin_g);
-      const float* a_ptr;
-      std::int64_t a_ld;
-      if (direct) {
-        a_ptr = xin + r0;
-        a_ld = x.plane();
-      } else {
-#ifdef _OPENMP
-        const int slot = omp_in_parallel() ? omp_get_thread_num() : ctx.threads();
-#else
-        const int slot = 0;
-#endif
-        float* col = ctx.scratch(slot, std::int64_t(rows) * K);
-        cpu_detail::im2col(xin, cin_g, x.h, x.w, d.k, d.stride, d.pad, y.w, r0, rows, col);
-        a_ptr = col;
-        a_ld = rows;
-      }
-      cpu_detail::cmat A(a_ptr, rows, K, Eigen::OuterStride<>(a_ld));
-      Eigen::Map<const Eigen::MatrixXf> Bm(wt.w + std::int64_t(co0) * K, K, cols);
-      float* yp = y.channel(n, co0) + r0;
-      cpu_detail::mmat C(yp, rows, cols, Eigen::OuterStride<>(HWo));
+    conv_tasks(ctx, x, wt, y, d, residual, row_tile, 16, [&](const conv_task& t, int K, float* yp, std::int64_t ldy) {
+      cpu_detail::cmat A(t.x, t.rows, K, Eigen::OuterStride<>(t.ldx));
+      Eigen::Map<const Eigen::MatrixXf> Bm(wt.w + std::int64_t(t.co0) * K, K, t.cols);
+      cpu_detail::mmat C(yp, t.rows, t.cols, Eigen::OuterStride<>(ldy));
       C.noalias() = A * Bm;
-      cpu_detail::epilogue(yp, HWo, rows, cols, wt.b ? wt.b + co0 : nullptr, d.activation,
-                           residual.data ? residual.channel(n, co0) + r0 : nullptr, HWo);
-    }
+    });
   }
 
   static void depthwise(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
