@@ -61,11 +61,12 @@ inline void im2col(const float* x, int cin, int H, int W, int k, int s, int p, i
           } else {
             const float* row = src + std::int64_t(iy) * W;
             if (s == 1) {
-              // ix = ox - p + kx, contiguous
-              for (int t = 0; t < run; ++t) {
-                const int ix = ox + t - p + kx;
-                dst[r + t] = (ix >= 0 && ix < W) ? row[ix] : 0.0f;
-              }
+              // ix = ox + t - p + kx is contiguous: zeros left of 0, a copy, zeros right of W.
+              const int ix0 = ox - p + kx;
+              const int lo = std::clamp(-ix0, 0, run), hi = std::clamp(W - ix0, lo, run);
+              std::fill(dst + r, dst + r + lo, 0.0f);
+              std::copy(row + ix0 + lo, row + ix0 + hi, dst + r + lo);
+              std::fill(dst + r + hi, dst + r + run, 0.0f);
             } else {
               for (int t = 0; t < run; ++t) {
                 const int ix = (ox + t) * s - p + kx;
