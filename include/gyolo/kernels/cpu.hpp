@@ -236,25 +236,39 @@ struct kernels<cpu> {
     }
   }
 
+  /// Max pooling, separably: a horizontal max per input row, then a vertical max (exact, and
+  /// NaN-propagating like PyTorch: once a NaN enters a window's running max it stays).
   static void maxpool2d(ctx_t& ctx, cview<float> x, view<float> y, int k, int s, int p) {
     const std::int64_t total = std::int64_t(y.n) * y.c;
-#pragma omp parallel for schedule(static) num_threads(ctx.threads())
-    for (std::int64_t t = 0; t < total; ++t) {
-      const int n = int(t / y.c), c = int(t % y.c);
-      const float* src = x.channel(n, c);
-      float* dst = y.channel(n, c);
-      for (int oy = 0; oy < y.h; ++oy)
-        for (int ox = 0; ox < y.w; ++ox) {
-          float m = -std::numeric_limits<float>::infinity();
-          const int y0 = std::max(0, oy * s - p), y1 = std::min(x.h, oy * s - p + k);
-          const int x0 = std::max(0, ox * s - p), x1 = std::min(x.w, ox * s - p + k);
-          for (int iy = y0; iy < y1; ++iy)
-            for (int ix = x0; ix < x1; ++ix) {
-              const float v = src[std::int64_t(iy) * x.w + ix];
-              if (v > m || std::isnan(v)) m = v;
-            }
-          dst[std::int64_t(oy) * y.w + ox] = m;
+    auto mx = [](float m, float v) { return (v > m || std::isnan(v)) ? v : m; };
+#pragma omp parallel num_threads(ctx.threads())
+    {
+      std::vector<float> tmp(std::size_t(x.h) * y.w);
+#pragma omp for schedule(static)
+      for (std::int64_t t = 0; t < total; ++t) {
+        const int n = int(t / y.c), c = int(t % y.c);
+        const float* src = x.channel(n, c);
+        float* dst = y.channel(n, c);
+        for (int iy = 0; iy < x.h; ++iy) {
+          const float* row = src + std::int64_t(iy) * x.w;
+          float* trow = tmp.data() + std::int64_t(iy) * y.w;
+          for (int ox = 0; ox < y.w; ++ox) {
+            const int x0 = std::max(0, ox * s - p), x1 = std::min(x.w, ox * s - p + k);
+            float m = -std::numeric_limits<float>::infinity();
+            for (int ix = x0; ix < x1; ++ix) m = mx(m, row[ix]);
+            trow[ox] = m;
+          }
         }
+        for (int oy = 0; oy < y.h; ++oy) {
+          const int y0 = std::max(0, oy * s - p), y1 = std::min(x.h, oy * s - p + k);
+          float* drow = dst + std::int64_t(oy) * y.w;
+          std::fill(drow, drow + y.w, -std::numeric_limits<float>::infinity());
+          for (int iy = y0; iy < y1; ++iy) {
+            const float* trow = tmp.data() + std::int64_t(iy) * y.w;
+            for (int ox = 0; ox < y.w; ++ox) drow[ox] = mx(drow[ox], trow[ox]);
+          }
+        }
+      }
     }
   }
 
