@@ -2,12 +2,17 @@
 // the weights file (class names, vocabulary, provenance).
 #pragma once
 #include <nlohmann/json.hpp>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "gyolo/io/gguf.hpp"
+#include "gyolo/layers/grit.hpp"
+#include "gyolo/model/caption_result.hpp"
 #include "gyolo/model/config.hpp"
 #include "gyolo/model/vision.hpp"
+#include "gyolo/text/detokenize.hpp"
 
 namespace gyolo {
 
@@ -105,6 +110,36 @@ inline std::string describe_mismatch(const variant_config& a, const variant_conf
 
 struct load_options {
   bool one_to_many = false;  // also load the main one-to-many head (cv4/cv5/dfl2)
+  bool caption = true;       // load the caption head (layer 56) when the file has its weights
+  /// Replace named tensors after reading them (same element count as the file's tensor, values in
+  /// fp32): for experiments and tests. Every name must be a tensor the model loads.
+  std::map<std::string, std::vector<float>> tensor_overrides;
+};
+
+/// A weight source that serves some tensors from memory instead of the underlying source.
+class override_weights final : public weight_source {
+ public:
+  override_weights(weight_source& base, const std::map<std::string, std::vector<float>>& ov) : base_(base), ov_(ov) {}
+  std::vector<float> get(const std::string& name, const dims& shape) override {
+    auto v = base_.get(name, shape);
+    auto it = ov_.find(name);
+    if (it == ov_.end()) return v;
+    GYOLO_CHECK(it->second.size() == v.size(), "tensor override '" + name + "' has " + std::to_string(it->second.size()) +
+                                                   " values, the tensor has " + std::to_string(v.size()));
+    used_.insert(name);
+    return it->second;
+  }
+  std::string describe() const override { return base_.describe() + " (with overrides)"; }
+  /// Throws if an override named no tensor that was read.
+  void check_all_used() const {
+    for (auto& [k, v] : ov_)
+      GYOLO_CHECK(used_.count(k), "tensor override '" + k + "' names no tensor that the model loads");
+  }
+
+ private:
+  weight_source& base_;
+  const std::map<std::string, std::vector<float>>& ov_;
+  std::set<std::string> used_;
 };
 
 template <class B, variant V = gyolo_c>
@@ -135,8 +170,33 @@ class model {
     if (f.has("gyolo.vocab")) m.vocab_ = f.get_strings("gyolo.vocab");
     m.source_sha256_ = f.has("gyolo.source_sha256") ? f.get_string("gyolo.source_sha256") : "";
     m.converter_ = f.has("gyolo.converter_version") ? f.get_string("gyolo.converter_version") : "";
-    gguf_weights ws(f);
+    gguf_weights gw(f);
+    override_weights ws(gw, opt.tensor_overrides);
     m.vision_.load(ws, config, opt.one_to_many);
+    if (opt.caption && f.find("model.56.grit_transformer.cap_generator.fc.weight")) {
+      grit_config gc;
+      if (f.has("gyolo.grit_config")) {
+        try {
+          gc = grit_config::from_json(nlohmann::json::parse(f.get_string("gyolo.grit_config")));
+        } catch (const nlohmann::json::exception& e) {
+          f.fail(std::string("gyolo.grit_config is not valid JSON: ") + e.what());
+        } catch (const error& e) {
+          f.fail(e.what());
+        }
+      }
+      if (!m.vocab_.empty() && int(m.vocab_.size()) != gc.vocab_size)
+        f.fail("gyolo.vocab has " + std::to_string(m.vocab_.size()) + " entries, the caption head's vocab_size is " +
+               std::to_string(gc.vocab_size));
+      try {
+        m.grit_.load(ws, "model.56", gc, {config.e17.c2, config.e20.c2, config.e23.c2, config.psa, config.e43.c2});
+      } catch (const error& e) {
+        const std::string msg = e.what();
+        if (msg.rfind("weights file", 0) == 0) throw;
+        f.fail(msg);
+      }
+      m.detok_ = vocabulary(m.vocab_);
+    }
+    ws.check_all_used();
     m.description_ = path;
     return m;
   }
@@ -156,6 +216,31 @@ class model {
     return vision_.forward(ctx, x, run_o2m, keep_features);
   }
 
+  /// True when the caption head is loaded and the file carries a vocabulary to decode with.
+  bool has_caption() const { return grit_.loaded() && !vocab_.empty(); }
+
+  /// Captions for every image of a forward pass run with keep_features = true (spec §6): the best
+  /// of upstream's 5-beam search, 20 tokens with per-token log-probs, and the decoded text (empty
+  /// when the file has no vocabulary). Throws if the caption head is not loaded.
+  std::vector<caption_result> caption(context<B>& ctx, const vision_outputs<B>& o) const {
+    GYOLO_CHECK(grit_.loaded(), "caption: the model has no caption head (no Grit weights in '" + description_ + "')");
+    GYOLO_CHECK(o.x11.numel() && o.x17.numel() && o.x20.numel() && o.x23.numel() && o.x44.numel(),
+                "caption: the vision outputs lack the caption features (call forward with keep_features = true)");
+    grit_inputs in{o.x17.cv(), o.x20.cv(), o.x23.cv(), o.x11.cv(), o.x44.cv(), {o.d3[0].cv(), o.d3[1].cv(), o.d3[2].cv()},
+                   o.semantic.cv()};
+    auto hyps = grit_(ctx, in);
+    std::vector<caption_result> r(hyps.size());
+    for (std::size_t i = 0; i < hyps.size(); ++i) {
+      r[i].tokens = std::move(hyps[i].tokens);
+      r[i].token_log_probs = std::move(hyps[i].log_probs);
+      r[i].log_prob = hyps[i].score;
+      if (!detok_.empty()) r[i].text = detok_.decode(r[i].tokens);
+    }
+    return r;
+  }
+
+  const grit_head<B>& grit() const { return grit_; }
+  const vocabulary& detokenizer() const { return detok_; }
   const vision_graph<B>& vision() const { return vision_; }
   const std::vector<std::string>& names() const { return names_; }
   const std::vector<std::string>& vocab() const { return vocab_; }
@@ -164,6 +249,8 @@ class model {
 
  private:
   vision_graph<B> vision_;
+  grit_head<B> grit_;
+  vocabulary detok_;
   std::vector<std::string> names_, vocab_;
   std::string description_, source_sha256_, converter_;
 };

@@ -1,0 +1,573 @@
+// Grit caption head (layer 56; spec §6): feature adapters, detection- and semantics-guided region
+// tokens, grid tokens through grid_net, and the 'parallel' caption decoder driven by upstream's
+// beam search. Layer math only: the GEMMs, LayerNorms, attention and softmax come from
+// tkernels<B> (kernels/transformer.hpp) and the convolutions from kernels<B>.
+//
+// Differences from upstream that do not change the result:
+//  - cv3 and cv5 are pointwise (1x1 convs), so they run only at the 300 + 173 gathered positions;
+//  - the cross-attention keys/values of the grid and region tokens are projected once per image
+//    and shared by every step and beam (upstream re-projects them at every step);
+//  - the decoder's self-attention caches projected keys/values per beam (upstream caches the layer
+//    inputs and re-projects them);
+//  - finished beams (previous word EOS) are not run: upstream discards their scores;
+//  - masks are all False in predict/val (spec §6.3/§6.4) and are not built; the PAD key mask of
+//    the decoder's self-attention is kept.
+#pragma once
+#include <nlohmann/json.hpp>
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "gyolo/kernels/transformer.hpp"
+#include "gyolo/layers/conv.hpp"
+#include "gyolo/text/beam_search.hpp"
+
+namespace gyolo {
+
+/// Grit's hard-coded configuration (upstream Grit.config), as exported in `gyolo.grit_config`.
+struct grit_config {
+  int d_model = 256, n_heads = 8, d_ff = 512, grid_feat_dim = 512, vocab_size = 10202;
+  int max_len = 128;         // position table has max_len + 1 rows
+  int beam_len = 20;         // generated tokens
+  int beam_size = 5;         // caption/predict.py and val.py set 5
+  int pad = 0, bos = 2, eos = 3;
+  int grid_layers = 1, decoder_layers = 1;
+  int topk = 300;            // Grit.k: detection-guided region tokens
+
+  /// Reads upstream's config dict (missing keys keep the official values). Throws on settings the
+  /// port does not implement (decoder other than 'parallel', grid or region features disabled).
+  static grit_config from_json(const nlohmann::json& j) {
+    grit_config c;
+    auto get = [&](const char* k, int& v) {
+      if (j.contains(k) && j.at(k).is_number_integer()) v = j.at(k).get<int>();
+    };
+    try {
+      get("d_model", c.d_model);
+      get("n_heads", c.n_heads);
+      get("d_ff", c.d_ff);
+      get("grid_feat_dim", c.grid_feat_dim);
+      get("vocab_size", c.vocab_size);
+      get("max_len", c.max_len);
+      get("beam_len", c.beam_len);
+      get("pad_idx", c.pad);
+      get("bos_idx", c.bos);
+      get("eos_idx", c.eos);
+      if (j.contains("grid_net") && j.at("grid_net").contains("n_layers")) c.grid_layers = j.at("grid_net").at("n_layers").get<int>();
+      if (j.contains("cap_generator")) {
+        const auto& g = j.at("cap_generator");
+        if (g.contains("n_layers")) c.decoder_layers = g.at("n_layers").get<int>();
+        if (g.contains("decoder_name") && g.at("decoder_name").get<std::string>() != "parallel")
+          throw error("grit_config: decoder '" + g.at("decoder_name").get<std::string>() + "' is not supported (only 'parallel')");
+      }
+      for (const char* k : {"use_gri_feat", "use_reg_feat"})
+        if (j.contains(k) && !j.at(k).get<bool>()) throw error(std::string("grit_config: ") + k + " = false is not supported");
+    } catch (const nlohmann::json::exception& e) {
+      throw error(std::string("grit_config is malformed: ") + e.what());
+    }
+    c.validate();
+    return c;
+  }
+  void validate() const {
+    GYOLO_CHECK(d_model > 0 && n_heads > 0 && d_model % n_heads == 0, "grit_config: d_model must be a positive multiple of n_heads");
+    GYOLO_CHECK(d_ff > 0 && grid_feat_dim > 0 && vocab_size > 0, "grit_config: non-positive size");
+    GYOLO_CHECK(beam_len > 0 && beam_len <= max_len, "grit_config: beam_len must be in [1, max_len]");
+    GYOLO_CHECK(beam_size > 0 && beam_size <= vocab_size, "grit_config: bad beam_size");
+    GYOLO_CHECK(grid_layers >= 0 && decoder_layers >= 1, "grit_config: bad layer counts");
+    for (int id : {pad, bos, eos}) GYOLO_CHECK(id >= 0 && id < vocab_size, "grit_config: special token id out of range");
+  }
+};
+
+template <class B>
+struct linear_layer {
+  dparam<B> w, b;    // torch layout [out, in] (dropped where the backend keeps only its packing)
+  linear_pack pack;  // backend packing (tkernels<B>::prepack_linear)
+  int in = 0, out = 0;
+  void load(weight_source& ws, const std::string& p, int out_, int in_, bool bias = true) {
+    in = in_;
+    out = out_;
+    auto wv = ws.get(p + ".weight", {out, in});
+    pack = tkernels<B>::prepack_linear(wv, out, in);
+    w = tkernels<B>::packed_only ? dparam<B>{} : storage<B>::upload(std::move(wv));
+    b = bias ? storage<B>::upload(ws.get(p + ".bias", {out})) : dparam<B>{};
+  }
+  linear_params params() const {
+    return {w.empty() ? nullptr : w.data(), b.empty() ? nullptr : b.data(), out, in, pack.wt.empty() ? nullptr : pack.wt.data()};
+  }
+  void operator()(context<B>& ctx, cmview x, mview y, act a = act::none) const { tkernels<B>::linear(ctx, x, params(), y, a); }
+};
+
+template <class B>
+struct layer_norm_layer {
+  dparam<B> g, b;
+  float eps = 1e-5f;
+  void load(weight_source& ws, const std::string& p, int d) {
+    g = storage<B>::upload(ws.get(p + ".weight", {d}));
+    b = storage<B>::upload(ws.get(p + ".bias", {d}));
+  }
+  /// y = LN(x + r); r may be empty.
+  void operator()(context<B>& ctx, cmview x, cmview r, mview y) const { tkernels<B>::add_layernorm(ctx, x, r, g.data(), b.data(), eps, y); }
+};
+
+/// models.grit.MultiHeadAttention (+ its Attention): LN(q + fc_o(MHA(fc_q q, fc_k k, fc_v v))).
+template <class B>
+struct mha_layer {
+  linear_layer<B> q, k, v, o;
+  layer_norm_layer<B> ln;
+  void load(weight_source& ws, const std::string& p, int d) {
+    q.load(ws, p + ".attention.fc_q", d, d);
+    k.load(ws, p + ".attention.fc_k", d, d);
+    v.load(ws, p + ".attention.fc_v", d, d);
+    o.load(ws, p + ".attention.fc_o", d, d);
+    ln.load(ws, p + ".layer_norm", d);
+  }
+};
+
+/// models.grit.FeedForward: LN(x + fc2(relu(fc1(x)))).
+template <class B>
+struct ffn_layer {
+  linear_layer<B> fc1, fc2;
+  layer_norm_layer<B> ln;
+  void load(weight_source& ws, const std::string& p, int d, int dff) {
+    fc1.load(ws, p + ".fc1", dff, d);
+    fc2.load(ws, p + ".fc2", d, dff);
+    ln.load(ws, p + ".layer_norm", d);
+  }
+  /// y = FFN(x); h is [rows, d_ff] scratch, y [rows, d] (may not alias x).
+  void operator()(context<B>& ctx, cmview x, mview h, mview y) const {
+    fc1(ctx, x, h, act::relu);
+    fc2(ctx, h, y);
+    ln(ctx, y, x, y);
+  }
+};
+
+/// One ParallelAttentionLayer of the caption decoder.
+template <class B>
+struct decoder_layer {
+  mha_layer<B> self_att, vis_att1, vis_att2;
+  linear_layer<B> fc_alpha1;  // used for both gates (upstream quirk); fc_alpha2 is never used
+  ffn_layer<B> pwff;
+  void load(weight_source& ws, const std::string& p, int d, int dff) {
+    self_att.load(ws, p + ".self_att", d);
+    vis_att1.load(ws, p + ".vis_att1", d);
+    vis_att2.load(ws, p + ".vis_att2", d);
+    fc_alpha1.load(ws, p + ".fc_alpha1", d, 2 * d);
+    pwff.load(ws, p + ".pwff", d, dff);
+  }
+};
+
+/// What the head reads from the vision graph (all batch-major, same batch size).
+struct grit_inputs {
+  cview<float> x17, x20, x23;   // P3/P4/P5 features (cv3 inputs)
+  cview<float> x11;             // PSA output (cv4 input)
+  cview<float> x44;             // stride-4 feature (cv5 input)
+  std::array<cview<float>, 3> d3;  // raw one-to-one head maps [B, 4*16 + nc, H_l, W_l]
+  cview<float> semantic;        // semantic logits [B, 173, H/4, W/4]
+};
+
+/// Per-image visual tokens (token-major rows of d_model floats).
+struct grit_tokens {
+  int n_grid = 0, n_region = 0;
+  std::vector<float> grid;      // [n_grid, d]: grid_net output (Y1)
+  std::vector<float> region;    // [topk + sem_ch, d]: region tokens (Y2)
+  std::vector<std::int64_t> topk_index;    // anchors of the top-k region tokens (torch.topk order)
+  std::vector<std::int64_t> semantic_pos;  // per semantic class: arg-max position (h * W/4 + w)
+};
+
+template <class B>
+class grit_head {
+ public:
+  static constexpr int reg_max = 16;
+  grit_config cfg;
+  std::array<std::array<conv_layer<B>, 2>, 3> cv3;
+  std::array<conv_layer<B>, 2> cv4, cv5;
+  linear_layer<B> grid_fc;
+  layer_norm_layer<B> grid_ln;
+  std::vector<mha_layer<B>> grid_att;
+  std::vector<ffn_layer<B>> grid_ffn;
+  dparam<B> word_emb, pos_emb;
+  std::vector<decoder_layer<B>> layers;
+  linear_layer<B> logits_fc;
+
+  bool loaded() const { return loaded_; }
+
+  /// ch: channels of x17, x20, x23, x11, x44 (Grit's ch[:3], ch[-3], ch[-2]).
+  void load(weight_source& ws, const std::string& p, const grit_config& c, std::array<int, 5> ch) {
+    c.validate();
+    cfg = c;
+    const int c3 = std::max(ch[0], 128), c4 = std::max(ch[3], 128), d = c.d_model;
+    GYOLO_CHECK(c3 == d, "Grit: region feature width max(ch[0], 128) = " + std::to_string(c3) + " differs from d_model " + std::to_string(d));
+    GYOLO_CHECK(c4 == c.grid_feat_dim, "Grit: grid feature width max(ch[-3], 128) = " + std::to_string(c4) +
+                                           " differs from grid_feat_dim " + std::to_string(c.grid_feat_dim));
+    for (int l = 0; l < 3; ++l) {
+      const auto q = p + ".cv3." + std::to_string(l);
+      cv3[l][0].load_conv_bn(ws, q + ".0", ch[l], c3, 1, 1, 1, act::silu);
+      cv3[l][1].load_conv_bn(ws, q + ".1", c3, c3, 1, 1, 1, act::silu);
+    }
+    cv4[0].load_conv_bn(ws, p + ".cv4.0", ch[3], c4, 1, 1, 1, act::silu);
+    cv4[1].load_conv_bn(ws, p + ".cv4.1", c4, c4, 1, 1, 1, act::silu);
+    cv5[0].load_conv_bn(ws, p + ".cv5.0", ch[4], c3, 1, 1, 1, act::silu);
+    cv5[1].load_conv_bn(ws, p + ".cv5.1", c3, c3, 1, 1, 1, act::silu);
+    const auto g = p + ".grit_transformer.grid_net";
+    grid_fc.load(ws, g + ".fc", d, c.grid_feat_dim);
+    grid_ln.load(ws, g + ".layer_norm", d);
+    grid_att.resize(std::size_t(c.grid_layers));
+    grid_ffn.resize(std::size_t(c.grid_layers));
+    for (int i = 0; i < c.grid_layers; ++i) {
+      grid_att[i].load(ws, g + ".layers." + std::to_string(i) + ".mhatt", d);
+      grid_ffn[i].load(ws, g + ".layers." + std::to_string(i) + ".pwff", d, c.d_ff);
+    }
+    const auto cg = p + ".grit_transformer.cap_generator";
+    word_emb = storage<B>::upload(ws.get(cg + ".word_emb.weight", {c.vocab_size, d}));
+    pos_emb = storage<B>::upload(ws.get(cg + ".pos_emb.weight", {c.max_len + 1, d}));
+    layers.resize(std::size_t(c.decoder_layers));
+    for (int i = 0; i < c.decoder_layers; ++i) layers[i].load(ws, cg + ".layers." + std::to_string(i), d, c.d_ff);
+    logits_fc.load(ws, cg + ".fc", c.vocab_size, d, /*bias=*/false);
+    loaded_ = true;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Region and grid tokens
+  // ---------------------------------------------------------------------------------------------
+
+  /// Top-k anchors of image i by the maximum raw class logit of the one-to-one head (torch.topk
+  /// order, ties included).
+  std::vector<std::int64_t> select_regions(const std::array<cview<float>, 3>& d3, int i) const {
+    std::vector<float> score;
+    for (const auto& m : d3) {
+      const int nc = m.c - 4 * reg_max;
+      GYOLO_CHECK(nc > 0, "Grit: head map has no class channels");
+      const std::int64_t hw = m.plane(), a0 = std::int64_t(score.size());
+      score.resize(std::size_t(a0 + hw));
+      for (std::int64_t a = 0; a < hw; ++a) score[std::size_t(a0 + a)] = m.channel(i, 4 * reg_max)[a];
+      for (int c = 1; c < nc; ++c) {
+        const float* p = m.channel(i, 4 * reg_max + c);
+        for (std::int64_t a = 0; a < hw; ++a) {
+          float& s = score[std::size_t(a0 + a)];
+          if (!(p[a] <= s) && !std::isnan(s)) s = p[a];  // torch.max: NaN propagates
+        }
+      }
+    }
+    GYOLO_CHECK(std::int64_t(score.size()) >= cfg.topk,
+                "caption needs at least " + std::to_string(cfg.topk) + " anchors, the input has " + std::to_string(score.size()) +
+                    " (use an input of at least 128x128)");
+    std::vector<torch_order::elem> work;
+    std::vector<std::int64_t> idx;
+    torch_order::topk_desc(score, cfg.topk, work, idx);
+    return idx;
+  }
+
+  /// Per semantic channel c of image i: the first flat position of its maximum (torch max(dim)).
+  static std::vector<std::int64_t> semantic_argmax(cview<float> sem, int i) {
+    std::vector<std::int64_t> pos(std::size_t(sem.c));
+    for (int c = 0; c < sem.c; ++c) {
+      const float* p = sem.channel(i, c);
+      float m = p[0];
+      std::int64_t k = 0;
+      for (std::int64_t j = 0; j < sem.plane(); ++j)
+        if (!(p[j] <= m)) {
+          m = p[j];
+          k = j;
+          if (std::isnan(m)) break;
+        }
+      pos[std::size_t(c)] = k;
+    }
+    return pos;
+  }
+
+  /// Region tokens [topk + sem_ch, d] of image i: cv3[l] at the selected anchors, then cv5 at the
+  /// semantic arg-max positions (both 1x1 conv stacks, evaluated only where they are read).
+  std::vector<float> region_tokens(context<B>& ctx, const grit_inputs& in, int i, const std::vector<std::int64_t>& topk,
+                                   const std::vector<std::int64_t>& sem_pos) const {
+    const int d = cfg.d_model;
+    const int n = int(topk.size()), ns = int(sem_pos.size());
+    std::vector<float> out(std::size_t(n + ns) * d);
+    const std::array<cview<float>, 3> lv{in.x17, in.x20, in.x23};
+    std::int64_t a0 = 0;
+    for (int l = 0; l < 3; ++l) {
+      const std::int64_t hw = lv[l].plane();
+      std::vector<int> rows;
+      std::vector<std::int64_t> at;
+      for (int k = 0; k < n; ++k)
+        if (topk[k] >= a0 && topk[k] < a0 + hw) {
+          rows.push_back(k);
+          at.push_back(topk[k] - a0);
+        }
+      if (!rows.empty()) gather_conv(ctx, lv[l], i, at, cv3[l], out.data(), rows, 0);
+      a0 += hw;
+    }
+    GYOLO_CHECK(a0 >= n, "Grit: anchor count mismatch");
+    for (auto s : topk) GYOLO_CHECK(s >= 0 && s < a0, "Grit: region index out of range");
+    std::vector<int> rows(static_cast<std::size_t>(ns));
+    for (int k = 0; k < ns; ++k) rows[k] = k;
+    for (auto s : sem_pos) GYOLO_CHECK(s >= 0 && s < in.x44.plane(), "Grit: semantic position out of range");
+    if (ns) gather_conv(ctx, in.x44, i, sem_pos, cv5, out.data(), rows, n);
+    return out;
+  }
+
+  /// cv4 output of image i as tokens [H/32 * W/32, grid_feat_dim] (row-major spatial order).
+  std::vector<float> grid_features(context<B>& ctx, cview<float> x11, int i) const {
+    auto t = cv4[1](ctx, cv4[0](ctx, x11.batch(i)).cv());
+    const int c = t.shape().c;
+    const std::int64_t hw = t.shape().h * std::int64_t(t.shape().w);
+    std::vector<float> g(std::size_t(hw * c));
+    for (int ch = 0; ch < c; ++ch)
+      for (std::int64_t j = 0; j < hw; ++j) g[std::size_t(j * c + ch)] = t.cv().channel(0, ch)[j];
+    return g;
+  }
+
+  /// grid_net (GridFeatureNetwork): LN(relu(fc(G))) then post-LN transformer layers. G is
+  /// [n, grid_feat_dim]; returns [n, d].
+  std::vector<float> grid_net(context<B>& ctx, const std::vector<float>& G) const {
+    const int d = cfg.d_model, n = int(G.size() / std::size_t(cfg.grid_feat_dim));
+    std::vector<float> x(std::size_t(n) * d), q(x.size()), k(x.size()), v(x.size()), a(x.size()), o(x.size()),
+        h(std::size_t(n) * cfg.d_ff);
+    grid_fc(ctx, as_cmat(G.data(), n, cfg.grid_feat_dim), as_mat(x.data(), n, d), act::relu);
+    grid_ln(ctx, as_cmat(x.data(), n, d), {}, as_mat(x.data(), n, d));
+    for (std::size_t l = 0; l < grid_att.size(); ++l) {
+      const auto& m = grid_att[l];
+      auto X = as_cmat(x.data(), n, d);
+      m.q(ctx, X, as_mat(q.data(), n, d));
+      m.k(ctx, X, as_mat(k.data(), n, d));
+      m.v(ctx, X, as_mat(v.data(), n, d));
+      tkernels<B>::attention(ctx, as_cmat(q.data(), n, d), as_cmat(k.data(), n, d), as_cmat(v.data(), n, d), cfg.n_heads,
+                             as_mat(a.data(), n, d));
+      m.o(ctx, as_cmat(a.data(), n, d), as_mat(o.data(), n, d));
+      m.ln(ctx, X, as_cmat(o.data(), n, d), as_mat(a.data(), n, d));       // a = LN(x + att)
+      grid_ffn[l](ctx, as_cmat(a.data(), n, d), as_mat(h.data(), n, cfg.d_ff), as_mat(x.data(), n, d));
+    }
+    return x;
+  }
+
+  /// Grid and region tokens of image i.
+  grit_tokens encode(context<B>& ctx, const grit_inputs& in, int i) const {
+    grit_tokens t;
+    t.topk_index = select_regions(in.d3, i);
+    t.semantic_pos = semantic_argmax(in.semantic, i);
+    t.region = region_tokens(ctx, in, i, t.topk_index, t.semantic_pos);
+    t.n_region = int(t.topk_index.size() + t.semantic_pos.size());
+    t.grid = grid_net(ctx, grid_features(ctx, in.x11, i));
+    t.n_grid = int(t.grid.size() / std::size_t(cfg.d_model));
+    return t;
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Decoder
+  // ---------------------------------------------------------------------------------------------
+
+  /// The caption decoder as a beam_scorer: per-image cross-attention keys/values projected once,
+  /// per-row self-attention caches, all buffers sized at construction (no allocation per step).
+  class decoder {
+   public:
+    decoder(const grit_head& h, context<B>& ctx, const std::vector<grit_tokens>& toks)
+        : h_(h), ctx_(ctx), ni_(int(toks.size())), d_(h.cfg.d_model), V_(h.cfg.vocab_size), L_(h.cfg.beam_len),
+          R_(ni_ * h.cfg.beam_size) {
+      const int d = d_, nl = int(h.layers.size());
+      vis_.resize(static_cast<std::size_t>(nl));
+      for (int l = 0; l < nl; ++l) {
+        const auto& ly = h.layers[std::size_t(l)];
+        auto& vk = vis_[std::size_t(l)];
+        vk.resize(static_cast<std::size_t>(ni_));
+        for (int i = 0; i < ni_; ++i) {
+          const auto& t = toks[std::size_t(i)];
+          auto& e = vk[std::size_t(i)];
+          e.ng = t.n_grid;
+          e.nr = t.n_region;
+          for (auto* buf : {&e.k1, &e.v1}) buf->resize(std::size_t(t.n_grid) * d);
+          for (auto* buf : {&e.k2, &e.v2}) buf->resize(std::size_t(t.n_region) * d);
+          auto G = as_cmat(t.grid.data(), t.n_grid, d), Rg = as_cmat(t.region.data(), t.n_region, d);
+          ly.vis_att1.k(ctx, G, as_mat(e.k1.data(), t.n_grid, d));
+          ly.vis_att1.v(ctx, G, as_mat(e.v1.data(), t.n_grid, d));
+          ly.vis_att2.k(ctx, Rg, as_mat(e.k2.data(), t.n_region, d));
+          ly.vis_att2.v(ctx, Rg, as_mat(e.v2.data(), t.n_region, d));
+        }
+      }
+      const std::size_t cache = std::size_t(nl) * R_ * L_ * d;
+      kc_.assign(cache, 0.f);
+      vc_.assign(cache, 0.f);
+      kc2_.assign(cache, 0.f);
+      vc2_.assign(cache, 0.f);
+      padk_.assign(std::size_t(R_) * L_, 0);
+      padk2_.assign(padk_.size(), 0);
+      for (auto* b : {&x_, &q_, &k_, &v_, &att_, &a_, &q1_, &q2_, &e1_, &e2_, &o_, &mix_, &y_}) b->resize(std::size_t(R_) * d);
+      for (auto* b : {&cat_, &al_}) b->resize(std::size_t(R_) * 2 * d);
+      h_ff_.resize(std::size_t(R_) * h.cfg.d_ff);
+      logits_.resize(std::size_t(R_) * V_);
+      rows_.resize(static_cast<std::size_t>(R_));
+      img_begin_.resize(std::size_t(ni_) + 1);
+      was_active_.assign(std::size_t(R_), 0);
+    }
+
+    void step(int t, int rows_per_image, std::span<const std::int64_t> in, std::span<const unsigned char> active, float* logp) {
+      GYOLO_CHECK(t < L_, "decoder: too many steps");
+      const int d = d_, nrow = ni_ * rows_per_image;
+      int n = 0;
+      for (int i = 0; i < ni_; ++i) {
+        img_begin_[std::size_t(i)] = n;
+        for (int b = 0; b < rows_per_image; ++b) {
+          const int r = i * rows_per_image + b;
+          if (active[std::size_t(r)]) rows_[std::size_t(n++)] = r;
+        }
+      }
+      img_begin_[std::size_t(ni_)] = n;
+      for (int r = 0; r < nrow; ++r) was_active_[std::size_t(r)] = active[std::size_t(r)];
+      steps_ = t + 1;
+      if (n == 0) return;
+      const auto& we = h_.word_emb;
+      const float* pe = h_.pos_emb.data() + std::int64_t(t + 1) * d;  // position t + 1 (BOS is 1)
+      for (int j = 0; j < n; ++j) {
+        const std::int64_t w = in[std::size_t(rows_[std::size_t(j)])];
+        GYOLO_CHECK(w >= 0 && w < V_, "decoder: input token out of range");
+        const float* e = we.data() + w * d;
+        float* x = x_.data() + std::size_t(j) * d;
+        for (int c = 0; c < d; ++c) x[c] = e[c] + pe[c];
+      }
+      auto M = [&](std::vector<float>& b, int cols = 0) { return as_mat(b.data(), n, cols ? cols : d); };
+      auto C = [&](std::vector<float>& b, int cols = 0) { return as_cmat(b.data(), n, cols ? cols : d); };
+      for (std::size_t l = 0; l < h_.layers.size(); ++l) {
+        const auto& ly = h_.layers[l];
+        // Self-attention over this row's inputs so far (PAD inputs are masked keys).
+        ly.self_att.q(ctx_, C(x_), M(q_));
+        ly.self_att.k(ctx_, C(x_), M(k_));
+        ly.self_att.v(ctx_, C(x_), M(v_));
+        for (int j = 0; j < n; ++j) {
+          const int r = rows_[std::size_t(j)];
+          float* kc = cache(kc_, l, r);
+          float* vc = cache(vc_, l, r);
+          std::copy_n(k_.data() + std::size_t(j) * d, d, kc + std::size_t(t) * d);
+          std::copy_n(v_.data() + std::size_t(j) * d, d, vc + std::size_t(t) * d);
+          unsigned char* pk = padk_.data() + std::size_t(r) * L_;
+          pk[t] = in[std::size_t(r)] == h_.cfg.pad;
+          tkernels<B>::attention(ctx_, as_cmat(q_.data() + std::size_t(j) * d, 1, d), as_cmat(kc, t + 1, d),
+                                 as_cmat(vc, t + 1, d), h_.cfg.n_heads, as_mat(att_.data() + std::size_t(j) * d, 1, d), pk);
+        }
+        ly.self_att.o(ctx_, C(att_), M(o_));
+        ly.self_att.ln(ctx_, C(x_), C(o_), M(a_));  // A = LN(x + self-attention)
+        // Parallel cross-attention to the grid (vis_att1) and region (vis_att2) tokens.
+        ly.vis_att1.q(ctx_, C(a_), M(q1_));
+        ly.vis_att2.q(ctx_, C(a_), M(q2_));
+        const auto& vk = vis_[l];
+        for (int i = 0; i < ni_; ++i) {
+          const int j0 = img_begin_[std::size_t(i)], nj = img_begin_[std::size_t(i) + 1] - j0;
+          if (!nj) continue;
+          const auto& e = vk[std::size_t(i)];
+          tkernels<B>::attention(ctx_, as_cmat(q1_.data() + std::size_t(j0) * d, nj, d), as_cmat(e.k1.data(), e.ng, d),
+                                 as_cmat(e.v1.data(), e.ng, d), h_.cfg.n_heads, as_mat(e1_.data() + std::size_t(j0) * d, nj, d));
+          tkernels<B>::attention(ctx_, as_cmat(q2_.data() + std::size_t(j0) * d, nj, d), as_cmat(e.k2.data(), e.nr, d),
+                                 as_cmat(e.v2.data(), e.nr, d), h_.cfg.n_heads, as_mat(e2_.data() + std::size_t(j0) * d, nj, d));
+        }
+        ly.vis_att1.o(ctx_, C(e1_), M(o_));
+        ly.vis_att1.ln(ctx_, C(a_), C(o_), M(e1_));  // E1 = LN(A + att1)
+        ly.vis_att2.o(ctx_, C(e2_), M(o_));
+        ly.vis_att2.ln(ctx_, C(a_), C(o_), M(e2_));  // E2 = LN(A + att2)
+        // Gates: both use fc_alpha1 on [A, E].
+        for (int j = 0; j < n; ++j) {
+          std::copy_n(a_.data() + std::size_t(j) * d, d, cat_.data() + std::size_t(j) * 2 * d);
+          std::copy_n(e1_.data() + std::size_t(j) * d, d, cat_.data() + std::size_t(j) * 2 * d + d);
+        }
+        ly.fc_alpha1(ctx_, C(cat_, 2 * d), as_mat(al_.data(), n, d), act::sigmoid);
+        for (int j = 0; j < n; ++j) std::copy_n(e2_.data() + std::size_t(j) * d, d, cat_.data() + std::size_t(j) * 2 * d + d);
+        ly.fc_alpha1(ctx_, C(cat_, 2 * d), as_mat(al_.data() + std::size_t(n) * d, n, d), act::sigmoid);
+        tkernels<B>::gate_mix(ctx_, C(e1_), as_cmat(al_.data(), n, d), C(e2_), as_cmat(al_.data() + std::size_t(n) * d, n, d), M(mix_));
+        ly.pwff(ctx_, C(mix_), M(h_ff_, h_.cfg.d_ff), M(y_));
+        // mask_pad: a PAD input row outputs zeros.
+        for (int j = 0; j < n; ++j)
+          if (in[std::size_t(rows_[std::size_t(j)])] == h_.cfg.pad) std::fill_n(y_.data() + std::size_t(j) * d, d, 0.f);
+        std::swap(x_, y_);
+      }
+      h_.logits_fc(ctx_, C(x_), as_mat(logits_.data(), n, V_));
+      tkernels<B>::log_softmax(ctx_, as_cmat(logits_.data(), n, V_), as_mat(logits_.data(), n, V_));
+      for (int j = 0; j < n; ++j)
+        std::copy_n(logits_.data() + std::size_t(j) * V_, V_, logp + std::size_t(rows_[std::size_t(j)]) * V_);
+    }
+
+    void reorder(std::span<const int> src) {
+      const int d = d_;
+      for (std::size_t l = 0; l < h_.layers.size(); ++l)
+        for (int r = 0; r < R_; ++r) {
+          const int s = src[std::size_t(r)];
+          if (!was_active_[std::size_t(s)]) continue;  // finished beam: its state is never read again
+          std::copy_n(cache(kc_, l, s), std::size_t(steps_) * d, cache(kc2_, l, r));
+          std::copy_n(cache(vc_, l, s), std::size_t(steps_) * d, cache(vc2_, l, r));
+        }
+      for (int r = 0; r < R_; ++r)
+        std::copy_n(padk_.data() + std::size_t(src[std::size_t(r)]) * L_, steps_, padk2_.data() + std::size_t(r) * L_);
+      std::swap(kc_, kc2_);
+      std::swap(vc_, vc2_);
+      std::swap(padk_, padk2_);
+    }
+
+   private:
+    float* cache(std::vector<float>& c, std::size_t l, int r) { return c.data() + ((l * R_ + std::size_t(r)) * L_) * d_; }
+
+    struct visual_kv {
+      int ng = 0, nr = 0;
+      std::vector<float> k1, v1, k2, v2;
+    };
+    const grit_head& h_;
+    context<B>& ctx_;
+    int ni_, d_, V_, L_, R_;
+    int steps_ = 0;
+    std::vector<std::vector<visual_kv>> vis_;  // [layer][image]
+    std::vector<float> kc_, vc_, kc2_, vc2_;   // [layer][row][step][d]
+    std::vector<unsigned char> padk_, padk2_;  // [row][step]: input was PAD
+    std::vector<float> x_, q_, k_, v_, att_, a_, q1_, q2_, e1_, e2_, o_, mix_, y_, cat_, al_, h_ff_, logits_;
+    std::vector<int> rows_, img_begin_;
+    std::vector<unsigned char> was_active_;
+  };
+
+  beam_params search_params() const {
+    return {cfg.beam_size, cfg.beam_len, std::int64_t(cfg.bos), std::int64_t(cfg.eos), std::int64_t(cfg.pad)};
+  }
+
+  /// Captions (token ids and log-probs) for every image of the batch.
+  std::vector<beam_hypothesis> generate(context<B>& ctx, const std::vector<grit_tokens>& toks) const {
+    GYOLO_CHECK(loaded_, "the model has no caption head (Grit weights were not loaded)");
+    decoder dec(*this, ctx, toks);
+    return beam_search(dec, int(toks.size()), cfg.vocab_size, search_params());
+  }
+
+  std::vector<beam_hypothesis> operator()(context<B>& ctx, const grit_inputs& in) const {
+    GYOLO_CHECK(loaded_, "the model has no caption head (Grit weights were not loaded)");
+    check_inputs(in);
+    std::vector<grit_tokens> toks;
+    for (int i = 0; i < in.x11.n; ++i) toks.push_back(encode(ctx, in, i));
+    return generate(ctx, toks);
+  }
+
+ private:
+  void check_inputs(const grit_inputs& in) const {
+    const int n = in.x11.n;
+    for (auto* v : {&in.x17, &in.x20, &in.x23, &in.x11, &in.x44, &in.semantic, &in.d3[0], &in.d3[1], &in.d3[2]})
+      GYOLO_CHECK(v->data && v->n == n, "caption: missing or inconsistent head inputs (run forward with keep_features = true)");
+    GYOLO_CHECK(in.x17.c == cv3[0][0].d.cin && in.x20.c == cv3[1][0].d.cin && in.x23.c == cv3[2][0].d.cin &&
+                    in.x11.c == cv4[0].d.cin && in.x44.c == cv5[0].d.cin,
+                "caption: feature channels do not match the Grit adapters");
+    const std::array<cview<float>, 3> lv{in.x17, in.x20, in.x23};
+    for (int l = 0; l < 3; ++l)
+      GYOLO_CHECK(in.d3[l].plane() == lv[l].plane(), "caption: head map and feature sizes differ");
+  }
+
+  /// Gathers columns `at` of image i of x ([n, C, H, W]) into [1, C, 1, m], runs the conv stack and
+  /// writes output column k to token row row0 + rows[k] of out ([*, d]).
+  void gather_conv(context<B>& ctx, cview<float> x, int i, const std::vector<std::int64_t>& at,
+                   const std::array<conv_layer<B>, 2>& convs, float* out, const std::vector<int>& rows, int row0) const {
+    const int m = int(at.size()), C = x.c, d = cfg.d_model;
+    tensor<float> g({1, C, 1, m});
+    for (int c = 0; c < C; ++c) {
+      const float* src = x.channel(i, c);
+      float* dst = g.data() + std::int64_t(c) * m;
+      for (int k = 0; k < m; ++k) dst[k] = src[at[std::size_t(k)]];
+    }
+    auto y = convs[1](ctx, convs[0](ctx, g.cv()).cv());
+    for (int c = 0; c < d; ++c) {
+      const float* src = y.cv().channel(0, c);
+      for (int k = 0; k < m; ++k) out[std::size_t(row0 + rows[std::size_t(k)]) * d + c] = src[k];
+    }
+  }
+
+  bool loaded_ = false;
+};
+
+}  // namespace gyolo
