@@ -1,20 +1,32 @@
 // gyolo command-line tool.
-//   gyolo predict --weights FILE --source IMAGE_OR_DIR --out DIR [--imgsz 640] [--square]
-//                 [--threads N] [--save-raw]
-// Errors: one line on stderr, non-zero exit, no partial result files.
+//   gyolo predict --weights FILE|random --source IMAGE_OR_DIR --out DIR [options]
+// Per image it writes <stem>.json, <stem>.png (the picture with masks, boxes, labels and the
+// caption), <stem>_semantic.png (8-bit COCO category ids) and <stem>_panoptic.png (COCO panoptic
+// PNG); --save-coco FILE writes COCO detection results for all images; --save-raw adds
+// <stem>_raw/ with the raw tensors. stdout: one JSON line per image; stderr: progress (only on a
+// terminal) and errors. Schema: docs/outputs.md.
+// Errors: one line on stderr, non-zero exit, no partial result files. A directory with some bad
+// images processes the good ones, reports the bad ones and exits with 1.
+#include <unistd.h>
+
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "gyolo/gyolo.hpp"
 #include "gyolo/io/image.hpp"
+#include "gyolo/post/png.hpp"
 
 namespace fs = std::filesystem;
 using namespace gyolo;
@@ -22,16 +34,37 @@ using namespace gyolo;
 namespace {
 
 struct options {
-  std::string weights, source, out;
-  int imgsz = 640, threads = 0;
+  std::string weights, source, out, save_coco;
+  int imgsz = 640, threads = 0, batch = 1;
   bool square = false, save_raw = false;
+  std::optional<letterbox_mode> mode;
+  post::nms_options nms = post::nms_options::predict();
+  bool e2e_topk = false;
+  task_set tasks;
+  bool draw = true;
 };
 
 void usage(std::ostream& o) {
-  o << "usage: gyolo predict --weights FILE --source IMAGE_OR_DIR --out DIR [--imgsz 640] [--square]\n"
-       "                     [--threads N] [--save-raw]\n"
-       "  --weights FILE  a .gguf file made by weights_tools/convert.py, or 'random' for\n"
-       "                  deterministic random weights (demo only: outputs are meaningless)\n";
+  o << "usage: gyolo predict --weights FILE --source IMAGE_OR_DIR --out DIR [options]\n"
+       "  --weights FILE      a .gguf file made by weights_tools/convert.py, or 'random' for\n"
+       "                      deterministic random weights (demo only: outputs are meaningless)\n"
+       "  --imgsz N           inference size, a multiple of 32 (640)\n"
+       "  --square            letterbox to an imgsz x imgsz square (same as --letterbox square)\n"
+       "  --letterbox MODE    predict (default: pad to a multiple of 32), square, hub (never\n"
+       "                      enlarges), val (val.py: INTER_AREA long-side resize, square pad)\n"
+       "  --conf X            score threshold (0.25)       --iou X       NMS IoU threshold (0.45)\n"
+       "  --max-det N         detections per image (1000)  --classes L   keep classes, e.g. 0,2,3\n"
+       "  --agnostic          class-agnostic NMS           --multi-label every class above conf\n"
+       "  --e2e-topk          NMS-free decoding of the one-to-one head (top max-det scores)\n"
+       "  --tasks LIST        any of det,mask,sem,pan,cap or all (all); panoptic needs det,mask,sem\n"
+       "  --batch N           images per forward (1); images of the same input size are batched\n"
+       "  --threads N         CPU threads (0 = all)\n"
+       "  --save-coco FILE    COCO detection results (bbox, score, RLE masks) for all images\n"
+       "  --save-raw          also <stem>_raw/: input, pred, proto, semantic, det, masks,\n"
+       "                      semantic_argmax (and caption_tokens) as .npy\n"
+       "  --no-draw           do not write <stem>.png\n"
+       "outputs per image in DIR: <stem>.json <stem>.png <stem>_semantic.png <stem>_panoptic.png\n"
+       "(schema: docs/outputs.md); stdout: one JSON line per image.\n";
 }
 
 int parse_int(const std::string& flag, const std::string& v, int lo, int hi) {
@@ -47,6 +80,28 @@ int parse_int(const std::string& flag, const std::string& v, int lo, int hi) {
   return int(x);
 }
 
+double parse_real(const std::string& flag, const std::string& v, double lo, double hi) {
+  std::size_t pos = 0;
+  double x = 0;
+  try {
+    x = std::stod(v, &pos);
+  } catch (...) {
+    pos = 0;
+  }
+  if (pos != v.size() || v.empty() || !std::isfinite(x)) throw error(flag + " expects a number, got '" + v + "'");
+  if (x < lo || x > hi) throw error(flag + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v);
+  return x;
+}
+
+bool is_int(const std::string& s) {
+  if (s.empty()) return false;
+  std::size_t i = (s[0] == '-' || s[0] == '+') ? 1 : 0;
+  if (i == s.size()) return false;
+  for (; i < s.size(); ++i)
+    if (s[i] < '0' || s[i] > '9') return false;
+  return true;
+}
+
 options parse(int argc, char** argv) {
   options o;
   for (int i = 2; i < argc; ++i) {
@@ -60,14 +115,56 @@ options parse(int argc, char** argv) {
     else if (a == "--out") o.out = val();
     else if (a == "--imgsz") o.imgsz = parse_int(a, val(), 32, 8192);
     else if (a == "--threads") o.threads = parse_int(a, val(), 0, 1024);
+    else if (a == "--batch") o.batch = parse_int(a, val(), 1, 256);
     else if (a == "--square") o.square = true;
     else if (a == "--save-raw") o.save_raw = true;
-    else throw error("unknown option '" + a + "' (see gyolo --help)");
+    else if (a == "--save-coco") o.save_coco = val();
+    else if (a == "--conf") o.nms.conf = parse_real(a, val(), 0, 1);
+    else if (a == "--iou") o.nms.iou = parse_real(a, val(), 0, 1);
+    else if (a == "--max-det") o.nms.max_det = parse_int(a, val(), 1, 100000);
+    else if (a == "--agnostic" || a == "--agnostic-nms") o.nms.agnostic = true;
+    else if (a == "--multi-label") o.nms.multi_label = true;
+    else if (a == "--e2e-topk") o.e2e_topk = true;
+    else if (a == "--no-draw") o.draw = false;
+    else if (a == "--classes") {
+      // "0,2,3" or "0 2 3" (upstream's nargs='+')
+      std::string v = val();
+      for (std::size_t p = 0; p <= v.size();) {
+        const auto q = std::min(v.find(',', p), v.size());
+        o.nms.classes.push_back(parse_int(a, v.substr(p, q - p), 0, 100000));
+        p = q + 1;
+      }
+      while (i + 1 < argc && is_int(argv[i + 1])) o.nms.classes.push_back(parse_int(a, argv[++i], 0, 100000));
+    } else if (a == "--letterbox") {
+      const auto v = val();
+      if (v == "predict") o.mode = letterbox_mode::predict;
+      else if (v == "square") o.mode = letterbox_mode::square;
+      else if (v == "hub") o.mode = letterbox_mode::hub;
+      else if (v == "val") o.mode = letterbox_mode::val;
+      else throw error("--letterbox must be predict, square, hub or val, got '" + v + "'");
+    } else if (a == "--tasks") {
+      const auto v = val();
+      o.tasks = {false, false, false, false, false};
+      for (std::size_t p = 0; p <= v.size();) {
+        const auto q = std::min(v.find(',', p), v.size());
+        const auto t = v.substr(p, q - p);
+        if (t == "all") o.tasks = {};
+        else if (t == "det") o.tasks.detect = true;
+        else if (t == "mask" || t == "seg") o.tasks.masks = true;
+        else if (t == "sem") o.tasks.semantic = true;
+        else if (t == "pan") o.tasks.panoptic = true;
+        else if (t == "cap") o.tasks.caption = true;
+        else throw error("--tasks: unknown task '" + t + "' (expected det, mask, sem, pan, cap or all)");
+        p = q + 1;
+      }
+    } else throw error("unknown option '" + a + "' (see gyolo --help)");
   }
   if (o.weights.empty()) throw error("--weights is required (a converted .gguf file, or 'random')");
   if (o.source.empty()) throw error("--source is required");
   if (o.out.empty()) throw error("--out is required");
   if (o.imgsz % 32 != 0) throw error("--imgsz must be a multiple of 32, got " + std::to_string(o.imgsz));
+  if (o.square && o.mode && *o.mode != letterbox_mode::square)
+    throw error("--square conflicts with the --letterbox given");
   return o;
 }
 
@@ -90,7 +187,8 @@ std::vector<fs::path> list_sources(const std::string& src) {
   std::vector<fs::path> files;
   if (fs::is_directory(src, ec)) {
     for (auto& e : fs::directory_iterator(src, ec))
-      if (e.is_regular_file()) files.push_back(e.path());
+      if (e.is_regular_file() && e.path().filename().string()[0] != '.') files.push_back(e.path());
+    if (ec) throw error("cannot list source directory '" + src + "': " + ec.message());
     std::sort(files.begin(), files.end());
     if (files.empty()) throw error("source directory '" + src + "' contains no files");
   } else {
@@ -99,67 +197,311 @@ std::vector<fs::path> list_sources(const std::string& src) {
   return files;
 }
 
+/// Output stems: the file stem, or the whole file name with '.' -> '_' where stems collide.
+std::vector<std::string> output_stems(const std::vector<fs::path>& files) {
+  std::map<std::string, int> n;
+  for (const auto& f : files) ++n[f.stem().string()];
+  std::vector<std::string> s;
+  for (const auto& f : files) {
+    std::string st = f.stem().string();
+    if (n[st] > 1) {
+      st = f.filename().string();
+      std::replace(st.begin(), st.end(), '.', '_');
+    }
+    s.push_back(st);
+  }
+  return s;
+}
+
 template <class T>
 void save_npy(const fs::path& dir, const char* name, const T* data, std::vector<std::int64_t> shape) {
   npy::save<T>((dir / (std::string(name) + ".npy")).string(), data, shape);
 }
+
+double round_to(double v, double s) { return std::nearbyint(v * s) / s; }
+
+/// Files of one image, written all-or-nothing: every file first goes to a temporary name, then
+/// all are renamed.
+struct output_set {
+  std::vector<std::pair<fs::path, std::vector<std::uint8_t>>> files;
+  void add(const fs::path& p, std::vector<std::uint8_t> b) { files.emplace_back(p, std::move(b)); }
+  void add(const fs::path& p, const std::string& s) { files.emplace_back(p, std::vector<std::uint8_t>(s.begin(), s.end())); }
+  void commit() {
+    std::vector<fs::path> tmps;
+    try {
+      for (auto& [p, b] : files) {
+        const fs::path t = p.parent_path() / ("." + p.filename().string() + ".tmp");
+        std::ofstream f(t, std::ios::binary | std::ios::trunc);
+        tmps.push_back(t);
+        if (!f) throw error("cannot write '" + t.string() + "'");
+        f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+        f.close();
+        if (!f) throw error("writing '" + p.string() + "' failed (disk full?)");
+      }
+      for (std::size_t i = 0; i < files.size(); ++i) fs::rename(tmps[i], files[i].first);
+    } catch (...) {
+      std::error_code ec;
+      for (auto& t : tmps) fs::remove(t, ec);
+      throw;
+    }
+  }
+};
+
+struct runner {
+  using M = model<cpu, gyolo_c>;
+  const options& o;
+  M& m;
+  pipeline<cpu, gyolo_c> pipe;
+  context<cpu>& ctx;
+  nlohmann::json coco = nlohmann::json::array();
+  bool tty = false;
+
+  runner(const options& opt, M& model, context<cpu>& c, pipeline_options po) : o(opt), m(model), pipe(model, std::move(po)), ctx(c) {}
+
+  /// Everything for one image; returns its stdout line.
+  nlohmann::json finish(const fs::path& file, const std::string& stem, const image_u8& img, image_result& r, double decode_ms) {
+    using clock = std::chrono::steady_clock;
+    const auto t0 = clock::now();
+    const fs::path out(o.out);
+    output_set files;
+    nlohmann::json dets = nlohmann::json::array(), brief = nlohmann::json::array();
+    for (const auto& d : r.detections) {
+      nlohmann::json b{{"box", {round_to(d.box[0], 1e3), round_to(d.box[1], 1e3), round_to(d.box[2], 1e3), round_to(d.box[3], 1e3)}},
+                       {"score", round_to(d.score, 1e6)},
+                       {"class_id", d.class_id},
+                       {"category_id", d.category_id},
+                       {"label", d.label}};
+      brief.push_back(b);
+      if (pipe.options().tasks.masks) b["mask"] = rle_json(d.mask);
+      dets.push_back(std::move(b));
+    }
+    nlohmann::json j{{"image", file.string()},
+                     {"width", r.width},
+                     {"height", r.height},
+                     {"input_hw", {r.geometry.input_h, r.geometry.input_w}},
+                     {"letterbox",
+                      {{"mode", mode_name()},
+                       {"ratio", r.letterbox.ratio},
+                       {"resized_hw", {r.geometry.crop_h(), r.geometry.crop_w()}},
+                       {"pad_tblr", {r.geometry.top, r.geometry.bottom, r.geometry.left, r.geometry.right}}}},
+                     {"detections", dets},
+                     {"semantic", nullptr},
+                     {"panoptic", nullptr},
+                     {"caption", r.caption ? nlohmann::json(r.caption->text) : nlohmann::json(nullptr)}};
+    nlohmann::json outputs;
+    if (r.semantic) {
+      const auto cat = r.semantic->category_map();
+      const std::string name = stem + "_semantic.png";
+      files.add(out / name, post::encode_png(cat.data(), r.width, r.height, 1));
+      j["semantic"] = {{"png", name}, {"category_ids", r.semantic->category_ids()}};
+      outputs["semantic"] = name;
+    }
+    if (r.panoptic) {
+      const std::string name = stem + "_panoptic.png";
+      const auto rgbv = panoptic_rgb(*r.panoptic);
+      files.add(out / name, post::encode_png(rgbv.data(), r.width, r.height, 3));
+      j["panoptic"] = {{"png", name}, {"segments_info", segments_info_json(*r.panoptic)}};
+      outputs["panoptic"] = name;
+    }
+    if (o.draw) {
+      const auto pic = render(img, r);
+      const auto rgbv = post::bgr_to_rgb(pic);
+      files.add(out / (stem + ".png"), post::encode_png(rgbv.data(), pic.width, pic.height, 3));
+      outputs["picture"] = stem + ".png";
+    }
+    outputs["json"] = stem + ".json";
+    const auto t_enc = clock::now();
+    auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
+    const auto& t = r.timing_ms;
+    nlohmann::json timing{{"decode", decode_ms}, {"preprocess", t.preprocess}, {"vision", t.vision},
+                          {"detect", t.detect},  {"masks", t.masks},           {"semantic", t.semantic},
+                          {"panoptic", t.panoptic}, {"caption", t.caption},   {"encode", ms(t0, t_enc)}};
+    j["timing_ms"] = timing;
+    j["batch"] = r.batch;
+    files.add(out / (stem + ".json"), j.dump(1) + "\n");
+    fs::path raw_tmp;
+    if (o.save_raw) raw_tmp = save_raw(out, stem, r);
+    try {
+      files.commit();
+      if (o.save_raw) {
+        const fs::path final_dir = out / (stem + "_raw");
+        fs::remove_all(final_dir);
+        fs::rename(raw_tmp, final_dir);
+      }
+    } catch (...) {
+      std::error_code ec;
+      if (!raw_tmp.empty()) fs::remove_all(raw_tmp, ec);
+      throw;
+    }
+    if (!o.save_coco.empty()) {
+      const nlohmann::json id = (!stem.empty() && std::all_of(stem.begin(), stem.end(), [](unsigned char ch) { return std::isdigit(ch) != 0; }) && stem.size() < 18)
+                                    ? nlohmann::json(std::stoll(stem))
+                                    : nlohmann::json(stem);
+      for (auto& e : coco_results(r, id)) coco.push_back(std::move(e));
+    }
+    timing["write"] = ms(t_enc, clock::now());
+    return {{"image", file.string()},
+            {"width", r.width},
+            {"height", r.height},
+            {"input_hw", {r.geometry.input_h, r.geometry.input_w}},
+            {"num_detections", r.detections.size()},
+            {"detections", brief},
+            {"caption", j["caption"]},
+            {"files", outputs},
+            {"timing_ms", timing}};
+  }
+
+  std::string mode_name() const {
+    switch (pipe.options().letterbox) {
+      case letterbox_mode::predict: return "predict";
+      case letterbox_mode::square: return "square";
+      case letterbox_mode::hub: return "hub";
+      case letterbox_mode::val: return "val";
+    }
+    return "?";
+  }
+
+  /// Writes the raw tensors to a temporary directory and returns it (renamed by the caller).
+  fs::path save_raw(const fs::path& out, const std::string& stem, const image_result& r) {
+    const fs::path tmp = out / ("." + stem + "_raw.tmp");
+    fs::remove_all(tmp);
+    fs::create_directories(tmp);
+    try {
+      const auto& raw = *r.raw;
+      const auto is = raw.input.shape();
+      save_npy(tmp, "input", raw.input.data(), {1, 3, is.h, is.w});
+      const auto p = raw.pred.shape();
+      save_npy(tmp, "pred", raw.pred.data(), {p.n, p.c, p.w});
+      const auto pr = raw.proto.shape();
+      save_npy(tmp, "proto", raw.proto.data(), {pr.n, pr.c, pr.h, pr.w});
+      const auto s = raw.semantic.shape();
+      save_npy(tmp, "semantic", raw.semantic.data(), {s.n, s.c, s.h, s.w});
+      const int nm = M::config.nm;
+      const std::int64_t n = std::int64_t(r.detections.size());
+      std::vector<float> det(std::size_t(n) * std::size_t(6 + nm));
+      for (std::int64_t i = 0; i < n; ++i) {
+        const auto& d = r.detections[std::size_t(i)];
+        float* row = det.data() + i * (6 + nm);
+        std::copy(d.box_input.begin(), d.box_input.end(), row);
+        row[4] = d.score;
+        row[5] = float(d.class_id);
+        std::copy(d.coef.begin(), d.coef.end(), row + 6);
+      }
+      save_npy(tmp, "det", det.data(), {n, 6 + nm});
+      const int H = r.geometry.input_h, W = r.geometry.input_w;
+      if (pipe.options().tasks.masks) {
+        std::vector<std::uint8_t> mk(std::size_t(n) * std::size_t(H) * std::size_t(W), 0);
+        for (std::int64_t i = 0; i < n; ++i) {
+          const auto& b = r.detections[std::size_t(i)].mask_input;
+          for (int y = 0; y < b.rows(); ++y)
+            for (int x = 0; x < b.cols(); ++x)
+              mk[(std::size_t(i) * std::size_t(H) + std::size_t(b.y0 + y)) * std::size_t(W) + std::size_t(b.x0 + x)] =
+                  b.data(std::size_t(y), std::size_t(x));
+        }
+        save_npy(tmp, "masks", mk.data(), {n, H, W});
+      }
+      if (r.semantic && r.semantic->channels_input.size())
+        save_npy(tmp, "semantic_argmax", r.semantic->channels_input.data(), {H, W});
+      if (r.caption) {
+        const auto& tk = r.caption->tokens;
+        save_npy(tmp, "caption_tokens", tk.data(), {1, std::int64_t(tk.size())});
+      }
+    } catch (...) {
+      std::error_code ec;
+      fs::remove_all(tmp, ec);
+      throw;
+    }
+    return tmp;
+  }
+};
 
 int predict(const options& o) {
   using M = model<cpu, gyolo_c>;
   const bool random = o.weights == "random";
   if (!random) check_weights_kind(o.weights);
   auto files = list_sources(o.source);
+  const auto stems = output_stems(files);
+  {
+    std::error_code ec;
+    if (fs::exists(o.out, ec) && !fs::is_directory(o.out, ec))
+      throw error("--out '" + o.out + "' exists and is not a directory");
+  }
   std::optional<M> m;
+  std::vector<std::string> names;
   if (random) {
     std::cerr << "gyolo: WARNING: no trained weights given; using deterministic RANDOM weights. "
                  "Outputs are meaningless (demo of the pipeline only).\n";
     random_weights ws(0);
     m.emplace(M::from_source(ws));
+    if (M::config.nc == coco::num_things)  // readable labels for the demo
+      for (int c = 0; c < coco::num_things; ++c) names.emplace_back(coco::semantic_names[std::size_t(c)]);
   } else {
     m.emplace(M::load(o.weights));
   }
   context<cpu> ctx(o.threads);
+  pipeline_options po;
+  po.imgsz = o.imgsz;
+  po.letterbox = o.mode ? *o.mode : (o.square ? letterbox_mode::square : letterbox_mode::predict);
+  po.nms = o.nms;
+  po.e2e_topk = o.e2e_topk;
+  po.tasks = o.tasks;
+  po.keep_raw = o.save_raw;
+  po.keep_input_masks = o.save_raw;
+  po.keep_semantic_input = o.save_raw;
+  po.class_names = names;
+  po.max_batch = o.batch;
   fs::create_directories(o.out);
+  runner run(o, *m, ctx, po);
+  run.tty = isatty(2) != 0;
   int failed = 0;
-  for (const auto& file : files) {
-    const auto stem = file.stem().string();
-    try {
+  const std::size_t total = files.size();
+  auto fail = [&](const fs::path& f, const std::string& msg) {
+    ++failed;
+    // decoder messages already name the file
+    if (msg.find(f.string()) != std::string::npos) std::cerr << "gyolo: " << msg << "\n";
+    else std::cerr << "gyolo: " << f.string() << ": " << msg << "\n";
+  };
+  for (std::size_t i0 = 0; i0 < total; i0 += std::size_t(o.batch)) {
+    const std::size_t i1 = std::min(total, i0 + std::size_t(o.batch));
+    std::vector<image_u8> imgs;
+    std::vector<std::size_t> idx;
+    std::vector<double> dec_ms;
+    for (std::size_t i = i0; i < i1; ++i) {
       const auto t0 = std::chrono::steady_clock::now();
-      auto img = decode_image(file.string());
-      letterbox_info info{};
-      auto lb = letterbox(img, o.imgsz, o.square, true, 32, &info);
-      tensor<float> x(shape4{1, 3, lb.height, lb.width});
-      to_input_chw_rgb(lb, x.data());
-      const auto t1 = std::chrono::steady_clock::now();
-      auto out = m->forward(ctx, x.cv());
-      const auto t2 = std::chrono::steady_clock::now();
-      if (o.save_raw) {
-        const fs::path final_dir = fs::path(o.out) / (stem + "_raw");
-        const fs::path tmp = fs::path(o.out) / ("." + stem + "_raw.tmp");
-        fs::remove_all(tmp);
-        fs::create_directories(tmp);
-        const auto& p = out.pred.shape();
-        save_npy(tmp, "input", x.data(), {1, 3, lb.height, lb.width});
-        save_npy(tmp, "pred", out.pred.data(), {p.n, p.c, p.w});
-        const auto& pr = out.proto.shape();
-        save_npy(tmp, "proto", out.proto.data(), {pr.n, pr.c, pr.h, pr.w});
-        const auto& s = out.semantic.shape();
-        save_npy(tmp, "semantic", out.semantic.data(), {s.n, s.c, s.h, s.w});
-        fs::remove_all(final_dir);
-        fs::rename(tmp, final_dir);
+      try {
+        imgs.push_back(decode_image(files[i].string()));
+        idx.push_back(i);
+        dec_ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+      } catch (const std::exception& e) {
+        fail(files[i], e.what());
       }
-      const auto t3 = std::chrono::steady_clock::now();
-      auto ms = [](auto a, auto b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
-      nlohmann::json j{{"image", file.string()},
-                       {"width", img.width},
-                       {"height", img.height},
-                       {"input_hw", {lb.height, lb.width}},
-                       {"timing_ms", {{"preprocess", ms(t0, t1)}, {"vision", ms(t1, t2)}, {"save", ms(t2, t3)}}}};
-      std::cout << j.dump() << "\n" << std::flush;
-    } catch (const std::exception& e) {
-      ++failed;
-      std::cerr << "gyolo: " << file.string() << ": " << e.what() << "\n";
     }
+    if (imgs.empty()) continue;
+    std::vector<image_result> res;
+    try {
+      res = run.pipe.run(ctx, imgs);
+    } catch (const std::exception& e) {
+      for (auto i : idx) fail(files[i], e.what());
+      continue;
+    }
+    for (std::size_t k = 0; k < idx.size(); ++k) {
+      const auto i = idx[k];
+      try {
+        const auto line = run.finish(files[i], stems[i], imgs[k], res[k], dec_ms[k]);
+        std::cout << line.dump() << "\n" << std::flush;
+        if (run.tty)
+          std::cerr << "\r[" << (i + 1) << "/" << total << "] " << files[i].filename().string() << ": "
+                    << res[k].detections.size() << " detections, " << int(res[k].timing_ms.total()) << " ms   " << std::flush;
+      } catch (const std::exception& e) {
+        fail(files[i], e.what());
+      }
+    }
+  }
+  if (run.tty) std::cerr << "\n";
+  if (!o.save_coco.empty()) {
+    const fs::path p(o.save_coco);
+    if (p.has_parent_path()) fs::create_directories(p.parent_path());
+    post::write_file_atomic(p, run.coco.dump() + "\n");
   }
   if (failed) {
     std::cerr << "gyolo: " << failed << " of " << files.size() << " images failed\n";

@@ -45,5 +45,82 @@ grep -q "b.jpg" "$T/err" && ok || bad "mixed dir: bad image not reported"
 [ -f "$T/o4/a_raw/pred.npy" ] && ok || bad "mixed dir: good image has no raw output"
 [ -e "$T/o4/b_raw" ] && bad "mixed dir: bad image left files" || ok
 ls -a "$T/o4" | grep -q tmp && bad "temporary files left" || ok
+# ---- flags
+expect_error "bad conf" "--conf must be in" "$BIN" predict --weights random --source "$IMG" --out "$T/o" --conf 2
+expect_error "non-numeric conf" "--conf expects a number" "$BIN" predict --weights random --source "$IMG" --out "$T/o" --conf abc
+expect_error "bad iou" "--iou must be in" "$BIN" predict --weights random --source "$IMG" --out "$T/o" --iou -0.1
+expect_error "bad max-det" "--max-det must be in" "$BIN" predict --weights random --source "$IMG" --out "$T/o" --max-det 0
+expect_error "bad classes" "--classes expects an integer" "$BIN" predict --weights random --source "$IMG" --out "$T/o" --classes 1,x
+expect_error "bad tasks" "unknown task 'bogus'" "$BIN" predict --weights random --source "$IMG" --out "$T/o" --tasks det,bogus
+expect_error "bad letterbox" "--letterbox must be" "$BIN" predict --weights random --source "$IMG" --out "$T/o" --letterbox wide
+expect_error "square vs letterbox" "conflicts" "$BIN" predict --weights random --source "$IMG" --out "$T/o" --square --letterbox val
+expect_error "missing value" "--conf needs a value" "$BIN" predict --weights random --source "$IMG" --out "$T/o" --conf
+[ -e "$T/o" ] && bad "flag errors created the output directory" || ok
+touch "$T/afile"
+expect_error "out is a file" "is not a directory" "$BIN" predict --weights random --source "$IMG" --out "$T/afile" --imgsz 64
+# ---- every output of one image (random weights, small input for speed)
+"$BIN" predict --weights random --source "$IMG" --out "$T/o5" --imgsz 320 --save-coco "$T/o5/coco.json" \
+    --save-raw --conf 0.6 --max-det 50 >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 0 ] && ok || bad "full predict: exit $rc ($(cat "$T/err"))"
+for f in horses.json horses.png horses_semantic.png horses_panoptic.png coco.json horses_raw/det.npy \
+         horses_raw/masks.npy horses_raw/semantic_argmax.npy horses_raw/pred.npy horses_raw/input.npy; do
+  [ -s "$T/o5/$f" ] && ok || bad "full predict: $f missing"
+done
+[ "$(wc -l <"$T/out")" = 1 ] && ok || bad "full predict: expected one stdout line"
+grep -q "RANDOM" "$T/err" && ok || bad "random weights not announced"
+for k in '"image"' '"width"' '"height"' '"input_hw"' '"detections"' '"semantic"' '"panoptic"' '"caption"' \
+         '"timing_ms"' '"segments_info"' '"category_ids"' '"counts"' '"category_id"' '"label"'; do
+  grep -q "$k" "$T/o5/horses.json" && ok || bad "horses.json lacks $k"
+done
+head -c 8 "$T/o5/horses.png" | od -An -c | grep -q 'P   N   G' && ok || bad "horses.png is not a PNG"
+PY=""; for p in /usr/bin/python3 python3; do command -v $p >/dev/null 2>&1 && PY=$p && break; done
+if [ -n "$PY" ]; then
+  $PY - "$T/o5" "$T/out" <<'PYEOF' && ok || bad "JSON outputs are not as documented"
+import json, sys, os
+d, out = sys.argv[1], sys.argv[2]
+j = json.load(open(os.path.join(d, 'horses.json')))
+line = json.loads(open(out).read().strip())
+assert line['image'] == j['image'] and line['num_detections'] == len(j['detections'])
+assert j['width'] == 773 and j['height'] == 512 and j['input_hw'] == [224, 320], (j['width'], j['height'], j['input_hw'])
+for det in j['detections']:
+    x1, y1, x2, y2 = det['box']
+    assert 0 <= x1 <= 773 and 0 <= x2 <= 773 and 0 <= y1 <= 512 and 0 <= y2 <= 512
+    assert det['score'] > 0.6 and 0 <= det['class_id'] < 80 and det['category_id'] >= 1
+    assert det['mask']['size'] == [512, 773] and isinstance(det['mask']['counts'], str)
+assert len(j['detections']) <= 50
+assert j['semantic']['png'] == 'horses_semantic.png' and j['panoptic']['png'] == 'horses_panoptic.png'
+for s in j['panoptic']['segments_info']:
+    assert set(s) >= {'id', 'category_id', 'area', 'bbox', 'iscrowd'}
+coco = json.load(open(os.path.join(d, 'coco.json')))
+assert len(coco) == len(j['detections'])
+for c in coco:
+    assert set(c) == {'image_id', 'category_id', 'bbox', 'score', 'segmentation'} and c['image_id'] == 'horses'
+PYEOF
+fi
+# ---- --tasks det: no semantic / panoptic files; --e2e-topk; --classes
+"$BIN" predict --weights random --source "$IMG" --out "$T/o6" --imgsz 320 --tasks det --e2e-topk --max-det 5 \
+    --classes 0 2 3 >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 0 ] && ok || bad "tasks det: exit $rc ($(cat "$T/err"))"
+[ -e "$T/o6/horses_semantic.png" ] || [ -e "$T/o6/horses_panoptic.png" ] && bad "tasks det wrote semantic/panoptic" || ok
+grep -q '"semantic": null' "$T/o6/horses.json" && ok || bad "tasks det: semantic not null"
+# ---- a directory of good and bad images: good ones processed, bad ones reported, nothing half-written
+mkdir -p "$T/mix2"; cp "$IMG" "$T/mix2/good.jpg"; cp "$FIX/image/bad_crc.png" "$T/mix2/crc.png"
+cp "$FIX/image/empty.jpg" "$T/mix2/empty.jpg"; cp "$FIX/image/random.bin" "$T/mix2/noise.jpg"
+[ -f "$FIX/image/huge.png" ] && cp "$FIX/image/huge.png" "$T/mix2/huge.png"
+"$BIN" predict --weights random --source "$T/mix2" --out "$T/o7" --imgsz 320 --tasks det,sem --batch 2 >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && ok || bad "mixed dir 2: exit $rc, expected 1"
+[ "$(grep -c '"image"' "$T/out")" = 1 ] && ok || bad "mixed dir 2: expected one JSON line"
+for b in crc empty noise huge; do
+  [ -f "$T/mix2/$b.png" ] || [ -f "$T/mix2/$b.jpg" ] || continue
+  grep -q "$b\." "$T/err" && ok || bad "mixed dir 2: $b not reported"
+  ls "$T/o7" | grep -q "^$b" && bad "mixed dir 2: $b left files" || ok
+done
+[ -f "$T/o7/good.json" ] && [ -f "$T/o7/good_semantic.png" ] && ok || bad "mixed dir 2: good image outputs missing"
+ls -a "$T/o7" | grep -q tmp && bad "mixed dir 2: temporary files left" || ok
+# ---- only bad images: non-zero exit, no outputs
+mkdir -p "$T/allbad"; cp "$FIX/image/empty.jpg" "$T/allbad/x.jpg"
+"$BIN" predict --weights random --source "$T/allbad" --out "$T/o8" >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -ne 0 ] && ok || bad "all bad: exit 0"
+[ -z "$(ls -A "$T/o8" 2>/dev/null)" ] && ok || bad "all bad: files written"
 echo "$pass passed, $fail failed"
 [ $fail -eq 0 ]

@@ -11,3 +11,4 @@
 #include "gyolo/model/config.hpp"
 #include "gyolo/model/model.hpp"
 #include "gyolo/model/vision.hpp"
+#include "gyolo/pipeline.hpp"

@@ -255,7 +255,7 @@ inline std::vector<raw_detection> e2e_topk(const pred_view& p, int nc, double co
   std::vector<float> best(std::size_t(A), -INFINITY);
   for (int a = 0; a < A; ++a)
     for (int c = 0; c < nc; ++c) best[std::size_t(a)] = std::max(best[std::size_t(a)], p.at(4 + c, a));
-  std::vector<int> anchors(std::size_t(A));
+  std::vector<int> anchors(static_cast<std::size_t>(A));
   std::iota(anchors.begin(), anchors.end(), 0);
   const std::size_t k = std::min<std::size_t>(std::size_t(max_det), std::size_t(A));
   std::partial_sort(anchors.begin(), anchors.begin() + std::ptrdiff_t(k), anchors.end(), [&](int a, int b) {

@@ -1,0 +1,250 @@
+// Instance masks and geometry between the letterboxed network input and the original image.
+//
+//   letterbox_geometry   the letterbox that made the input (predict/hub: letterbox(); val: the
+//                        INTER_AREA load resize then a square letterbox), as upstream records it
+//   scale_box            utils/general.py::scale_boxes (+ clip_boxes) for one box, in float32
+//                        like torch: (x - float(pad)) / float(gain), clipped to the image
+//   process_mask         utils/segment/general.py::process_mask(upsample=True) for one detection:
+//                        sigmoid(coef . proto); zero outside the box scaled to the prototype grid
+//                        (integer pixel index c kept iff x1 <= c < x2, no +0.5); bilinear
+//                        (align_corners=False) to the input size; > 0.5
+//   unletterbox_mask     hubconf.py::_unletterbox on a binary mask, then > 0.5: crop the padding
+//                        rows [round(dh-0.1), H-round(dh+0.1)) and columns likewise, bilinear
+//                        resize to the original size
+// Masks are stored as binary_mask: the full image size plus a tight bounding region of the set
+// pixels (everything outside is 0), so a thousand detections do not need a thousand full frames.
+// Only the pixels that can be non-zero are computed; the values are bit-exact with the full
+// computation (see post/interp.hpp).
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <vector>
+
+#include <xtensor/xtensor.hpp>
+
+#include "gyolo/core/error.hpp"
+#include "gyolo/io/image.hpp"
+#include "gyolo/post/interp.hpp"
+
+namespace gyolo::post {
+
+/// A binary mask of a height x width image, stored as the tight region [y0, y0 + rows) x
+/// [x0, x0 + cols) that holds all its set pixels. An empty mask has a 0 x 0 region.
+struct binary_mask {
+  int height = 0, width = 0;          // size of the image the mask belongs to
+  int y0 = 0, x0 = 0;                 // top-left corner of `data` in the image
+  xt::xtensor<std::uint8_t, 2> data;  // [rows, cols], values 0 / 1
+
+  int rows() const { return int(data.shape()[0]); }
+  int cols() const { return int(data.shape()[1]); }
+  bool empty_region() const { return data.size() == 0; }
+  std::uint8_t at(int y, int x) const {
+    const int r = y - y0, c = x - x0;
+    return (r >= 0 && c >= 0 && r < rows() && c < cols()) ? data(std::size_t(r), std::size_t(c)) : std::uint8_t(0);
+  }
+  std::int64_t area() const {
+    std::int64_t a = 0;
+    for (auto v : data) a += v;
+    return a;
+  }
+  /// The whole [height, width] mask.
+  xt::xtensor<std::uint8_t, 2> dense() const {
+    xt::xtensor<std::uint8_t, 2> m = xt::zeros<std::uint8_t>({std::size_t(height), std::size_t(width)});
+    for (int r = 0; r < rows(); ++r)
+      for (int c = 0; c < cols(); ++c) m(std::size_t(y0 + r), std::size_t(x0 + c)) = data(std::size_t(r), std::size_t(c));
+    return m;
+  }
+};
+
+namespace detail {
+/// Shrinks a [rows, cols] 0/1 buffer at (y0, x0) to the tight region of its set pixels.
+inline binary_mask tight_mask(int height, int width, int y0, int x0, int rows, int cols, const std::uint8_t* v) {
+  binary_mask m;
+  m.height = height;
+  m.width = width;
+  int r0 = rows, r1 = -1, c0 = cols, c1 = -1;
+  for (int r = 0; r < rows; ++r)
+    for (int c = 0; c < cols; ++c)
+      if (v[std::size_t(r) * std::size_t(cols) + std::size_t(c)]) {
+        r0 = std::min(r0, r);
+        r1 = std::max(r1, r);
+        c0 = std::min(c0, c);
+        c1 = std::max(c1, c);
+      }
+  if (r1 < 0) {
+    m.data = xt::xtensor<std::uint8_t, 2>::from_shape({0, 0});
+    return m;
+  }
+  m.y0 = y0 + r0;
+  m.x0 = x0 + c0;
+  m.data = xt::xtensor<std::uint8_t, 2>::from_shape({std::size_t(r1 - r0 + 1), std::size_t(c1 - c0 + 1)});
+  for (int r = r0; r <= r1; ++r)
+    for (int c = c0; c <= c1; ++c)
+      m.data(std::size_t(r - r0), std::size_t(c - c0)) = v[std::size_t(r) * std::size_t(cols) + std::size_t(c)];
+  return m;
+}
+}  // namespace detail
+
+/// How the network input relates to the original image.
+struct letterbox_geometry {
+  int orig_h = 0, orig_w = 0;    // the original image (h0, w0)
+  int input_h = 0, input_w = 0;  // the network input (H, W)
+  int top = 0, bottom = 0, left = 0, right = 0;  // integer padding of the input
+  double dw = 0, dh = 0;         // letterbox's float half paddings
+  // val.py: boxes are rescaled with the recorded ratio_pad = ((h / h0, w / w0), (dw, dh));
+  // predict.py / hubconf: ratio_pad is None and gain/pad are recomputed from the shapes.
+  bool has_ratio_pad = false;
+  double ratio_gain = 1.0;       // h / h0 (the first entry, which scale_boxes uses)
+
+  /// From letterbox() on the original image (predict.py, hubconf.py).
+  static letterbox_geometry from_letterbox(const letterbox_info& i) {
+    letterbox_geometry g;
+    g.orig_h = i.orig_h;
+    g.orig_w = i.orig_w;
+    g.input_h = i.input_h;
+    g.input_w = i.input_w;
+    g.top = i.top;
+    g.bottom = i.bottom;
+    g.left = i.left;
+    g.right = i.right;
+    g.dw = i.dw;
+    g.dh = i.dh;
+    return g;
+  }
+  /// val.py: val_load_resize (h0, w0) -> (h, w), then letterbox(square, scaleup=False) with info `i`.
+  static letterbox_geometry from_val(int h0, int w0, const letterbox_info& i) {
+    letterbox_geometry g = from_letterbox(i);
+    g.orig_h = h0;
+    g.orig_w = w0;
+    g.has_ratio_pad = true;
+    g.ratio_gain = double(i.orig_h) / double(h0);
+    return g;
+  }
+  /// Rows / columns of the input that hold the (resized) image: hubconf's _unletterbox crop.
+  int crop_h() const { return input_h - top - bottom; }
+  int crop_w() const { return input_w - left - right; }
+};
+
+/// scale_boxes + clip_boxes on one xyxy box (float32 arithmetic, as torch on a float tensor).
+inline void scale_box(const letterbox_geometry& g, float b[4]) {
+  double gain, padx, pady;
+  if (g.has_ratio_pad) {
+    gain = g.ratio_gain;
+    padx = g.dw;
+    pady = g.dh;
+  } else {
+    gain = std::min(double(g.input_h) / g.orig_h, double(g.input_w) / g.orig_w);
+    padx = (g.input_w - g.orig_w * gain) / 2;
+    pady = (g.input_h - g.orig_h * gain) / 2;
+  }
+  const float fg = float(gain), fx = float(padx), fy = float(pady);
+  b[0] = (b[0] - fx) / fg;
+  b[2] = (b[2] - fx) / fg;
+  b[1] = (b[1] - fy) / fg;
+  b[3] = (b[3] - fy) / fg;
+  b[0] = std::min(std::max(b[0], 0.0f), float(g.orig_w));
+  b[1] = std::min(std::max(b[1], 0.0f), float(g.orig_h));
+  b[2] = std::min(std::max(b[2], 0.0f), float(g.orig_w));
+  b[3] = std::min(std::max(b[3], 0.0f), float(g.orig_h));
+}
+
+/// Prototypes of one image: nm planes of mh x mw floats, plane k at data + k * plane_stride.
+struct proto_view {
+  const float* data = nullptr;
+  int nm = 0, mh = 0, mw = 0;
+  std::int64_t plane_stride = 0;
+};
+
+/// Scratch planes reused across detections (one per thread).
+struct mask_scratch {
+  std::vector<float> low, full;
+  std::vector<std::uint8_t> bits;
+};
+
+/// process_mask(protos, coef, box, (H, W), upsample=True) for one detection; box in input pixels.
+inline binary_mask process_mask(const proto_view& p, const float* coef, const float box[4], int H, int W,
+                                mask_scratch& s) {
+  GYOLO_CHECK(p.nm > 0 && p.mh > 0 && p.mw > 0 && H > 0 && W > 0, "process_mask: empty prototypes or input");
+  const std::size_t lowsz = std::size_t(p.mh) * std::size_t(p.mw);
+  if (s.low.size() != lowsz) s.low.assign(lowsz, 0.0f);
+  // Box on the prototype grid (torch: float tensor *= python float mw / iw).
+  const float sx = float(double(p.mw) / W), sy = float(double(p.mh) / H);
+  const float bx1 = box[0] * sx, bx2 = box[2] * sx, by1 = box[1] * sy, by2 = box[3] * sy;
+  int c0 = p.mw, c1 = -1, r0 = p.mh, r1 = -1;
+  for (int c = 0; c < p.mw; ++c)
+    if (float(c) >= bx1 && float(c) < bx2) c0 = std::min(c0, c), c1 = std::max(c1, c);
+  for (int r = 0; r < p.mh; ++r)
+    if (float(r) >= by1 && float(r) < by2) r0 = std::min(r0, r), r1 = std::max(r1, r);
+  binary_mask empty;
+  empty.height = H;
+  empty.width = W;
+  empty.data = xt::xtensor<std::uint8_t, 2>::from_shape({0, 0});
+  if (c1 < 0 || r1 < 0) return empty;
+  // sigmoid(coef . proto) inside the crop; zero elsewhere (s.low is all-zero between calls).
+  for (int r = r0; r <= r1; ++r)
+    for (int c = c0; c <= c1; ++c) {
+      const std::int64_t o = std::int64_t(r) * p.mw + c;
+      float acc = 0.0f;
+      for (int k = 0; k < p.nm; ++k) acc = std::fma(coef[k], p.data[k * p.plane_stride + o], acc);
+      s.low[std::size_t(o)] = 1.0f / (1.0f + std::exp(-acc));
+    }
+  const interp_axis ay(p.mh, H), ax(p.mw, W);
+  const auto [oy0, oy1] = ay.touching(r0, r1);
+  const auto [ox0, ox1] = ax.touching(c0, c1);
+  binary_mask m = empty;
+  if (oy0 <= oy1 && ox0 <= ox1) {
+    const int rows = oy1 - oy0 + 1, cols = ox1 - ox0 + 1;
+    s.bits.assign(std::size_t(rows) * std::size_t(cols), 0);
+    for (int y = oy0; y <= oy1; ++y) {
+      const auto k = std::size_t(y);
+      const float* a = s.low.data() + std::int64_t(ay.i0[k]) * p.mw;
+      const float* b = s.low.data() + std::int64_t(ay.i1[k]) * p.mw;
+      std::uint8_t* d = s.bits.data() + std::size_t(y - oy0) * std::size_t(cols);
+      for (int x = ox0; x <= ox1; ++x) d[x - ox0] = bilinear_tap(a, b, ax, x, ay.l0[k], ay.l1[k]) > 0.5f;
+    }
+    m = detail::tight_mask(H, W, oy0, ox0, rows, cols, s.bits.data());
+  }
+  for (int r = r0; r <= r1; ++r) std::fill_n(s.low.begin() + std::ptrdiff_t(r) * p.mw + c0, c1 - c0 + 1, 0.0f);
+  return m;
+}
+
+/// hubconf _unletterbox of a binary input-resolution mask, then > 0.5: the mask at the original
+/// image resolution.
+inline binary_mask unletterbox_mask(const binary_mask& in, const letterbox_geometry& g, mask_scratch& s) {
+  GYOLO_CHECK(in.height == g.input_h && in.width == g.input_w, "unletterbox_mask: mask is not at the input size");
+  const int ch = g.crop_h(), cw = g.crop_w();
+  GYOLO_CHECK(ch > 0 && cw > 0 && g.orig_h > 0 && g.orig_w > 0, "unletterbox_mask: empty crop or image");
+  binary_mask empty;
+  empty.height = g.orig_h;
+  empty.width = g.orig_w;
+  empty.data = xt::xtensor<std::uint8_t, 2>::from_shape({0, 0});
+  // Set region in crop coordinates.
+  const int r0 = std::max(in.y0 - g.top, 0), r1 = std::min(in.y0 + in.rows() - 1 - g.top, ch - 1);
+  const int c0 = std::max(in.x0 - g.left, 0), c1 = std::min(in.x0 + in.cols() - 1 - g.left, cw - 1);
+  if (in.empty_region() || r0 > r1 || c0 > c1) return empty;
+  const std::size_t fullsz = std::size_t(ch) * std::size_t(cw);
+  if (s.full.size() != fullsz) s.full.assign(fullsz, 0.0f);
+  for (int r = r0; r <= r1; ++r)
+    for (int c = c0; c <= c1; ++c) s.full[std::size_t(r) * std::size_t(cw) + std::size_t(c)] = float(in.at(r + g.top, c + g.left));
+  const interp_axis ay(ch, g.orig_h), ax(cw, g.orig_w);
+  const auto [oy0, oy1] = ay.touching(r0, r1);
+  const auto [ox0, ox1] = ax.touching(c0, c1);
+  binary_mask m = empty;
+  if (oy0 <= oy1 && ox0 <= ox1) {
+    const int rows = oy1 - oy0 + 1, cols = ox1 - ox0 + 1;
+    s.bits.assign(std::size_t(rows) * std::size_t(cols), 0);
+    for (int y = oy0; y <= oy1; ++y) {
+      const auto k = std::size_t(y);
+      const float* a = s.full.data() + std::int64_t(ay.i0[k]) * cw;
+      const float* b = s.full.data() + std::int64_t(ay.i1[k]) * cw;
+      std::uint8_t* d = s.bits.data() + std::size_t(y - oy0) * std::size_t(cols);
+      for (int x = ox0; x <= ox1; ++x) d[x - ox0] = bilinear_tap(a, b, ax, x, ay.l0[k], ay.l1[k]) > 0.5f;
+    }
+    m = detail::tight_mask(g.orig_h, g.orig_w, oy0, ox0, rows, cols, s.bits.data());
+  }
+  for (int r = r0; r <= r1; ++r) std::fill_n(s.full.begin() + std::ptrdiff_t(r) * cw + c0, c1 - c0 + 1, 0.0f);
+  return m;
+}
+
+}  // namespace gyolo::post

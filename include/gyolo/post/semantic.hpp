@@ -1,0 +1,218 @@
+// Semantic segmentation: per-pixel arg-max over the 173 semantic logits (spec §5.1 "Semantic
+// map", hubconf.py's process).
+//   input resolution:    logits [C, H/4, W/4] -> bilinear (align_corners=False) to (H, W) -> arg-max
+//   original resolution: the same upsampled logits, each channel unletterboxed (crop the padding,
+//                        bilinear resize to (h0, w0)) -> arg-max (hubconf.py; predict.py's
+//                        centre-crop heuristic is not used: it is off when the padding is uneven)
+// Values are semantic channel indices (0..172; see post/coco.hpp for their COCO ids). Ties go to
+// the lower channel, as torch.argmax.
+//
+// The logits are never materialized at full size. PyTorch's value is
+// fma(t0, h0, t1 * h1) with t0 = fma(x00, w0, x01 * w1) (post/interp.hpp), and t0 depends only on
+// (source row, output column): so each source row is interpolated horizontally once (kept for the
+// two most recent rows), and every output row is one vectorizable vertical blend. Same bits as the
+// direct formula.
+#pragma once
+#include <algorithm>
+#include <cstdint>
+#include <vector>
+
+#include <xtensor/xtensor.hpp>
+
+#include "gyolo/core/error.hpp"
+#include "gyolo/post/interp.hpp"
+#include "gyolo/post/masks.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace gyolo::post {
+
+/// Logits of one image: C planes of mh x mw floats, plane c at data + c * plane_stride.
+struct logits_view {
+  const float* data = nullptr;
+  int channels = 0, mh = 0, mw = 0;
+  std::int64_t plane_stride = 0;
+};
+
+struct semantic_maps {
+  xt::xtensor<std::int16_t, 2> input;     // [H, W] (empty if not requested)
+  xt::xtensor<std::int16_t, 2> original;  // [h0, w0] (empty if not requested)
+};
+
+namespace detail {
+
+/// Two rows of C channels of `width` floats each, tagged with the source row they hold.
+struct row_ring {
+  int C = 0, width = 0;
+  std::vector<float> buf;
+  int tag[2] = {-1, -1};
+  void init(int c, int w) {
+    C = c, width = w;
+    buf.assign(2 * std::size_t(c) * std::size_t(w), 0.0f);
+    tag[0] = tag[1] = -1;
+  }
+  float* slot(int s) { return buf.data() + std::size_t(s) * std::size_t(C) * std::size_t(width); }
+  /// The slot holding row r, or -1.
+  int find(int r) const { return tag[0] == r ? 0 : (tag[1] == r ? 1 : -1); }
+  /// A slot for row r that does not evict `keep`.
+  int claim(int r, int keep) {
+    const int s = (tag[0] == keep) ? 1 : 0;
+    tag[s] = r;
+    return s;
+  }
+};
+
+/// Horizontal pass of one source row of C channels: dst[c][x] = fma(s[i0], w0, s[i1] * w1).
+inline void hpass(const float* src, std::int64_t cstride, int C, const interp_axis& ax, float* dst) {
+  const int W = ax.out;
+  const int* i0 = ax.i0.data();
+  const int* i1 = ax.i1.data();
+  const float* w0 = ax.l0.data();
+  const float* w1 = ax.l1.data();
+  for (int c = 0; c < C; ++c) {
+    const float* s = src + std::int64_t(c) * cstride;
+    float* d = dst + std::size_t(c) * std::size_t(W);
+#pragma omp simd
+    for (int x = 0; x < W; ++x) d[x] = std::fma(s[i0[x]], w0[x], s[i1[x]] * w1[x]);
+  }
+}
+
+/// Vertical blend: dst = fma(a, h0, b * h1) over n floats.
+inline void vpass(const float* a, const float* b, float h0, float h1, std::size_t n, float* dst) {
+#pragma omp simd
+  for (std::size_t i = 0; i < n; ++i) dst[i] = std::fma(a[i], h0, b[i] * h1);
+}
+
+/// Running arg-max over channel rows ([C][n], channels c_first + 0..C-1) into best / idx;
+/// `init`: the first row initializes. A later channel wins only if strictly greater.
+inline void argmax_update(const float* rows, int C, int n, int c_first, bool init, float* best, std::int16_t* idx) {
+  int c = 0;
+  if (init) {
+    std::copy(rows, rows + n, best);
+    std::fill(idx, idx + n, std::int16_t(c_first));
+    c = 1;
+  }
+  for (; c < C; ++c) {
+    const float* r = rows + std::size_t(c) * std::size_t(n);
+    const auto ci = std::int16_t(c_first + c);
+#pragma omp simd
+    for (int x = 0; x < n; ++x) {
+      const bool gt = r[x] > best[x];
+      best[x] = gt ? r[x] : best[x];
+      idx[x] = gt ? ci : idx[x];
+    }
+  }
+}
+
+/// The streaming computation for channels [c0, c1): updates best/idx maps at the input
+/// ([H][W], if bin) and original ([h0][w0], if bor) resolution.
+inline void semantic_channels(const float* data, std::int64_t plane_stride, int mw, int c0, int c1, const interp_axis& ay,
+                              const interp_axis& ax, const interp_axis* uy, const interp_axis* ux, int top, int left,
+                              int H, float* bin, std::int16_t* iin, float* bor, std::int16_t* ior) {
+  const int C = c1 - c0, W = ax.out;
+  const int ch = uy ? uy->in : 0, w0 = ux ? ux->out : 0, h0 = uy ? uy->out : 0;
+  row_ring T, R, U;  // low-res rows after the horizontal pass, input rows, input rows after the unletterbox pass
+  T.init(C, W);
+  R.init(C, W);
+  if (uy) U.init(C, w0);
+  std::vector<float> orow(uy ? std::size_t(C) * std::size_t(w0) : 0);
+  const float* base = data + std::int64_t(c0) * plane_stride;
+  auto low_row = [&](int r, int keep) -> const float* {
+    int s = T.find(r);
+    if (s < 0) {
+      s = T.claim(r, keep);
+      hpass(base + std::int64_t(r) * mw, plane_stride, C, ax, T.slot(s));
+    }
+    return T.slot(s);
+  };
+  int next_out = 0;
+  const int y_end = bin ? H : top + ch;
+  for (int y = 0; y < y_end; ++y) {
+    const auto ky = std::size_t(y);
+    const float* a = low_row(ay.i0[ky], ay.i1[ky]);
+    const float* b = low_row(ay.i1[ky], ay.i0[ky]);
+    float* r = R.slot(R.claim(y, y - 1));
+    vpass(a, b, ay.l0[ky], ay.l1[ky], std::size_t(C) * std::size_t(W), r);
+    if (bin) argmax_update(r, C, W, c0, c0 == 0, bin + ky * std::size_t(W), iin + ky * std::size_t(W));
+    if (!uy || y < top || y >= top + ch) continue;
+    // Unletterbox: horizontal pass of this input row's crop, then every original row whose lower
+    // tap is this row (its upper tap is this row or the previous one).
+    float* u = U.slot(U.claim(y - top, y - top - 1));
+    hpass(r + left, W, C, *ux, u);
+    while (next_out < h0 && uy->i1[std::size_t(next_out)] == y - top) {
+      const auto ko = std::size_t(next_out);
+      const float* ua = U.slot(U.find(uy->i0[ko]));
+      vpass(ua, u, uy->l0[ko], uy->l1[ko], std::size_t(C) * std::size_t(w0), orow.data());
+      argmax_update(orow.data(), C, w0, c0, c0 == 0, bor + ko * std::size_t(w0), ior + ko * std::size_t(w0));
+      ++next_out;
+    }
+  }
+  GYOLO_CHECK(!uy || next_out == h0, "semantic_argmax: internal error (rows not emitted)");
+}
+
+}  // namespace detail
+
+/// Arg-max maps at the input and/or the original resolution. threads <= 0: OpenMP default. The
+/// channels are split among the threads (one parallel region); partial arg-maxes are merged in
+/// channel order, so the result does not depend on the thread count.
+inline semantic_maps semantic_argmax(const logits_view& L, const letterbox_geometry& g, bool want_input,
+                                     bool want_original, int threads = 0) {
+  GYOLO_CHECK(L.channels > 0 && L.channels <= 32767 && L.mh > 0 && L.mw > 0, "semantic_argmax: empty logits");
+  const int C = L.channels, H = g.input_h, W = g.input_w;
+  GYOLO_CHECK(H > 0 && W > 0, "semantic_argmax: empty input size");
+  semantic_maps out;
+  out.input = xt::xtensor<std::int16_t, 2>::from_shape({want_input ? std::size_t(H) : 0, want_input ? std::size_t(W) : 0});
+  out.original = xt::xtensor<std::int16_t, 2>::from_shape(
+      {want_original ? std::size_t(g.orig_h) : 0, want_original ? std::size_t(g.orig_w) : 0});
+  if (!want_input && !want_original) return out;
+  if (threads <= 0) {
+#ifdef _OPENMP
+    threads = omp_get_max_threads();
+#else
+    threads = 1;
+#endif
+  }
+  threads = std::max(1, std::min(threads, C));
+  const interp_axis ay(L.mh, H), ax(L.mw, W);
+  const int ch = g.crop_h(), cw = g.crop_w();
+  interp_axis uy, ux;
+  if (want_original) {
+    GYOLO_CHECK(ch > 0 && cw > 0 && g.orig_h > 0 && g.orig_w > 0 && g.top >= 0 && g.left >= 0 && g.top + ch <= H &&
+                    g.left + cw <= W,
+                "semantic_argmax: bad letterbox geometry");
+    uy = interp_axis(ch, g.orig_h);
+    ux = interp_axis(cw, g.orig_w);
+  }
+  const std::size_t nin = want_input ? std::size_t(H) * std::size_t(W) : 0;
+  const std::size_t nor = want_original ? std::size_t(g.orig_h) * std::size_t(g.orig_w) : 0;
+  // Per thread: best value and channel maps (thread 0 writes straight into the outputs).
+  std::vector<std::vector<float>> bin(static_cast<std::size_t>(threads)), bor(static_cast<std::size_t>(threads));
+  std::vector<std::vector<std::int16_t>> iin(static_cast<std::size_t>(threads)), ior(static_cast<std::size_t>(threads));
+#pragma omp parallel for num_threads(threads) schedule(static, 1) if (threads > 1)
+  for (int t = 0; t < threads; ++t) {
+    const int c0 = int(std::int64_t(C) * t / threads), c1 = int(std::int64_t(C) * (t + 1) / threads);
+    const auto k = std::size_t(t);
+    bin[k].resize(nin);
+    bor[k].resize(nor);
+    std::int16_t* pi = want_input ? (t == 0 ? out.input.data() : (iin[k].resize(nin), iin[k].data())) : nullptr;
+    std::int16_t* po = want_original ? (t == 0 ? out.original.data() : (ior[k].resize(nor), ior[k].data())) : nullptr;
+    detail::semantic_channels(L.data, L.plane_stride, L.mw, c0, c1, ay, ax, want_original ? &uy : nullptr,
+                              want_original ? &ux : nullptr, g.top, g.left, H, want_input ? bin[k].data() : nullptr, pi,
+                              want_original ? bor[k].data() : nullptr, po);
+  }
+  // Merge in channel order: a later range wins only where strictly greater.
+  for (int t = 1; t < threads; ++t) {
+    const auto k = std::size_t(t);
+    auto merge = [](float* b0, std::int16_t* i0, const float* b, const std::int16_t* i, std::size_t n) {
+      for (std::size_t p = 0; p < n; ++p)
+        if (b[p] > b0[p]) b0[p] = b[p], i0[p] = i[p];
+    };
+    if (want_input) merge(bin[0].data(), out.input.data(), bin[k].data(), iin[k].data(), nin);
+    if (want_original) merge(bor[0].data(), out.original.data(), bor[k].data(), ior[k].data(), nor);
+  }
+  return out;
+}
+
+}  // namespace gyolo::post
