@@ -126,8 +126,8 @@ def randomize(model, seed):
     with torch.no_grad():
         for name, m in model.named_modules():
             tname = type(m).__name__
-            if tname == 'DFL':
-                continue  # keep the 0..15 bins
+            if tname == 'DFL' or '.dfl' in name:
+                continue  # keep the 0..15 bins (the DFL module and its conv child)
             if isinstance(m, nn.Conv2d):
                 fan_in = m.weight.shape[1] * m.weight.shape[2] * m.weight.shape[3]
                 normal(m.weight, CONV_GAIN * fan_in ** -0.5)

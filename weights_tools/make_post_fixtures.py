@@ -580,11 +580,11 @@ def main():
     ap.add_argument('--seed', type=int, default=20240607, help='CI fixtures: synthetic data seed')
     ap.add_argument('--full-seed', type=int, default=20240601,
                     help="--full: weight seed (make_fixtures.py's, so only the DFL bins differ from its model)")
-    ap.add_argument('--vocab', default='/work/shared/data/vocab.txt')
+    ap.add_argument('--vocab', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data', 'vocab.txt'))
     ap.add_argument('--tiny-ckpt', default='/tmp/gyolo_tiny/tiny.pt',
                     help='tiny checkpoint from make_fixtures.py --variant tiny (e2e case; "" to skip)')
     ap.add_argument('--full', action='store_true', help='full-size local reference instead of CI fixtures')
-    ap.add_argument('--image', default='/work/shared/data/horses.jpg')
+    ap.add_argument('--image', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'examples', 'data', 'horses.jpg'))
     ap.add_argument('--conf', type=float, default=0.25, help='--full: NMS confidence threshold')
     args = ap.parse_args()
     U = Upstream(args.upstream, args.vocab)
