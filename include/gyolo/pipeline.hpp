@@ -160,20 +160,11 @@ struct image_result {
   }
 };
 
-/// The caption of each image of a forward, when the model has a caption head; compiles before
-/// the caption head exists (then always nullopt).
+/// The caption of each image of a forward, when the model has a caption head.
 template <class M, class C, class O>
 std::optional<std::vector<caption_result>> try_caption(const M& m, C& ctx, const O& out) {
-  if constexpr (requires {
-                  { m.has_caption() } -> std::convertible_to<bool>;
-                  { m.caption(ctx, out) } -> std::convertible_to<std::vector<caption_result>>;
-                }) {
-    if (!m.has_caption()) return std::nullopt;
-    return std::vector<caption_result>(m.caption(ctx, out));
-  } else {
-    (void)m, (void)ctx, (void)out;
-    return std::nullopt;
-  }
+  if (!m.has_caption()) return std::nullopt;
+  return m.caption(ctx, out);
 }
 
 /// Whether the model type can caption at all.
