@@ -257,14 +257,7 @@ class pipeline {
   /// Post-processes image b of a forward's outputs (made from `p`); threads <= 0: options' or
   /// OpenMP's default.
   image_result postprocess(const vision_outputs<B>& out, int b, const prepared_input& p, int threads = 0) const {
-    if (threads <= 0) threads = o_.threads;
-    if (threads <= 0) {
-#ifdef _OPENMP
-      threads = omp_get_max_threads();
-#else
-      threads = 1;
-#endif
-    }
+    threads = resolve_threads(threads > 0 ? threads : o_.threads);
     image_result r;
     r.width = p.orig_w;
     r.height = p.orig_h;

@@ -12,6 +12,16 @@
 
 namespace gyolo {
 
+/// A thread count: t when positive, else OpenMP's default (1 without OpenMP).
+inline int resolve_threads(int t) {
+  if (t > 0) return t;
+#ifdef _OPENMP
+  return omp_get_max_threads();
+#else
+  return 1;
+#endif
+}
+
 template <class B>
 class context {
  public:

@@ -162,6 +162,36 @@ struct mask_scratch {
   std::vector<std::uint8_t> bits;
 };
 
+/// An empty (all-zero) H x W mask.
+inline binary_mask empty_mask(int H, int W) {
+  binary_mask m;
+  m.height = H;
+  m.width = W;
+  m.data = xt::xtensor<std::uint8_t, 2>::from_shape({0, 0});
+  return m;
+}
+
+/// Bilinear (align_corners=False) upsample of the src_h x src_w plane `src`, whose nonzero values
+/// lie in rows [r0, r1] and columns [c0, c1], to H x W, then > 0.5; only the output pixels whose
+/// taps touch that region are computed (all others interpolate zeros).
+inline binary_mask upsample_threshold(const float* src, int src_h, int src_w, int r0, int r1, int c0, int c1, int H, int W,
+                                      std::vector<std::uint8_t>& bits) {
+  const interp_axis ay(src_h, H), ax(src_w, W);
+  const auto [oy0, oy1] = ay.touching(r0, r1);
+  const auto [ox0, ox1] = ax.touching(c0, c1);
+  if (oy0 > oy1 || ox0 > ox1) return empty_mask(H, W);
+  const int rows = oy1 - oy0 + 1, cols = ox1 - ox0 + 1;
+  bits.assign(std::size_t(rows) * std::size_t(cols), 0);
+  for (int y = oy0; y <= oy1; ++y) {
+    const auto k = std::size_t(y);
+    const float* a = src + std::int64_t(ay.i0[k]) * src_w;
+    const float* b = src + std::int64_t(ay.i1[k]) * src_w;
+    std::uint8_t* d = bits.data() + std::size_t(y - oy0) * std::size_t(cols);
+    for (int x = ox0; x <= ox1; ++x) d[x - ox0] = bilinear_tap(a, b, ax, x, ay.l0[k], ay.l1[k]) > 0.5f;
+  }
+  return detail::tight_mask(H, W, oy0, ox0, rows, cols, bits.data());
+}
+
 /// process_mask(protos, coef, box, (H, W), upsample=True) for one detection; box in input pixels.
 inline binary_mask process_mask(const proto_view& p, const float* coef, const float box[4], int H, int W,
                                 mask_scratch& s) {
@@ -176,11 +206,7 @@ inline binary_mask process_mask(const proto_view& p, const float* coef, const fl
     if (float(c) >= bx1 && float(c) < bx2) c0 = std::min(c0, c), c1 = std::max(c1, c);
   for (int r = 0; r < p.mh; ++r)
     if (float(r) >= by1 && float(r) < by2) r0 = std::min(r0, r), r1 = std::max(r1, r);
-  binary_mask empty;
-  empty.height = H;
-  empty.width = W;
-  empty.data = xt::xtensor<std::uint8_t, 2>::from_shape({0, 0});
-  if (c1 < 0 || r1 < 0) return empty;
+  if (c1 < 0 || r1 < 0) return empty_mask(H, W);
   // sigmoid(coef . proto) inside the crop; zero elsewhere (s.low is all-zero between calls).
   for (int r = r0; r <= r1; ++r)
     for (int c = c0; c <= c1; ++c) {
@@ -189,22 +215,7 @@ inline binary_mask process_mask(const proto_view& p, const float* coef, const fl
       for (int k = 0; k < p.nm; ++k) acc = std::fma(coef[k], p.data[k * p.plane_stride + o], acc);
       s.low[std::size_t(o)] = 1.0f / (1.0f + std::exp(-acc));
     }
-  const interp_axis ay(p.mh, H), ax(p.mw, W);
-  const auto [oy0, oy1] = ay.touching(r0, r1);
-  const auto [ox0, ox1] = ax.touching(c0, c1);
-  binary_mask m = empty;
-  if (oy0 <= oy1 && ox0 <= ox1) {
-    const int rows = oy1 - oy0 + 1, cols = ox1 - ox0 + 1;
-    s.bits.assign(std::size_t(rows) * std::size_t(cols), 0);
-    for (int y = oy0; y <= oy1; ++y) {
-      const auto k = std::size_t(y);
-      const float* a = s.low.data() + std::int64_t(ay.i0[k]) * p.mw;
-      const float* b = s.low.data() + std::int64_t(ay.i1[k]) * p.mw;
-      std::uint8_t* d = s.bits.data() + std::size_t(y - oy0) * std::size_t(cols);
-      for (int x = ox0; x <= ox1; ++x) d[x - ox0] = bilinear_tap(a, b, ax, x, ay.l0[k], ay.l1[k]) > 0.5f;
-    }
-    m = detail::tight_mask(H, W, oy0, ox0, rows, cols, s.bits.data());
-  }
+  binary_mask m = upsample_threshold(s.low.data(), p.mh, p.mw, r0, r1, c0, c1, H, W, s.bits);
   for (int r = r0; r <= r1; ++r) std::fill_n(s.low.begin() + std::ptrdiff_t(r) * p.mw + c0, c1 - c0 + 1, 0.0f);
   return m;
 }
@@ -215,34 +226,15 @@ inline binary_mask unletterbox_mask(const binary_mask& in, const letterbox_geome
   GYOLO_CHECK(in.height == g.input_h && in.width == g.input_w, "unletterbox_mask: mask is not at the input size");
   const int ch = g.crop_h(), cw = g.crop_w();
   GYOLO_CHECK(ch > 0 && cw > 0 && g.orig_h > 0 && g.orig_w > 0, "unletterbox_mask: empty crop or image");
-  binary_mask empty;
-  empty.height = g.orig_h;
-  empty.width = g.orig_w;
-  empty.data = xt::xtensor<std::uint8_t, 2>::from_shape({0, 0});
   // Set region in crop coordinates.
   const int r0 = std::max(in.y0 - g.top, 0), r1 = std::min(in.y0 + in.rows() - 1 - g.top, ch - 1);
   const int c0 = std::max(in.x0 - g.left, 0), c1 = std::min(in.x0 + in.cols() - 1 - g.left, cw - 1);
-  if (in.empty_region() || r0 > r1 || c0 > c1) return empty;
+  if (in.empty_region() || r0 > r1 || c0 > c1) return empty_mask(g.orig_h, g.orig_w);
   const std::size_t fullsz = std::size_t(ch) * std::size_t(cw);
   if (s.full.size() != fullsz) s.full.assign(fullsz, 0.0f);
   for (int r = r0; r <= r1; ++r)
     for (int c = c0; c <= c1; ++c) s.full[std::size_t(r) * std::size_t(cw) + std::size_t(c)] = float(in.at(r + g.top, c + g.left));
-  const interp_axis ay(ch, g.orig_h), ax(cw, g.orig_w);
-  const auto [oy0, oy1] = ay.touching(r0, r1);
-  const auto [ox0, ox1] = ax.touching(c0, c1);
-  binary_mask m = empty;
-  if (oy0 <= oy1 && ox0 <= ox1) {
-    const int rows = oy1 - oy0 + 1, cols = ox1 - ox0 + 1;
-    s.bits.assign(std::size_t(rows) * std::size_t(cols), 0);
-    for (int y = oy0; y <= oy1; ++y) {
-      const auto k = std::size_t(y);
-      const float* a = s.full.data() + std::int64_t(ay.i0[k]) * cw;
-      const float* b = s.full.data() + std::int64_t(ay.i1[k]) * cw;
-      std::uint8_t* d = s.bits.data() + std::size_t(y - oy0) * std::size_t(cols);
-      for (int x = ox0; x <= ox1; ++x) d[x - ox0] = bilinear_tap(a, b, ax, x, ay.l0[k], ay.l1[k]) > 0.5f;
-    }
-    m = detail::tight_mask(g.orig_h, g.orig_w, oy0, ox0, rows, cols, s.bits.data());
-  }
+  binary_mask m = upsample_threshold(s.full.data(), ch, cw, r0, r1, c0, c1, g.orig_h, g.orig_w, s.bits);
   for (int r = r0; r <= r1; ++r) std::fill_n(s.full.begin() + std::ptrdiff_t(r) * cw + c0, c1 - c0 + 1, 0.0f);
   return m;
 }

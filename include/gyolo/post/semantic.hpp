@@ -19,6 +19,7 @@
 
 #include <xtensor/xtensor.hpp>
 
+#include "gyolo/core/context.hpp"
 #include "gyolo/core/error.hpp"
 #include "gyolo/post/interp.hpp"
 #include "gyolo/post/masks.hpp"
@@ -167,14 +168,7 @@ inline semantic_maps semantic_argmax(const logits_view& L, const letterbox_geome
   out.original = xt::xtensor<std::int16_t, 2>::from_shape(
       {want_original ? std::size_t(g.orig_h) : 0, want_original ? std::size_t(g.orig_w) : 0});
   if (!want_input && !want_original) return out;
-  if (threads <= 0) {
-#ifdef _OPENMP
-    threads = omp_get_max_threads();
-#else
-    threads = 1;
-#endif
-  }
-  threads = std::max(1, std::min(threads, C));
+  threads = std::max(1, std::min(resolve_threads(threads), C));
   const interp_axis ay(L.mh, H), ax(L.mw, W);
   const int ch = g.crop_h(), cw = g.crop_w();
   interp_axis uy, ux;
