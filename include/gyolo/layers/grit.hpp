@@ -251,7 +251,7 @@ class grit_head {
     }
     GYOLO_CHECK(std::int64_t(score.size()) >= cfg.topk,
                 "caption needs at least " + std::to_string(cfg.topk) + " anchors, the input has " + std::to_string(score.size()) +
-                    " (use an input of at least 128x128)");
+                    " (use an input of at least 128x128, or switch captioning off: --tasks det,mask,sem,pan)");
     std::vector<torch_order::elem> work;
     std::vector<std::int64_t> idx;
     torch_order::topk_desc(score, cfg.topk, work, idx);
