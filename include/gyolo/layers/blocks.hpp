@@ -173,12 +173,11 @@ struct psa {
     dtensor<B> z({b.n, c, b.h, b.w});
     const int blk = 2 * key_dim + head_dim;
     for (int h = 0; h < heads; ++h) {
-      conv_layer<B> peh;  // view of the per-head slice of pe's weights
-      peh.d = pe.d;
-      peh.d.cin = peh.d.cout = peh.d.groups = head_dim;
-      conv_weights<> wt{pe.w.data() + std::int64_t(h) * head_dim * 9, pe.b.data() + h * head_dim};
+      conv_desc dh = pe.d;  // the per-head slice of the depthwise pe conv
+      dh.cin = dh.cout = dh.groups = head_dim;
+      const conv_weights<> wt{pe.w.data() + std::int64_t(h) * head_dim * 9, pe.b.data() + h * head_dim};
       kernels<B>::conv2d(ctx, q.cv().slice(h * blk + 2 * key_dim, head_dim), wt, z.v().slice(h * head_dim, head_dim),
-                         peh.d, att.cv().slice(h * head_dim, head_dim));
+                         dh, att.cv().slice(h * head_dim, head_dim));
     }
     return proj(ctx, z.cv(), residual);
   }
