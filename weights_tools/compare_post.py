@@ -18,7 +18,7 @@ import cv2
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from make_post_fixtures import rle_from_string  # noqa: E402
+from make_post_fixtures import rle_decode  # noqa: E402
 
 SEM_IDS = None
 
@@ -29,17 +29,6 @@ def semantic_ids():
               34, 35, 36, 37, 38, 39, 40, 41, 42, 43, 44, 46, 47, 48, 49, 50, 51, 52, 53, 54, 55, 56, 57, 58, 59, 60, 61,
               62, 63, 64, 65, 67, 70, 72, 73, 74, 75, 76, 77, 78, 79, 80, 81, 82, 84, 85, 86, 87, 88, 89, 90]
     return np.array(things + list(range(92, 184)) + [0], np.int64)
-
-
-def rle_decode(counts_str, h, w):
-    counts = rle_from_string(counts_str)
-    flat = np.zeros(h * w, np.uint8)
-    pos, v = 0, 0
-    for n in counts:
-        flat[pos:pos + n] = v
-        pos += n
-        v ^= 1
-    return flat.reshape((h, w), order='F')
 
 
 def iou(a, b):

@@ -132,6 +132,19 @@ def rle_from_string(s):
     return counts
 
 
+def rle_decode(counts, h, w):
+    """pycocotools' decode: column-major run lengths (a compressed string or a list) -> h x w uint8."""
+    if isinstance(counts, str):
+        counts = rle_from_string(counts)
+    flat = np.zeros(h * w, np.uint8)
+    pos, val = 0, 0
+    for n in counts:
+        flat[pos:pos + n] = val
+        pos += n
+        val ^= 1
+    return flat.reshape((h, w), order='F')
+
+
 def make_mask_module():
     m = types.ModuleType('pycocotools.mask')
 
@@ -146,14 +159,7 @@ def make_mask_module():
             return np.stack([decode(x) for x in r], axis=2)
         h, w = r['size']
         cnt = r['counts']
-        counts = rle_from_string(cnt.decode() if isinstance(cnt, bytes) else cnt) if isinstance(cnt, (str, bytes)) else cnt
-        flat = np.zeros(h * w, np.uint8)
-        pos, val = 0, 0
-        for n in counts:
-            flat[pos:pos + n] = val
-            pos += n
-            val ^= 1
-        return flat.reshape((h, w), order='F')
+        return rle_decode(cnt.decode() if isinstance(cnt, bytes) else cnt, h, w)
 
     m.encode, m.decode = encode, decode
     return m
