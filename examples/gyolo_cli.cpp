@@ -1,5 +1,8 @@
 // gyolo command-line tool.
 //   gyolo predict --weights FILE|random --source IMAGE_OR_DIR --out DIR [options]
+//   gyolo bench   --weights FILE|random [--imgsz N] [--runs N] [--threads N] [--tasks all|vision] [--per-layer]
+//   gyolo info    (CPU features and kernels; --isas: the kernel sets this CPU can run)
+//   gyolo --version
 // Per image it writes <stem>.json, <stem>.png (the picture with masks, boxes, labels and the
 // caption), <stem>_semantic.png (8-bit COCO category ids) and <stem>_panoptic.png (COCO panoptic
 // PNG); --save-coco FILE writes COCO detection results for all images; --save-raw adds
@@ -7,6 +10,7 @@
 // terminal) and errors. Schema: docs/outputs.md.
 // Errors: one line on stderr, non-zero exit, no partial result files. A directory with some bad
 // images processes the good ones, reports the bad ones and exits with 1.
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -46,6 +50,10 @@ struct options {
 
 void usage(std::ostream& o) {
   o << "usage: gyolo predict --weights FILE --source IMAGE_OR_DIR --out DIR [options]\n"
+       "       gyolo bench --weights FILE|random [bench options]   (gyolo bench --help)\n"
+       "       gyolo info [--isas]    CPU features seen and kernels chosen\n"
+       "       gyolo --version\n"
+       "predict options:\n"
        "  --weights FILE      a .gguf file made by weights_tools/convert.py, or 'random' for\n"
        "                      deterministic random weights (demo only: outputs are meaningless)\n"
        "  --imgsz N           inference size, a multiple of 32 (640)\n"
@@ -510,6 +518,247 @@ int predict(const options& o) {
   return 0;
 }
 
+// ---------------------------------------------------------------------------------------------
+// gyolo info / --version
+// ---------------------------------------------------------------------------------------------
+
+std::string kernels_line() {
+  std::string avail;
+  for (cpu_isa i : available_cpu_isas()) (avail += avail.empty() ? "" : " ") += to_string(i);
+  return std::string(cpu_detail::active_kernels().name) + " (available: " + avail + ")";
+}
+
+int info(int argc, char** argv) {
+  if (argc == 3 && std::string(argv[2]) == "--isas") {
+    std::string avail;
+    for (cpu_isa i : available_cpu_isas()) (avail += avail.empty() ? "" : " ") += to_string(i);
+    std::cout << avail << "\n";
+    return 0;
+  }
+  if (argc > 2) throw error("gyolo info takes no arguments but --isas");
+  const char* env = std::getenv("GYOLO_ISA");
+  const std::string kernels = kernels_line();  // throws on a bad GYOLO_ISA before anything is printed
+  std::cout << "gyolo " << version << "\n"
+            << "cpu features: " << detected_cpu_features().summary() << "\n"
+            << "kernels: " << kernels << "\n"
+            << "GYOLO_ISA: " << (env ? env : "(unset: best available)") << "\n"
+            << "threads: " << resolve_threads(0) << "\n";
+  return 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// gyolo bench
+// ---------------------------------------------------------------------------------------------
+
+struct bench_options {
+  std::string weights, source;
+  int imgsz = 640, runs = 7, threads = 0;
+  bool square = false, per_layer = false, vision_only = false;
+};
+
+void bench_usage(std::ostream& o) {
+  o << "usage: gyolo bench --weights FILE|random [options]\n"
+       "  --imgsz N         inference size, a multiple of 32 (640)\n"
+       "  --square          letterbox to imgsz x imgsz (default: the image's aspect, padded to 32)\n"
+       "  --source IMAGE    the image to run (default: a synthetic 4:3 picture)\n"
+       "  --runs N          timed runs after one warm-up run, median reported (7; at least 3)\n"
+       "  --threads N       threads (0 = all)\n"
+       "  --tasks T         all (the whole pipeline, default) or vision (the forward pass only)\n"
+       "  --per-layer       also time each layer (0-56) with its GFLOP, GFLOP/s and share\n"
+       "prints one JSON line: median_ms, min_ms, first_ms, per-stage medians, peak_rss_mb, kernels.\n";
+}
+
+bench_options parse_bench(int argc, char** argv) {
+  bench_options o;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    auto val = [&]() -> std::string {
+      if (i + 1 >= argc) throw error(a + " needs a value");
+      return argv[++i];
+    };
+    if (a == "--weights") o.weights = val();
+    else if (a == "--source") o.source = val();
+    else if (a == "--imgsz") o.imgsz = parse_int(a, val(), 32, 8192);
+    else if (a == "--runs") o.runs = parse_int(a, val(), 3, 100000);
+    else if (a == "--threads") o.threads = parse_int(a, val(), 0, 1024);
+    else if (a == "--square") o.square = true;
+    else if (a == "--per-layer") o.per_layer = true;
+    else if (a == "--tasks") {
+      const auto v = val();
+      if (v == "all") o.vision_only = false;
+      else if (v == "vision") o.vision_only = true;
+      else throw error("--tasks for bench must be all or vision, got '" + v + "'");
+    } else if (a == "--help" || a == "-h") {
+      bench_usage(std::cout);
+      std::exit(0);
+    } else throw error("unknown option '" + a + "' (see gyolo bench --help)");
+  }
+  if (o.weights.empty()) throw error("--weights is required (a converted .gguf file, or 'random')");
+  if (o.imgsz % 32 != 0) throw error("--imgsz must be a multiple of 32, got " + std::to_string(o.imgsz));
+  return o;
+}
+
+double median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+/// A deterministic 4:3 test picture (gradients and blocks), so a bench needs no file.
+image_u8 synthetic_image(int w, int h) {
+  image_u8 im(h, w, 3);
+  for (int y = 0; y < h; ++y)
+    for (int x = 0; x < w; ++x) {
+      std::uint8_t* p = im.data.data() + (std::size_t(y) * w + x) * 3;
+      const bool blk = ((x / 40) + (y / 40)) % 2;
+      p[0] = std::uint8_t((x * 255) / w);
+      p[1] = std::uint8_t((y * 255) / h);
+      p[2] = std::uint8_t(blk ? 200 : 40);
+    }
+  return im;
+}
+
+/// The kernel set's multiply-add peak with `threads` threads at once, GFLOP/s (best of 3).
+double fma_peak_gflops(int threads) {
+  const auto& kt = cpu_detail::active_kernels();
+  const long iters = 20'000'000;
+  double best = 0;
+  for (int rep = 0; rep < 3; ++rep) {
+    std::vector<double> gf(std::size_t(threads), 0.0);
+    volatile float sink = 0;
+#pragma omp parallel num_threads(threads)
+    {
+      const auto t0 = std::chrono::steady_clock::now();
+      const float r = kt.fma_loop(iters);
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      gf[std::size_t(omp_get_thread_num())] = double(iters) * kt.fma_flop_per_iter / s * 1e-9;
+      if (r == 12345.f) sink = r;
+    }
+    (void)sink;
+    double sum = 0;
+    for (double g : gf) sum += g;
+    best = std::max(best, sum);
+  }
+  return best;
+}
+
+int bench(const bench_options& o) {
+  using M = model<cpu, gyolo_c>;
+  using clock = std::chrono::steady_clock;
+  const bool random = o.weights == "random";
+  if (!random) check_weights_kind(o.weights);
+  std::optional<M> m;
+  if (random) {
+    random_weights ws(0);
+    m.emplace(M::from_source(ws));
+  } else {
+    m.emplace(M::load(o.weights));
+  }
+  const image_u8 img = o.source.empty() ? synthetic_image(o.imgsz, o.imgsz * 3 / 4) : decode_image(o.source);
+  context<cpu> ctx(o.threads);
+  pipeline_options po;
+  po.imgsz = o.imgsz;
+  po.letterbox = o.square ? letterbox_mode::square : letterbox_mode::predict;
+  pipeline<cpu, gyolo_c> p(*m, po);
+  const auto prepared = prepare_input(img, o.imgsz, po.letterbox);
+  const bool caption = !o.vision_only && m->has_caption() && p.options().tasks.caption;
+
+  std::vector<double> total;
+  std::map<std::string, std::vector<double>> stages;
+  auto one = [&] {
+    const auto t0 = clock::now();
+    if (o.vision_only) {
+      auto out = m->forward(ctx, prepared.x.cv());
+      const double ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+      stages["vision"].push_back(ms);
+      return ms;
+    }
+    auto r = p.run(ctx, img);
+    const double ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
+    const auto& t = r.timing_ms;
+    for (auto [name, v] : {std::pair{"preprocess", t.preprocess}, {"vision", t.vision}, {"detect", t.detect}, {"masks", t.masks},
+                           {"semantic", t.semantic}, {"panoptic", t.panoptic}, {"caption", t.caption}})
+      stages[name].push_back(v);
+    return ms;
+  };
+  // The warm-up run (excluded from the timings) also counts the vision graph's FLOPs.
+  layer_profiler counter;
+  ctx.set_profiler(&counter);
+  const double first = one();
+  ctx.set_profiler(nullptr);
+  double vision_flop = 0;
+  for (const auto& row : counter.rows) vision_flop += row.flop;
+  stages.clear();
+  for (int r = 0; r < o.runs; ++r) total.push_back(one());
+
+  nlohmann::ordered_json j;
+  j["command"] = "bench";
+  j["weights"] = random ? "random" : fs::path(o.weights).filename().string();
+  j["input"] = {prepared.x.shape().h, prepared.x.shape().w};
+  j["threads"] = ctx.threads();
+  j["runs"] = o.runs;
+  j["tasks"] = o.vision_only ? "vision" : "all";
+  j["kernels"] = cpu_detail::active_kernels().name;
+  j["cpu"] = detected_cpu_features().summary();
+  j["median_ms"] = round_to(median(total), 100);
+  j["min_ms"] = round_to(*std::min_element(total.begin(), total.end()), 100);
+  j["first_ms"] = round_to(first, 100);
+  nlohmann::ordered_json st = nlohmann::ordered_json::object();
+  for (const char* name : {"preprocess", "vision", "detect", "masks", "semantic", "panoptic", "caption"})
+    if (stages.count(name)) st[name] = round_to(median(stages[name]), 100);
+  j["stages_median_ms"] = st;
+  // How close the vision graph runs to the machine's multiply-add peak (same threads, same kernels).
+  const double peak = fma_peak_gflops(ctx.threads());
+  const double vis_ms = median(stages["vision"]);
+  j["vision_gflop"] = round_to(vision_flop * 1e-9, 100);
+  j["vision_gflops"] = round_to(vis_ms > 0 ? vision_flop * 1e-6 / vis_ms : 0.0, 10);
+  j["fma_peak_gflops"] = round_to(peak, 10);
+  j["vision_fraction_of_peak"] = round_to(peak > 0 && vis_ms > 0 ? vision_flop * 1e-6 / vis_ms / peak : 0.0, 1000);
+
+  if (o.per_layer) {
+    // The same work with a profiler attached: each layer's time (median over runs) and FLOPs.
+    std::vector<std::string> order;
+    std::map<std::string, std::vector<double>> ms;
+    std::map<std::string, double> flop;
+    for (int r = 0; r < o.runs; ++r) {
+      layer_profiler prof;
+      ctx.set_profiler(&prof);
+      auto out = m->forward(ctx, prepared.x.cv(), false, caption);
+      if (caption) {
+        prof.start();
+        auto c = m->caption(ctx, out);
+        prof.mark("56");
+      }
+      ctx.set_profiler(nullptr);
+      for (const auto& row : prof.rows) {
+        if (!ms.count(row.layer)) order.push_back(row.layer);
+        ms[row.layer].push_back(row.ms);
+        flop[row.layer] = row.flop;
+      }
+    }
+    double sum = 0;
+    for (const auto& l : order) sum += median(ms[l]);
+    nlohmann::ordered_json layers = nlohmann::ordered_json::array();
+    for (const auto& l : order) {
+      const double t = median(ms[l]);
+      nlohmann::ordered_json e;
+      e["layer"] = l;
+      e["ms"] = round_to(t, 1000);
+      e["gflop"] = round_to(flop[l] * 1e-9, 10000);
+      e["gflops"] = round_to(t > 0 ? flop[l] * 1e-6 / t : 0.0, 10);
+      e["share"] = round_to(sum > 0 ? t / sum : 0.0, 10000);
+      layers.push_back(e);
+    }
+    j["layers"] = layers;
+  }
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  j["peak_rss_mb"] = round_to(double(ru.ru_maxrss) / 1024.0, 10);
+  std::cout << j.dump() << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -519,7 +768,14 @@ int main(int argc, char** argv) {
       return argc < 2 ? 2 : 0;
     }
     const std::string cmd = argv[1];
-    if (cmd != "predict") throw error("unknown command '" + cmd + "' (expected: predict)");
+    if (cmd == "--version") {
+      std::cout << "gyolo " << version << " (kernels " << kernels_line() << "; cpu " << detected_cpu_features().summary()
+                << ")\n";
+      return 0;
+    }
+    if (cmd == "info") return info(argc, argv);
+    if (cmd == "bench") return bench(parse_bench(argc, argv));
+    if (cmd != "predict") throw error("unknown command '" + cmd + "' (expected: predict, bench, info)");
     return predict(parse(argc, argv));
   } catch (const std::exception& e) {
     std::cerr << "gyolo: error: " << e.what() << "\n";

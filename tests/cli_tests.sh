@@ -117,6 +117,42 @@ for b in crc empty noise huge; do
 done
 [ -f "$T/o7/good.json" ] && [ -f "$T/o7/good_semantic.png" ] && ok || bad "mixed dir 2: good image outputs missing"
 ls -a "$T/o7" | grep -q tmp && bad "mixed dir 2: temporary files left" || ok
+# ---- info, --version, bench
+"$BIN" --version >"$T/out" 2>&1 && grep -q "^gyolo [0-9]*\.[0-9]*\.[0-9]* (kernels " "$T/out" && ok || bad "--version: $(cat "$T/out")"
+"$BIN" info >"$T/out" 2>&1 && grep -q "^cpu features: " "$T/out" && grep -q "^kernels: " "$T/out" && ok || bad "info: $(cat "$T/out")"
+"$BIN" info --isas >"$T/out" 2>&1 && grep -q "^portable" "$T/out" && ok || bad "info --isas: $(cat "$T/out")"
+GYOLO_ISA=avx9 "$BIN" info >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "unknown CPU kernel set 'avx9'" "$T/err" && [ ! -s "$T/out" ] && ok || bad "bad GYOLO_ISA: rc $rc $(cat "$T/err")"
+for isa in $("$BIN" info --isas); do
+  GYOLO_ISA=$isa "$BIN" info | grep -q "^kernels: $isa" && ok || bad "GYOLO_ISA=$isa not used"
+done
+expect_error "bench without weights" "--weights is required" "$BIN" bench
+expect_error "bench bad tasks" "all or vision" "$BIN" bench --weights random --tasks det
+expect_error "bench few runs" "--runs must be in" "$BIN" bench --weights random --runs 1
+"$BIN" bench --weights random --imgsz 128 --runs 3 --threads 1 --per-layer >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 0 ] && ok || bad "bench: exit $rc ($(cat "$T/err"))"
+"$BIN" bench --weights random --imgsz 64 --square --runs 3 --tasks vision >"$T/out2" 2>"$T/err"; rc=$?
+[ $rc -eq 0 ] && ok || bad "bench vision: exit $rc ($(cat "$T/err"))"
+if [ -n "$PY" ]; then
+  $PY - "$T/out" "$T/out2" <<'PYEOF' && ok || bad "bench JSON is not as documented"
+import json, sys
+lines = open(sys.argv[1]).read().splitlines()
+assert len(lines) == 1, lines
+j = json.loads(lines[0])
+for k in ('median_ms', 'min_ms', 'first_ms', 'stages_median_ms', 'peak_rss_mb', 'kernels', 'cpu', 'layers', 'threads', 'runs'):
+    assert k in j, k
+assert j['input'] == [96, 128] and j['runs'] == 3 and j['threads'] == 1 and j['tasks'] == 'all'
+assert 0 < j['min_ms'] <= j['median_ms']
+assert set(j['stages_median_ms']) >= {'vision', 'detect', 'masks', 'semantic', 'panoptic'}
+layers = [l['layer'] for l in j['layers']]
+assert layers[0] == '1' and '17' in layers and layers[-1] in ('55', '56'), layers
+assert abs(sum(l['share'] for l in j['layers']) - 1) < 0.01
+conv = [l for l in j['layers'] if l['layer'] == '3'][0]
+assert conv['gflop'] > 0 and conv['gflops'] > 0
+v = json.loads(open(sys.argv[2]).read())
+assert v['tasks'] == 'vision' and v['input'] == [64, 64] and 'layers' not in v and list(v['stages_median_ms']) == ['vision']
+PYEOF
+fi
 # ---- only bad images: non-zero exit, no outputs
 mkdir -p "$T/allbad"; cp "$FIX/image/empty.jpg" "$T/allbad/x.jpg"
 "$BIN" predict --weights random --source "$T/allbad" --out "$T/o8" >"$T/out" 2>"$T/err"; rc=$?

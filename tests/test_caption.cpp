@@ -100,6 +100,31 @@ void require_caption(const caption_result& r, const std::vector<std::int64_t>& t
   REQUIRE(r.log_prob == Approx(sum).margin(1e-3));
 }
 
+/// Two selections ranked by the same scores agree up to near-ties. Upstream's exact order there
+/// hinges on the last bits of floats that every CPU kernel set computes differently, so: at
+/// every position the two picks must be the same element, or elements whose scores differ by at
+/// most `tol` (a swap of near-tied neighbours, or a near-tied element exchanged at the boundary of
+/// a top-k). Where neighbours differ by more than tol this is the exact order.
+void require_ranking(const std::vector<std::int64_t>& got, const std::vector<std::int64_t>& want,
+                     const std::vector<float>& score, double tol, const std::string& what) {
+  INFO(what);
+  REQUIRE(got.size() == want.size());
+  std::size_t differ = 0;
+  for (std::size_t j = 0; j < got.size(); ++j) {
+    if (got[j] == want[j]) continue;
+    ++differ;
+    REQUIRE(got[j] >= 0);
+    REQUIRE(want[j] >= 0);
+    REQUIRE(std::size_t(got[j]) < score.size());
+    REQUIRE(std::size_t(want[j]) < score.size());
+    const double d = std::abs(double(score[std::size_t(got[j])]) - double(score[std::size_t(want[j])]));
+    INFO("position " << j << ": " << got[j] << " vs upstream's " << want[j] << ", scores differ by " << d);
+    REQUIRE(d <= tol);
+  }
+  // near-ties are rare: a handful of positions at most
+  REQUIRE(differ <= got.size() / 20);
+}
+
 /// Wraps a scorer and keeps the log-probs of the first steps.
 template <class D>
 struct recorder {
@@ -220,10 +245,26 @@ TEST_CASE("captions match upstream end to end at three input sizes", "[caption][
     const auto& texts = manifest().at("cases").at(cs).at("text");
     for (int i = 0; i < n; ++i) {
       INFO(cs << " image " << i);
-      // the discrete choices the head makes from the vision outputs
-      REQUIRE(m.grit().select_regions({o.d3[0].cv(), o.d3[1].cv(), o.d3[2].cv()}, i) ==
-              std::vector<std::int64_t>(topk.begin() + i * 300, topk.begin() + (i + 1) * 300));
-      REQUIRE(m.grit().semantic_argmax(o.semantic.cv(), i) == std::vector<std::int64_t>(sem.begin() + i * 173, sem.begin() + (i + 1) * 173));
+      // The discrete choices the head makes from the vision outputs: upstream's, except between
+      // elements whose scores are within the vision graph's tolerance of each other (1e-4 of the
+      // largest score; the head outputs match upstream to about 1e-5 relative).
+      const std::array<cview<float>, 3> d3{o.d3[0].cv(), o.d3[1].cv(), o.d3[2].cv()};
+      const auto score = m.grit().region_scores(d3, i);
+      double smax = 0;
+      for (float v : score) smax = std::max(smax, double(std::abs(v)));
+      require_ranking(m.grit().select_regions(d3, i), std::vector<std::int64_t>(topk.begin() + i * 300, topk.begin() + (i + 1) * 300),
+                      score, 1e-4 * smax, "top-300 regions");
+      // semantic arg-max: per channel, the value at our position equals the value at upstream's
+      const auto pos = m.grit().semantic_argmax(o.semantic.cv(), i);
+      for (int ch = 0; ch < o.semantic.shape().c; ++ch) {
+        const float* p = o.semantic.cv().channel(i, ch);
+        const std::int64_t a = pos[std::size_t(ch)], b = sem[std::size_t(i * 173 + ch)];
+        if (a == b) continue;
+        double cmax = 0;
+        for (std::int64_t j = 0; j < o.semantic.cv().plane(); ++j) cmax = std::max(cmax, double(std::abs(p[j])));
+        INFO("semantic channel " << ch << ": position " << a << " vs upstream's " << b);
+        REQUIRE(std::abs(double(p[a]) - double(p[b])) <= 1e-4 * cmax);
+      }
       require_caption(res[std::size_t(i)], std::vector<std::int64_t>(tokens.begin() + i * 20, tokens.begin() + (i + 1) * 20),
                       logp.data() + i * 20, cs);
       REQUIRE(res[std::size_t(i)].text == texts.at(std::size_t(i)).get<std::string>());

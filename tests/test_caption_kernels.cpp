@@ -38,7 +38,9 @@ TEST_CASE("transformer kernels: cpu matches reference", "[caption][kernels]") {
       auto b = randv(std::size_t(out), 3, 0.1f);
       const auto pk = tkernels<cpu>::prepack_linear(w, out, in);
       for (act a : {act::none, act::relu, act::sigmoid})
-        for (int packed = 0; packed < 2; ++packed) {
+        for (int packed = 0; packed < 2; ++packed)
+          for (cpu_isa isa : available_cpu_isas()) {  // the few-row path runs the chosen GEMM
+          scoped_cpu_isa use(isa);
           std::vector<float> y1(std::size_t(rows) * out), y2(y1.size());
           const cmview X{x.data(), rows, in, in + 3};
           const linear_params p{w.data(), a == act::none ? nullptr : b.data(), out, in};
@@ -46,7 +48,7 @@ TEST_CASE("transformer kernels: cpu matches reference", "[caption][kernels]") {
           if (packed) pc = {nullptr, p.b, out, in, pk.wt.data()};
           tkernels<cpu>::linear(cc, X, pc, as_mat(y1.data(), rows, out), a);
           tkernels<reference>::linear(rc, X, p, as_mat(y2.data(), rows, out), a);
-          INFO(rows << "x" << in << " -> " << out << " packed " << packed);
+          INFO(rows << "x" << in << " -> " << out << " packed " << packed << " isa " << to_string(isa));
           REQUIRE(max_rel(y1, y2) < 1e-5);
         }
     }

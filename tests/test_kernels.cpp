@@ -2,7 +2,9 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <random>
+#include <string>
 
 #include "gyolo/kernels/cpu.hpp"
 #include "gyolo/kernels/reference.hpp"
@@ -62,19 +64,75 @@ TEST_CASE("conv2d: cpu kernel equals reference on random and edge shapes", "[ker
     auto b = rndv(std::size_t(c.cout), g);
     shape4 os{c.n, c.cout, d.out_h(c.h), d.out_w(c.w)};
     auto r = rnd(os, g);
-    tensor<float> y1(os), y2(os), y3(os), y4(os);
+    tensor<float> y1(os), y2(os), y3(os);
     const auto res = c.res ? r.cv() : cview<float>{};
     const auto packed = kernels<cpu>::prepack(d, w);
-    kernels<cpu>::conv2d(cc, x.cv(), {w.data(), b.data()}, y1.v(), d, res);                   // packs on the fly
-    kernels<cpu>::conv2d(cc, x.cv(), {w.data(), b.data(), packed.empty() ? nullptr : packed.data()}, y3.v(), d, res);
     kernels<reference>::conv2d(rc, x.cv(), {w.data(), b.data()}, y2.v(), d, res);
-    INFO("case cin=" << c.cin << " cout=" << c.cout << " " << c.h << "x" << c.w << " k" << c.k << " s" << c.s << " g" << c.g);
-    require_close(y1, y2, 1e-5);
-    require_close(y3, y2, 1e-5);
-    if (c.g != c.cin) {  // the portable Eigen path (used where AVX-512 is not available)
-      kernels<cpu>::conv2d_eigen(cc, x.cv(), {w.data(), b.data()}, y4.v(), d, res);
-      require_close(y4, y2, 1e-5);
+    // every kernel set this CPU can run, whichever one the process would pick
+    for (cpu_isa isa : available_cpu_isas()) {
+      scoped_cpu_isa use(isa);
+      INFO("isa " << to_string(isa) << " case cin=" << c.cin << " cout=" << c.cout << " " << c.h << "x" << c.w << " k" << c.k
+                  << " s" << c.s << " g" << c.g);
+      kernels<cpu>::conv2d(cc, x.cv(), {w.data(), b.data()}, y1.v(), d, res);  // packs on the fly
+      kernels<cpu>::conv2d(cc, x.cv(), {w.data(), b.data(), packed.empty() ? nullptr : packed.data()}, y3.v(), d, res);
+      require_close(y1, y2, 1e-5);
+      require_close(y3, y2, 1e-5);
     }
+  }
+}
+
+TEST_CASE("CPU kernel sets: detection, choice and errors", "[kernels][isa]") {
+  const auto& f = detected_cpu_features();
+  INFO("features: " << f.summary() << ", in use: " << cpu_detail::active_kernels().name);
+  REQUIRE(!f.arch.empty());
+  const auto avail = available_cpu_isas();
+  REQUIRE(avail.front() == cpu_isa::portable);  // always built, runs everywhere
+  REQUIRE(best_cpu_isa() == avail.back());
+  REQUIRE(cpu_isa_available(cpu_isa::avx2) == (f.avx2 && f.fma && f.arch == "x86_64"));
+  REQUIRE(cpu_isa_available(cpu_isa::avx512) == (f.avx512f && f.fma && f.arch == "x86_64"));
+  for (cpu_isa i : {cpu_isa::portable, cpu_isa::avx2, cpu_isa::avx512}) REQUIRE(parse_cpu_isa(to_string(i)) == i);
+  REQUIRE_THROWS_AS(parse_cpu_isa("avx3"), isa_error);
+  REQUIRE_THROWS_WITH(parse_cpu_isa("sse\x01"), Catch::Contains("expected portable, avx2, avx512"));
+  REQUIRE_THROWS_WITH(parse_cpu_isa(std::string("a\x01" "b")), Catch::Contains("a\\x01b"));  // bytes escaped
+  const cpu_isa before = active_cpu_isa();
+  for (cpu_isa i : {cpu_isa::avx2, cpu_isa::avx512}) {
+    if (cpu_isa_available(i)) {
+      scoped_cpu_isa use(i);
+      REQUIRE(active_cpu_isa() == i);
+    } else {
+      REQUIRE_THROWS_AS(set_cpu_isa(i), isa_error);
+      REQUIRE_THROWS_WITH(set_cpu_isa(i), Catch::Contains("not available"));
+    }
+  }
+  REQUIRE(active_cpu_isa() == before);  // scoped_cpu_isa restores
+  // GYOLO_ISA, when set (CI forces portable), is what the process runs
+  if (const char* e = std::getenv("GYOLO_ISA"); e && std::string(e) != "best") REQUIRE(to_string(before) == std::string(e));
+}
+
+TEST_CASE("GEMM epilogue per kernel set: exp-based activations against std::exp, NaN and extremes", "[kernels][isa]") {
+  std::vector<float> xs;
+  for (float v = -100.f; v <= 100.f; v += 0.0371f) xs.push_back(v);
+  for (float v : {0.f, -0.f, -88.f, -87.5f, 88.f, 89.f, 1e-30f, -1e-30f}) xs.push_back(v);
+  for (cpu_isa isa : available_cpu_isas()) {
+    const auto* kt = cpu_detail::isa_table(isa);
+    REQUIRE(kt);
+    INFO("isa " << kt->name);
+    for (act a : {act::silu, act::sigmoid, act::relu}) {
+      std::vector<float> y = xs;
+      kt->epilogue(y.data(), std::int64_t(y.size()), int(y.size()), 1, nullptr, a, nullptr, 0);
+      double worst = 0;
+      for (std::size_t i = 0; i < xs.size(); ++i) {
+        const double x = xs[i];
+        const double r = a == act::silu ? x / (1 + std::exp(-x)) : a == act::sigmoid ? 1 / (1 + std::exp(-x)) : std::max(x, 0.0);
+        worst = std::max(worst, std::abs(y[i] - r) / std::max(std::abs(r), 1e-30));
+      }
+      INFO("activation " << int(a) << " worst relative error " << worst);
+      REQUIRE(worst < 2e-6);
+    }
+    float nan3[3] = {std::nanf(""), 1.f, 2.f};
+    kt->epilogue(nan3, 3, 3, 1, nullptr, act::silu, nullptr, 0);
+    REQUIRE(std::isnan(nan3[0]));
+    REQUIRE(nan3[1] == Approx(1 / (1 + std::exp(-1.0))).epsilon(1e-6));
   }
 }
 

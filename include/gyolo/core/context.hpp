@@ -1,6 +1,10 @@
 // Runtime knobs of a backend: thread count and scratch memory. One context per concurrent caller.
 #pragma once
 #include <algorithm>
+#include <chrono>
+#include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "gyolo/core/backend.hpp"
@@ -22,6 +26,32 @@ inline int resolve_threads(int t) {
 #endif
 }
 
+/// Per-layer wall time and arithmetic, collected while attached to a context (`gyolo bench
+/// --per-layer`). Layer code marks the end of each layer; kernels add their FLOPs.
+struct layer_profiler {
+  struct row {
+    std::string layer;  // gyolo.yaml index, e.g. "17" or "12-13"
+    double ms = 0, flop = 0;
+  };
+  std::vector<row> rows;
+
+  void start() {
+    last_ = std::chrono::steady_clock::now();
+    flop_ = 0;
+  }
+  void mark(std::string_view layer) {
+    const auto now = std::chrono::steady_clock::now();
+    rows.push_back({std::string(layer), std::chrono::duration<double, std::milli>(now - last_).count(), flop_});
+    flop_ = 0;
+    last_ = now;
+  }
+  void add_flop(double f) { flop_ += f; }
+
+ private:
+  std::chrono::steady_clock::time_point last_{};
+  double flop_ = 0;
+};
+
 template <class B>
 class context {
  public:
@@ -39,6 +69,19 @@ class context {
   }
   int threads() const { return threads_; }
 
+  /// Attach a profiler (null: none, the default). Not owned.
+  void set_profiler(layer_profiler* p) { prof_ = p; }
+  layer_profiler* profiler() const { return prof_; }
+  void add_flop(double f) {
+    if (prof_) prof_->add_flop(f);
+  }
+  /// Marks the end of `layer` when profiling and passes its result through: y = ctx.layer("3", f(x)).
+  template <class T>
+  T layer(std::string_view name, T&& v) {
+    if (prof_) prof_->mark(name);
+    return std::forward<T>(v);
+  }
+
   /// Per-thread scratch buffer of at least n floats (slot `threads()` is for the calling thread
   /// outside parallel regions). Contents are undefined.
   float* scratch(int slot, std::int64_t n) {
@@ -50,6 +93,7 @@ class context {
  private:
   int threads_ = 1;
   std::vector<tensor<float>> scratch_;
+  layer_profiler* prof_ = nullptr;
 };
 
 }  // namespace gyolo

@@ -1,7 +1,8 @@
-// Eigen/OpenMP CPU kernels. Same signatures as kernels<reference>, which is their oracle.
+// OpenMP CPU kernels. Same signatures as kernels<reference>, which is their oracle.
 // Convolution: output rows (pixels) are tiled; each task im2col's its tile into per-thread scratch
-// (1x1 stride-1 convs read the input in place) and runs a single-threaded Eigen GEMM, then applies
-// bias, activation and residual while the tile is hot in cache. Parallelism is over tiles.
+// (1x1 stride-1 convs read the input in place) and runs the packed-weight GEMM of the instruction
+// set chosen at run time (cpu_isa.hpp), which applies bias, activation and residual while the tile
+// is in registers. Parallelism is over tiles.
 #pragma once
 // gyolo schedules its own threads (OpenMP over tiles); Eigen must not spawn nested teams inside
 // them. The CMake target defines this too, so it holds even if Eigen was included first.
@@ -25,22 +26,6 @@ namespace cpu_detail {
 
 using cmat = Eigen::Map<const Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
 using mmat = Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
-
-/// Epilogue on an output tile (rows x cols, column stride ld): + bias, activation, + residual.
-inline void epilogue(float* y, std::int64_t ld, int rows, int cols, const float* bias, act a, const float* res,
-                     std::int64_t res_ld) {
-  for (int j = 0; j < cols; ++j) {
-    Eigen::Map<Eigen::ArrayXf> col(y + j * ld, rows);
-    if (bias) col += bias[j];
-    switch (a) {
-      case act::silu: col = col / (1.0f + (-col).exp()); break;
-      case act::relu: col = col.max(0.0f); break;
-      case act::sigmoid: col = 1.0f / (1.0f + (-col).exp()); break;
-      default: break;
-    }
-    if (res) col += Eigen::Map<const Eigen::ArrayXf>(res + j * res_ld, rows);
-  }
-}
 
 /// im2col of output rows [r0, r0+rows) for input channels [0, cin) of one image, col-major:
 /// col[(ci*k + ky)*k + kx][r].
@@ -88,22 +73,21 @@ struct kernels<cpu> {
   using ctx_t = context<cpu>;
   static constexpr int row_tile = 256;
 
-  /// Packs weights for the AVX-512 GEMM (empty where it is not built, or for depthwise convs).
+  /// Packs weights for the GEMM (empty for depthwise convs). Resolves the kernel set in use, so a
+  /// bad GYOLO_ISA is reported at load.
   static std::vector<float> prepack(const conv_desc& d, const std::vector<float>& w) {
+    (void)cpu_detail::active_kernels();
     const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups;
-    if (!GYOLO_HAVE_AVX512 || (cin_g == 1 && cout_g == 1)) return {};
+    if (cin_g == 1 && cout_g == 1) return {};
     return cpu_detail::pack_weights(w.data(), d.groups, cout_g, cin_g * d.k * d.k);
   }
 
   static void conv2d(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
                      cview<float> residual = {}) {
     const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups;
+    ctx.add_flop(2.0 * double(y.n) * d.cout * cin_g * d.k * d.k * double(y.plane()));
     if (cin_g == 1 && cout_g == 1) return depthwise(ctx, x, wt, y, d, residual);
-#if GYOLO_HAVE_AVX512
-    return conv2d_avx512(ctx, x, wt, y, d, residual);
-#else
-    return conv2d_eigen(ctx, x, wt, y, d, residual);
-#endif
+    return conv2d_gemm(ctx, x, wt, y, d, residual);
   }
 
   /// One unit of conv work: image n, group g, output pixels [r0, r0+rows), output channels
@@ -115,9 +99,9 @@ struct kernels<cpu> {
     std::int64_t ldx;
   };
 
-  /// Splits a convolution into tasks over (image, group, pixel block, channel block), runs them on
-  /// the context's threads, im2col'ing each k x k block into per-thread scratch (1x1 stride-1 convs
-  /// read the input in place), and applies bias, activation and residual to each finished tile.
+  /// Splits a convolution into tasks over (image, group, pixel block, channel block) and runs them
+  /// on the context's threads, im2col'ing each k x k block into per-thread scratch (1x1 stride-1
+  /// convs read the input in place); `gemm` computes the tile and its epilogue.
   /// Channel blocks are multiples of `cgran` and are split only when pixel blocks are too few.
   template <class Gemm>
   static void conv_tasks(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
@@ -161,15 +145,15 @@ struct kernels<cpu> {
         task.ldx = task.rows;
       }
       float* yp = y.channel(task.n, task.co0) + task.r0;
-      gemm(task, K, yp, HWo);
-      cpu_detail::epilogue(yp, HWo, task.rows, task.cols, wt.b ? wt.b + task.co0 : nullptr, d.activation,
-                           residual.data ? residual.channel(task.n, task.co0) + task.r0 : nullptr, HWo);
+      cpu_detail::gemm_epilogue epi{wt.b ? wt.b + task.co0 : nullptr, d.activation,
+                                    residual.data ? residual.channel(task.n, task.co0) + task.r0 : nullptr, HWo};
+      gemm(task, K, yp, HWo, epi);
     }
   }
 
-#if GYOLO_HAVE_AVX512
-  static void conv2d_avx512(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
-                            cview<float> residual) {
+  static void conv2d_gemm(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
+                          cview<float> residual) {
+    const auto& kt = cpu_detail::active_kernels();  // resolved outside the parallel region
     const int cout_g = d.cout / d.groups, K = d.cin / d.groups * d.k * d.k;
     std::vector<float> local;
     const float* pk = wt.packed;
@@ -178,28 +162,17 @@ struct kernels<cpu> {
       pk = local.data();
     }
     const int panels = (cout_g + cpu_detail::gemm_mr - 1) / cpu_detail::gemm_mr;
-    conv_tasks(ctx, x, wt, y, d, residual, 256, cpu_detail::gemm_mr,
-               [&](const conv_task& t, int K_, float* yp, std::int64_t ldy) {
+    conv_tasks(ctx, x, wt, y, d, residual, row_tile, cpu_detail::gemm_mr,
+               [&](const conv_task& t, int K_, float* yp, std::int64_t ldy, const cpu_detail::gemm_epilogue& epi) {
                  const int panel0 = (t.co0 - t.g * cout_g) / cpu_detail::gemm_mr;
-                 cpu_detail::gemm_block(pk + (std::int64_t(t.g) * panels + panel0) * K_ * cpu_detail::gemm_mr, t.cols,
-                                        K_, t.x, t.ldx, yp, ldy, t.rows);
+                 kt.gemm(pk + (std::int64_t(t.g) * panels + panel0) * K_ * cpu_detail::gemm_mr, t.cols, K_, t.x, t.ldx, yp,
+                         ldy, t.rows, &epi);
                });
-  }
-#endif
-
-  /// Portable path: the same tasks with Eigen's GEMM (used where AVX-512 is not available).
-  static void conv2d_eigen(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
-                           cview<float> residual) {
-    conv_tasks(ctx, x, wt, y, d, residual, row_tile, 16, [&](const conv_task& t, int K, float* yp, std::int64_t ldy) {
-      cpu_detail::cmat A(t.x, t.rows, K, Eigen::OuterStride<>(t.ldx));
-      Eigen::Map<const Eigen::MatrixXf> Bm(wt.w + std::int64_t(t.co0) * K, K, t.cols);
-      cpu_detail::mmat C(yp, t.rows, t.cols, Eigen::OuterStride<>(ldy));
-      C.noalias() = A * Bm;
-    });
   }
 
   static void depthwise(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
                         cview<float> residual) {
+    const auto& kt = cpu_detail::active_kernels();
     const int k = d.k, s = d.stride, p = d.pad;
     const std::int64_t total = std::int64_t(y.n) * y.c;
 #pragma omp parallel for schedule(static) num_threads(ctx.threads())
@@ -231,8 +204,8 @@ struct kernels<cpu> {
           }
         }
       }
-      cpu_detail::epilogue(dst, y.plane(), int(y.plane()), 1, wt.b ? &b : nullptr, d.activation,
-                           residual.data ? residual.channel(n, c) : nullptr, y.plane());
+      kt.epilogue(dst, y.plane(), int(y.plane()), 1, wt.b ? &b : nullptr, d.activation,
+                  residual.data ? residual.channel(n, c) : nullptr, y.plane());
     }
   }
 
@@ -325,6 +298,7 @@ struct kernels<cpu> {
 
   static void psa_attention(ctx_t& ctx, cview<float> qkv, view<float> y, int heads, int kd, int hd, float scale) {
     const int N = qkv.h * qkv.w, blk = 2 * kd + hd;
+    ctx.add_flop(2.0 * qkv.n * heads * double(N) * N * (kd + hd));
     const int total = qkv.n * heads;
     // Parallel over (image, head, query block): each task owns a block of query rows.
     const int qb = std::max(1, std::min(N, 128));

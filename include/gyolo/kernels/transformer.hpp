@@ -188,17 +188,18 @@ struct tkernels<cpu> {
     return pk;
   }
 
-  /// y = act(x W^T + b). Few rows (the decoder's beams) with AVX-512: the rows are packed as the
-  /// micro-kernel's 6-wide panel and W^T streams once through it, split over column blocks per
+  /// y = act(x W^T + b). Few rows (the decoder's beams): the rows are packed as the run-time
+  /// chosen GEMM's 6-wide panel and W^T streams once through it, split over column blocks per
   /// thread; otherwise Eigen GEMMs over row or column blocks.
   static void linear(ctx_t& ctx, cmview x, const linear_params& p, mview y, act a = act::none) {
     GYOLO_CHECK(x.cols == p.in && y.cols == p.out && y.rows == x.rows, "linear: shape mismatch");
     GYOLO_CHECK(p.w || p.wt, "linear: no fp32 weights");
     if (x.rows == 0) return;
     const double work = double(x.rows) * p.out * p.in;
+    ctx.add_flop(2.0 * work);
     const int T = work < 2e5 ? 1 : ctx.threads();
-#if GYOLO_HAVE_AVX512
     if (p.wt && x.rows <= small_rows) {
+      const auto& kt = cpu_detail::active_kernels();
       const int panels = (x.rows + cpu_detail::gemm_mr - 1) / cpu_detail::gemm_mr, K = p.in;
       float* pk = ctx.scratch(ctx.threads(), std::int64_t(panels) * K * cpu_detail::gemm_mr);
       for (int pi = 0; pi < panels; ++pi)
@@ -213,12 +214,11 @@ struct tkernels<cpu> {
 #pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && chunks > 1)
       for (int t = 0; t < chunks; ++t) {
         const int c0 = t * chunk, nc = std::min(chunk, p.out - c0);
-        cpu_detail::gemm_block(pk, x.rows, K, p.wt + c0, p.out, y.data + c0, y.ld, nc);
+        kt.gemm(pk, x.rows, K, p.wt + c0, p.out, y.data + c0, y.ld, nc, nullptr);
         epilogue(y, 0, x.rows, c0, nc, p.b, a);
       }
       return;
     }
-#endif
     const int rblocks = x.rows >= 64 * T ? T : 1;
     const int cblocks = rblocks > 1 ? 1 : std::max(1, std::min(T * 2, p.out / 64));
     const int rb = (x.rows + rblocks - 1) / rblocks;
@@ -278,6 +278,7 @@ struct tkernels<cpu> {
     GYOLO_CHECK(D % heads == 0 && k.cols == D && v.cols == D && v.rows == nk && y.cols == D && y.rows == nq,
                 "attention: shape mismatch");
     if (nq == 0) return;
+    ctx.add_flop(4.0 * double(nq) * nk * D);
     const float div = attention_divisor(dk);
     // Query blocks keep the score tile small; tasks = heads x query blocks.
     const int qb = std::min(nq, 64);

@@ -231,9 +231,9 @@ class grit_head {
   // Region and grid tokens
   // ---------------------------------------------------------------------------------------------
 
-  /// Top-k anchors of image i by the maximum raw class logit of the one-to-one head (torch.topk
-  /// order, ties included).
-  std::vector<std::int64_t> select_regions(const std::array<cview<float>, 3>& d3, int i) const {
+  /// Per anchor of image i (levels in order): the maximum raw class logit of the one-to-one head,
+  /// the score select_regions ranks by (torch.max: NaN propagates).
+  std::vector<float> region_scores(const std::array<cview<float>, 3>& d3, int i) const {
     std::vector<float> score;
     for (const auto& m : d3) {
       const int nc = m.c - 4 * reg_max;
@@ -245,10 +245,16 @@ class grit_head {
         const float* p = m.channel(i, 4 * reg_max + c);
         for (std::int64_t a = 0; a < hw; ++a) {
           float& s = score[std::size_t(a0 + a)];
-          if (!(p[a] <= s) && !std::isnan(s)) s = p[a];  // torch.max: NaN propagates
+          if (!(p[a] <= s) && !std::isnan(s)) s = p[a];
         }
       }
     }
+    return score;
+  }
+
+  /// Top-k anchors of image i by region_scores (torch.topk order, ties included).
+  std::vector<std::int64_t> select_regions(const std::array<cview<float>, 3>& d3, int i) const {
+    const auto score = region_scores(d3, i);
     GYOLO_CHECK(std::int64_t(score.size()) >= cfg.topk,
                 "caption needs at least " + std::to_string(cfg.topk) + " anchors, the input has " + std::to_string(score.size()) +
                     " (use an input of at least 128x128, or switch captioning off: --tasks det,mask,sem,pan)");

@@ -61,31 +61,33 @@ class vision_graph {
     GYOLO_CHECK(x.h >= 32 && x.w >= 32 && x.h % 32 == 0 && x.w % 32 == 0,
                 "input height and width must be positive multiples of 32, got " + std::to_string(x.h) + "x" + std::to_string(x.w));
     vision_outputs<B> o;
-    auto x1 = l1(ctx, x);                                   // 1  Conv 3/2
-    auto x2 = l2(ctx, x1.cv());                             // 2  Conv 3/2
+    if (auto* p = ctx.profiler()) p->start();
+    auto L = [&](const char* layer, auto&& v) { return ctx.layer(layer, std::move(v)); };  // per-layer profile marks
+    auto x1 = L("1", l1(ctx, x));                                   // 1  Conv 3/2
+    auto x2 = L("2", l2(ctx, x1.cv()));                             // 2  Conv 3/2
     x1 = {};
-    auto x3 = l3(ctx, x2.cv());                             // 3  RepNCSPELAN4
-    auto x4 = l4(ctx, x3.cv());                             // 4  ADown
-    auto x5 = l5(ctx, x4.cv());                             // 5  RepNCSPELAN4      (P3)
-    auto x6 = l6(ctx, x5.cv());                             // 6  ADown
-    auto x7 = l7(ctx, x6.cv());                             // 7  RepNCSPELAN4      (P4)
-    auto x8 = l8(ctx, x7.cv());                             // 8  ADown
-    auto x9 = l9(ctx, x8.cv());                             // 9  RepNCSPELAN4
-    auto x10 = l10(ctx, x9.cv());                           // 10 SPPELAN
-    auto x11 = l11(ctx, x10.cv());                          // 11 PSA
-    auto x13 = concat2(ctx, upsample2x(ctx, x11.cv()).cv(), x7.cv());  // 12 Upsample, 13 Concat[12, 7]
-    auto x14 = l14(ctx, x13.cv());                          // 14 RepNCSPELAN4
-    auto x16 = concat2(ctx, upsample2x(ctx, x14.cv()).cv(), x5.cv());  // 15 Upsample, 16 Concat[15, 5]
-    auto x17 = l17(ctx, x16.cv());                          // 17 RepNCSPELAN4B     (P3 out)
-    auto x19 = concat2(ctx, l18(ctx, x17.cv()).cv(), x14.cv());        // 18 ADown, 19 Concat[18, 14]
-    auto x20 = l20(ctx, x19.cv());                          // 20 RepNCSPELAN4B     (P4 out)
-    auto x22 = concat2(ctx, l21(ctx, x20.cv()).cv(), x11.cv());        // 21 ADown, 22 Concat[21, 11]
-    auto x23 = l23(ctx, x22.cv());                          // 23 RepNCSPELAN4B     (P5 out)
-    auto x44 = upsample2x(ctx, l43(ctx, x17.cv()).cv());    // 43 RepNCSPELAN4, 44 Upsample
-    auto x46 = l46(ctx, l45(ctx, x44.cv()).cv());           // 45 DWConv, 46 Conv   (semantic input)
-    auto x54 = l54(ctx, l53(ctx, upsample2x(ctx, l51(ctx, x17.cv()).cv()).cv()).cv());  // 51-54 (prototype input)
+    auto x3 = L("3", l3(ctx, x2.cv()));                             // 3  RepNCSPELAN4
+    auto x4 = L("4", l4(ctx, x3.cv()));                             // 4  ADown
+    auto x5 = L("5", l5(ctx, x4.cv()));                             // 5  RepNCSPELAN4      (P3)
+    auto x6 = L("6", l6(ctx, x5.cv()));                             // 6  ADown
+    auto x7 = L("7", l7(ctx, x6.cv()));                             // 7  RepNCSPELAN4      (P4)
+    auto x8 = L("8", l8(ctx, x7.cv()));                             // 8  ADown
+    auto x9 = L("9", l9(ctx, x8.cv()));                             // 9  RepNCSPELAN4
+    auto x10 = L("10", l10(ctx, x9.cv()));                          // 10 SPPELAN
+    auto x11 = L("11", l11(ctx, x10.cv()));                         // 11 PSA
+    auto x13 = L("12-13", concat2(ctx, upsample2x(ctx, x11.cv()).cv(), x7.cv()));  // 12 Upsample, 13 Concat[12, 7]
+    auto x14 = L("14", l14(ctx, x13.cv()));                         // 14 RepNCSPELAN4
+    auto x16 = L("15-16", concat2(ctx, upsample2x(ctx, x14.cv()).cv(), x5.cv()));  // 15 Upsample, 16 Concat[15, 5]
+    auto x17 = L("17", l17(ctx, x16.cv()));                         // 17 RepNCSPELAN4B     (P3 out)
+    auto x19 = L("18-19", concat2(ctx, l18(ctx, x17.cv()).cv(), x14.cv()));        // 18 ADown, 19 Concat[18, 14]
+    auto x20 = L("20", l20(ctx, x19.cv()));                         // 20 RepNCSPELAN4B     (P4 out)
+    auto x22 = L("21-22", concat2(ctx, l21(ctx, x20.cv()).cv(), x11.cv()));        // 21 ADown, 22 Concat[21, 11]
+    auto x23 = L("23", l23(ctx, x22.cv()));                         // 23 RepNCSPELAN4B     (P5 out)
+    auto x44 = L("43-44", upsample2x(ctx, l43(ctx, x17.cv()).cv()));    // 43 RepNCSPELAN4, 44 Upsample
+    auto x46 = L("45-46", l46(ctx, l45(ctx, x44.cv()).cv()));           // 45 DWConv, 46 Conv   (semantic input)
+    auto x54 = L("51-54", l54(ctx, l53(ctx, upsample2x(ctx, l51(ctx, x17.cv()).cv()).cv()).cv()));  // 51-54 (prototype input)
     const std::array<float, 3> strides{float(x.h / x17.shape().h), float(x.h / x20.shape().h), float(x.h / x23.shape().h)};
-    auto h = head(ctx, {x17.cv(), x20.cv(), x23.cv()}, x46.cv(), x54.cv(), strides, run_o2m);  // 55
+    auto h = L("55", head(ctx, {x17.cv(), x20.cv(), x23.cv()}, x46.cv(), x54.cv(), strides, run_o2m));  // 55
     o.pred = std::move(h.pred);
     o.proto = std::move(h.proto);
     o.semantic = std::move(h.semantic);

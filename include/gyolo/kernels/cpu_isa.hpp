@@ -1,0 +1,98 @@
+// CPU instruction sets, chosen at run time. The convolution GEMM and its epilogue are compiled
+// once per instruction set in gyolo's small compiled part (src/isa_*.cpp, each with its own
+// flags); the one in use is picked by CPU-feature detection on first use, or forced with the
+// GYOLO_ISA environment variable (portable, avx2, avx512, best) or set_cpu_isa(). Code that
+// includes gyolo is compiled for the baseline of its target, never with -march=native by us.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "gyolo/core/backend.hpp"
+#include "gyolo/core/error.hpp"
+
+namespace gyolo {
+
+/// The CPU kernel sets gyolo can be built with. `portable` is plain C++ with GCC/Clang vector
+/// extensions: SSE2 on x86-64, NEON on AArch64.
+enum class cpu_isa { portable, avx2, avx512 };
+
+/// A requested kernel set that this build or this CPU lacks, or a bad GYOLO_ISA value.
+struct isa_error : error {
+  using error::error;
+};
+
+/// What the running CPU offers (and the OS has enabled), as far as gyolo's kernels care.
+struct cpu_features {
+  std::string arch;  // "x86_64", "aarch64", ...
+  bool sse2 = false, avx = false, avx2 = false, fma = false, f16c = false;
+  bool avx512f = false, avx512bw = false, avx512dq = false, avx512vl = false, avx512_bf16 = false;
+  bool neon = false;
+  /// e.g. "x86_64 sse2 avx avx2 fma avx512f avx512bw avx512dq avx512vl avx512_bf16"
+  std::string summary() const;
+};
+
+const cpu_features& detected_cpu_features();
+const char* to_string(cpu_isa);
+/// "portable", "avx2", "avx512" (case-sensitive); throws isa_error naming the valid values.
+cpu_isa parse_cpu_isa(std::string_view name);
+/// Compiled into this build and runnable on this CPU.
+bool cpu_isa_available(cpu_isa);
+std::vector<cpu_isa> available_cpu_isas();
+cpu_isa best_cpu_isa();
+/// The kernel set in use (GYOLO_ISA on first call, else the best available).
+cpu_isa active_cpu_isa();
+/// Switches the kernel set for the whole process (throws isa_error if unavailable). Weights
+/// packed at load stay valid: every set shares one packed layout.
+void set_cpu_isa(cpu_isa);
+
+/// Uses kernel set `i` until the end of the scope, then the previous one (tests, benchmarks).
+class scoped_cpu_isa {
+ public:
+  explicit scoped_cpu_isa(cpu_isa i) : prev_(active_cpu_isa()) { set_cpu_isa(i); }
+  ~scoped_cpu_isa() { set_cpu_isa(prev_); }
+  scoped_cpu_isa(const scoped_cpu_isa&) = delete;
+  scoped_cpu_isa& operator=(const scoped_cpu_isa&) = delete;
+
+ private:
+  cpu_isa prev_;
+};
+
+namespace cpu_detail {
+
+/// Work done on a finished GEMM tile, in this order: + bias[row], activation, + residual.
+struct gemm_epilogue {
+  const float* bias = nullptr;      // per row of C (output channel); null: none
+  act activation = act::none;
+  const float* residual = nullptr;  // laid out as C, row stride res_ld; null: none
+  std::int64_t res_ld = 0;
+};
+
+/// One instruction set's kernels. Packed weights are panels of `gemm_mr` rows ([K][gemm_mr]).
+struct isa_kernels {
+  cpu_isa id;
+  const char* name;   // "avx512", "avx2", "portable-sse2", "portable-neon", ...
+  int nr;             // pixels per micro-tile
+  /// C[m, n] = packed W[m, K] * X[K, n] (X row k at x + k*ldx, C row r at c + r*ldc), then the
+  /// epilogue (if any).
+  void (*gemm)(const float* packed, int m, int K, const float* x, std::int64_t ldx, float* c, std::int64_t ldc, int n,
+               const gemm_epilogue* epi);
+  /// y[j*ld + i] for i < rows, j < cols: + bias[j], activation, + res[j*res_ld + i].
+  void (*epilogue)(float* y, std::int64_t ld, int rows, int cols, const float* bias, act a, const float* res,
+                   std::int64_t res_ld);
+  /// A register-only multiply-add loop of `iters` iterations, `fma_flop_per_iter` FLOP each (the
+  /// measured peak of this kernel set; the result only defeats dead-code elimination).
+  float (*fma_loop)(long iters);
+  int fma_flop_per_iter;
+};
+
+constexpr int gemm_mr = 6;  // rows (output channels) per packed panel, shared by every ISA
+
+/// The kernels of one ISA if compiled in and runnable here, else null.
+const isa_kernels* isa_table(cpu_isa);
+/// The kernels in use (resolves GYOLO_ISA on first call; throws isa_error if it is bad).
+const isa_kernels& active_kernels();
+
+}  // namespace cpu_detail
+}  // namespace gyolo

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The CPU kernel tests (tests/test_kernels.cpp, tests/test_caption_kernels.cpp) built for AArch64
+# with Debian's cross compiler and run under qemu-user: the portable kernels compile to NEON there.
+# Correctness only (emulated speed means nothing). Needs g++-aarch64-linux-gnu and qemu-user
+# (scripts/setup.sh installs them); prints a skip line and exits 0 where they are missing.
+#   bash tests/cross/aarch64_kernels.sh [BUILD_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+CXX=aarch64-linux-gnu-g++
+QEMU=qemu-aarch64
+if ! command -v $CXX >/dev/null || ! command -v $QEMU >/dev/null; then
+  echo "SKIP: $CXX or $QEMU not installed"
+  exit 0
+fi
+out="${1:-build/aarch64}"
+mkdir -p "$out/inc"
+# Only Catch2's and Eigen's headers come from the host (both are architecture-independent).
+ln -sfn /usr/include/catch2 "$out/inc/catch2"
+flags=(-std=gnu++20 -O2 -fopenmp -DEIGEN_DONT_PARALLELIZE -Iinclude -isystem "$out/inc" -isystem /usr/include/eigen3)
+objs=()
+for f in src/cpu_isa.cpp src/isa_portable.cpp tests/main.cpp tests/test_kernels.cpp tests/test_caption_kernels.cpp; do
+  o="$out/$(basename "$f" .cpp).o"
+  kflags=()
+  case "$f" in src/isa_*) kflags=(-O3 -ffp-contract=fast) ;; esac
+  if [ ! -f "$o" ] || [ "$f" -nt "$o" ] || [ -n "$(find include src -newer "$o" -name '*.[hi]*' -print -quit)" ]; then
+    $CXX "${flags[@]}" "${kflags[@]}" -c "$f" -o "$o"
+  fi
+  objs+=("$o")
+done
+$CXX -static -fopenmp "${objs[@]}" -o "$out/kernel_tests"
+file "$out/kernel_tests" | grep -q "ARM aarch64" || { echo "not an AArch64 binary"; exit 1; }
+QEMU_LD_PREFIX=/usr/aarch64-linux-gnu $QEMU "$out/kernel_tests" "${@:2}"
