@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGYOLO_BUILD_TESTS=ON
 cmake --build build -j2
 echo "CPU and kernels: $(build/bin/gyolo --version)"
+# The kernel tests cross-compiled for AArch64 and run under qemu-user (NEON portable kernels).
+bash tests/cross/aarch64_kernels.sh build/aarch64
 isas="${GYOLO_TEST_ISAS:-best $(build/bin/gyolo info --isas)}"
 # Passive OpenMP waiting: idle worker threads sleep instead of spinning, which keeps the suite fast
 # when the machine is shared.

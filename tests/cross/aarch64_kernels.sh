@@ -28,5 +28,7 @@ for f in src/cpu_isa.cpp src/isa_portable.cpp tests/main.cpp tests/test_kernels.
   objs+=("$o")
 done
 $CXX -static -fopenmp "${objs[@]}" -o "$out/kernel_tests"
-file "$out/kernel_tests" | grep -q "ARM aarch64" || { echo "not an AArch64 binary"; exit 1; }
+# ELF e_machine (bytes 18-19, little-endian) must be EM_AARCH64 = 183 (0xb7)
+[ "$(od -An -tu1 -j18 -N1 "$out/kernel_tests" | tr -d ' ')" = 183 ] || { echo "not an AArch64 binary"; exit 1; }
+echo "AArch64 kernel tests under $QEMU (portable kernels = NEON):"
 QEMU_LD_PREFIX=/usr/aarch64-linux-gnu $QEMU "$out/kernel_tests" "${@:2}"
