@@ -34,12 +34,22 @@ struct layer_profiler {
     double ms = 0, flop = 0;
   };
   std::vector<row> rows;
+  /// With record_convs: every convolution run, in order (layer: the layer it belongs to).
+  struct conv_call {
+    std::string layer;
+    int n = 0, cin = 0, h = 0, w = 0, cout = 0, k = 0, stride = 0, pad = 0, groups = 0, activation = 0;
+    bool residual = false;
+  };
+  bool record_convs = false;
+  std::vector<conv_call> convs;
 
   void start() {
     last_ = std::chrono::steady_clock::now();
     flop_ = 0;
   }
   void mark(std::string_view layer) {
+    for (std::size_t i = first_unmarked_; i < convs.size(); ++i) convs[i].layer = std::string(layer);
+    first_unmarked_ = convs.size();
     const auto now = std::chrono::steady_clock::now();
     rows.push_back({std::string(layer), std::chrono::duration<double, std::milli>(now - last_).count(), flop_});
     flop_ = 0;
@@ -50,6 +60,7 @@ struct layer_profiler {
  private:
   std::chrono::steady_clock::time_point last_{};
   double flop_ = 0;
+  std::size_t first_unmarked_ = 0;
 };
 
 template <class B>

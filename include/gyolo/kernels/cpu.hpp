@@ -86,6 +86,8 @@ struct kernels<cpu> {
                      cview<float> residual = {}) {
     const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups;
     ctx.add_flop(2.0 * double(y.n) * d.cout * cin_g * d.k * d.k * double(y.plane()));
+    if (auto* p = ctx.profiler(); p && p->record_convs)
+      p->convs.push_back({"", x.n, d.cin, x.h, x.w, d.cout, d.k, d.stride, d.pad, d.groups, int(d.activation), residual.data != nullptr});
     if (cin_g == 1 && cout_g == 1) return depthwise(ctx, x, wt, y, d, residual);
     return conv2d_gemm(ctx, x, wt, y, d, residual);
   }
