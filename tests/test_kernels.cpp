@@ -56,6 +56,12 @@ TEST_CASE("conv2d: cpu kernel equals reference on random and edge shapes", "[ker
       {1, 600, 13, 7, 5, 3, 1, 1, act::silu, true},      // K = 5400 > K chunk, cout % 6 != 0
       {3, 7, 5, 1, 70, 1, 1, 1, act::none, false},       // pixel tail of 6 after 64
       {1, 48, 64, 20, 20, 1, 1, 4, act::silu, true},     // grouped 1x1 + residual, cout_g = 16
+      // wide 3x3 stride 1: odd sizes, batch, channel tails, 1x1 images, many narrow rows
+      {2, 48, 70, 9, 13, 3, 1, 1, act::silu, true},
+      {1, 40, 36, 1, 1, 3, 1, 1, act::none, false},
+      {1, 33, 32, 2, 3, 3, 1, 1, act::sigmoid, true},
+      {1, 256, 128, 20, 20, 3, 1, 1, act::silu, false},
+      {1, 64, 64, 161, 3, 3, 1, 1, act::silu, true},     // many tile rows, narrow
   };
   for (const auto& c : cases) {
     conv_desc d{c.cin, c.cout, c.k, c.s, c.k / 2, c.g, c.a};
