@@ -26,6 +26,7 @@ Each round runs, for each size in turn, (1) gyolo, (2) ONNX Runtime, (3) PyTorch
 one warm-up pass and then --runs timed passes and reports its median. Rounds alternate so that
 machine load affects all three alike; the table gives the median (and range) over rounds of those
 per-round medians, and the ratios gyolo / ONNX Runtime and gyolo / PyTorch (< 1: gyolo is faster).
+A second table gives each tool's fastest single run over all rounds, steadier on a busy machine.
 
   gyolo        `GYOLO --gyolo-env... bench --weights GGUF --imgsz S --square --runs N --threads T
                --tasks vision|all` (one process per round; its JSON line gives median_ms, stages,
@@ -166,6 +167,7 @@ def main():
 
     tools = [t for t in ('gyolo', 'ort', 'pytorch') if t not in skip]
     res = {s: {t: [] for t in tools} for s in sizes}
+    best = {s: {t: [] for t in tools} for s in sizes}   # per-round fastest single run
     gfwd = {s: [] for s in sizes}       # gyolo vision + caption stages (tasks all)
     gextra = {}
     ort_ver = None
@@ -178,6 +180,7 @@ def main():
                 js = run_json([a.gyolo, 'bench', '--weights', a.gguf, '--imgsz', str(s), '--square', '--runs',
                                str(runs), '--threads', str(a.threads), '--tasks', a.tasks], genv, 'gyolo bench')
                 res[s]['gyolo'].append(js['median_ms'])
+                best[s]['gyolo'].append(js['min_ms'])
                 st = js.get('stages_median_ms', {})
                 if a.tasks == 'all' and 'vision' in st and 'caption' in st:
                     gfwd[s].append(st['vision'] + st['caption'])
@@ -190,6 +193,7 @@ def main():
                                    str(a.threads)], None, 'ort_bench.js')
                     ort_ver = js.get('ort')
                     res[s]['ort'].append(js['median_ms'])
+                    best[s]['ort'].append(js['min_ms'])
                     line.append(f'ORT {js["median_ms"]:.1f} ms')
                 else:
                     line.append('ORT n/a')
@@ -206,6 +210,7 @@ def main():
                         model(x)
                         ts.append((time.perf_counter() - t0) * 1e3)
                 res[s]['pytorch'].append(statistics.median(ts))
+                best[s]['pytorch'].append(min(ts))
                 line.append(f'PyTorch {res[s]["pytorch"][-1]:.1f} ms')
             print(' '.join(line), flush=True)
 
@@ -268,12 +273,29 @@ def main():
             if a.tasks == 'all':
                 row.append(ratio(gf, p))
         print('| ' + ' | '.join(row) + ' |')
+    # On a busy machine the fastest single run is the steadier figure: show it too.
+    print('\nFastest single run over all rounds (ms; whole pipeline for gyolo with --tasks all):\n')
+    bh = ['input'] + [{'gyolo': 'gyolo', 'ort': 'ONNX Runtime', 'pytorch': 'PyTorch'}[t] for t in tools]
+    if 'gyolo' in tools and 'ort' in tools:
+        bh.append('gyolo / ORT')
+    if 'gyolo' in tools and 'pytorch' in tools:
+        bh.append('gyolo / PyTorch')
+    print('| ' + ' | '.join(bh) + ' |')
+    print('|' + '---|' * len(bh))
+    for s in sizes:
+        b = {t: (min(best[s][t]) if best[s][t] else None) for t in tools}
+        row = [f'{s}x{s}'] + [fmt(b[t]) for t in tools]
+        if 'gyolo' in tools and 'ort' in tools:
+            row.append(ratio(b['gyolo'], b['ort']))
+        if 'gyolo' in tools and 'pytorch' in tools:
+            row.append(ratio(b['gyolo'], b['pytorch']))
+        print('| ' + ' | '.join(row) + ' |')
     if a.tasks == 'all' and gextra.get('stages'):
         print('\ngyolo stage medians of the last round (ms): '
               + ', '.join(f'{k} {v}' for k, v in gextra['stages'].items()))
     if a.json:
         with open(a.json, 'w') as f:
-            json.dump({'args': vars(a), 'cpu': model_name, 'flags': flags, 'results': res, 'gyolo_fwd': gfwd,
+            json.dump({'args': vars(a), 'cpu': model_name, 'flags': flags, 'results': res, 'best': best, 'gyolo_fwd': gfwd,
                        'gyolo': gextra, 'ort_version': ort_ver,
                        'torch_version': torch.__version__ if torch else None}, f, indent=1)
 

@@ -6,7 +6,7 @@
 # deterministic RANDOM weights and says so: the pipeline runs, the outputs mean nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGYOLO_BUILD_TESTS=OFF >/dev/null
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGYOLO_BUILD_TESTS=OFF -DGYOLO_NATIVE=OFF >/dev/null
 cmake --build build -j2 --target gyolo_cli
 weights=random
 if [ $# -ge 1 ]; then

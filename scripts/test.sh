@@ -5,7 +5,7 @@
 # portable paths. GYOLO_TEST_ISAS="best portable" overrides the list.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGYOLO_BUILD_TESTS=ON
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGYOLO_BUILD_TESTS=ON -DGYOLO_NATIVE=OFF
 cmake --build build -j2
 echo "CPU and kernels: $(build/bin/gyolo --version)"
 # The kernel tests cross-compiled for AArch64 and run under qemu-user (NEON portable kernels).

@@ -301,6 +301,7 @@ class pipeline {
       const post::proto_view pview{out.proto.data() + std::int64_t(b) * pr.c * pr.h * pr.w, pr.c, pr.h, pr.w, std::int64_t(pr.h) * pr.w};
       const int n = int(r.detections.size());
       std::vector<post::mask_scratch> scratch(static_cast<std::size_t>(threads));
+      (void)cpu_detail::active_kernels();  // resolved outside the parallel region
 #pragma omp parallel for num_threads(threads) schedule(dynamic, 4)
       for (int i = 0; i < n; ++i) {
 #ifdef _OPENMP

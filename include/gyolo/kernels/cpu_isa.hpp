@@ -85,6 +85,18 @@ struct isa_kernels {
   /// measured peak of this kernel set; the result only defeats dead-code elimination).
   float (*fma_loop)(long iters);
   int fma_flop_per_iter;
+  // Post-processing rows, PyTorch's bilinear formula bit for bit (post/interp.hpp):
+  /// dst[i] = fma(a[i], h0, b[i] * h1), i < n.
+  void (*lerp)(const float* a, const float* b, float h0, float h1, std::int64_t n, float* dst);
+  /// dst[c * W + x] = fma(s[i0[x]], w0[x], s[i1[x]] * w1[x]) with s = src + c * cstride; c < C, x < W.
+  void (*hlerp)(const float* src, std::int64_t cstride, int C, int W, const int* i0, const int* i1, const float* w0,
+                const float* w1, float* dst);
+  /// Running arg-max over C rows of n floats (rows[c * n + x], channel c_first + c) into best/idx;
+  /// `init`: the first row initialises. A later channel wins only where strictly greater.
+  void (*argmax_rows)(const float* rows, int C, int n, int c_first, bool init, float* best, std::int16_t* idx);
+  /// out[i] = fma(w[nw-1], d[(nw-1)*stride + i], ... fma(w[0], d[i], 0)), i < n (mask coefficients
+  /// times prototypes, in this order).
+  void (*fma_dot)(const float* w, int nw, const float* d, std::int64_t stride, int n, float* out);
 };
 
 constexpr int gemm_mr = 6;  // rows (output channels) per packed panel, shared by every ISA

@@ -25,6 +25,7 @@
 
 #include "gyolo/core/error.hpp"
 #include "gyolo/io/image.hpp"
+#include "gyolo/kernels/cpu_isa.hpp"
 #include "gyolo/post/interp.hpp"
 
 namespace gyolo::post {
@@ -182,12 +183,29 @@ inline binary_mask upsample_threshold(const float* src, int src_h, int src_w, in
   if (oy0 > oy1 || ox0 > ox1) return empty_mask(H, W);
   const int rows = oy1 - oy0 + 1, cols = ox1 - ox0 + 1;
   bits.assign(std::size_t(rows) * std::size_t(cols), 0);
+  // bilinear_tap's value, row by row: each source row's horizontal pass over the output columns
+  // is computed once (two cached), then one vertical blend per output row.
+  const auto& kt = cpu_detail::active_kernels();
+  std::vector<float> h[2] = {std::vector<float>(std::size_t(cols)), std::vector<float>(std::size_t(cols))};
+  std::vector<float> v(static_cast<std::size_t>(cols));
+  int tag[2] = {-1, -1};
+  auto hrow = [&](int r, int keep) -> const float* {
+    int slot = tag[0] == r ? 0 : tag[1] == r ? 1 : -1;
+    if (slot < 0) {
+      slot = tag[0] == keep ? 1 : 0;
+      tag[slot] = r;
+      kt.hlerp(src + std::int64_t(r) * src_w, 0, 1, cols, ax.i0.data() + ox0, ax.i1.data() + ox0, ax.l0.data() + ox0,
+               ax.l1.data() + ox0, h[slot].data());
+    }
+    return h[slot].data();
+  };
   for (int y = oy0; y <= oy1; ++y) {
     const auto k = std::size_t(y);
-    const float* a = src + std::int64_t(ay.i0[k]) * src_w;
-    const float* b = src + std::int64_t(ay.i1[k]) * src_w;
+    const float* a = hrow(ay.i0[k], ay.i1[k]);
+    const float* b = hrow(ay.i1[k], ay.i0[k]);
+    kt.lerp(a, b, ay.l0[k], ay.l1[k], cols, v.data());
     std::uint8_t* d = bits.data() + std::size_t(y - oy0) * std::size_t(cols);
-    for (int x = ox0; x <= ox1; ++x) d[x - ox0] = bilinear_tap(a, b, ax, x, ay.l0[k], ay.l1[k]) > 0.5f;
+    for (int x = 0; x < cols; ++x) d[x] = v[std::size_t(x)] > 0.5f;
   }
   return detail::tight_mask(H, W, oy0, ox0, rows, cols, bits.data());
 }
@@ -208,13 +226,12 @@ inline binary_mask process_mask(const proto_view& p, const float* coef, const fl
     if (float(r) >= by1 && float(r) < by2) r0 = std::min(r0, r), r1 = std::max(r1, r);
   if (c1 < 0 || r1 < 0) return empty_mask(H, W);
   // sigmoid(coef . proto) inside the crop; zero elsewhere (s.low is all-zero between calls).
-  for (int r = r0; r <= r1; ++r)
-    for (int c = c0; c <= c1; ++c) {
-      const std::int64_t o = std::int64_t(r) * p.mw + c;
-      float acc = 0.0f;
-      for (int k = 0; k < p.nm; ++k) acc = std::fma(coef[k], p.data[k * p.plane_stride + o], acc);
-      s.low[std::size_t(o)] = 1.0f / (1.0f + std::exp(-acc));
-    }
+  const auto& kt = cpu_detail::active_kernels();
+  for (int r = r0; r <= r1; ++r) {
+    float* row = s.low.data() + std::int64_t(r) * p.mw + c0;
+    kt.fma_dot(coef, p.nm, p.data + std::int64_t(r) * p.mw + c0, p.plane_stride, c1 - c0 + 1, row);
+    for (int c = 0; c <= c1 - c0; ++c) row[c] = 1.0f / (1.0f + std::exp(-row[c]));
+  }
   binary_mask m = upsample_threshold(s.low.data(), p.mh, p.mw, r0, r1, c0, c1, H, W, s.bits);
   for (int r = r0; r <= r1; ++r) std::fill_n(s.low.begin() + std::ptrdiff_t(r) * p.mw + c0, c1 - c0 + 1, 0.0f);
   return m;

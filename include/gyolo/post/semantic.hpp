@@ -11,7 +11,8 @@
 // fma(t0, h0, t1 * h1) with t0 = fma(x00, w0, x01 * w1) (post/interp.hpp), and t0 depends only on
 // (source row, output column): so each source row is interpolated horizontally once (kept for the
 // two most recent rows), and every output row is one vectorizable vertical blend. Same bits as the
-// direct formula.
+// direct formula. The row passes run the kernel set chosen at run time (kernels/cpu_isa.hpp), so
+// the fused multiply-adds are instructions where the CPU has them.
 #pragma once
 #include <algorithm>
 #include <cstdint>
@@ -21,6 +22,7 @@
 
 #include "gyolo/core/context.hpp"
 #include "gyolo/core/error.hpp"
+#include "gyolo/kernels/cpu_isa.hpp"
 #include "gyolo/post/interp.hpp"
 #include "gyolo/post/masks.hpp"
 
@@ -67,44 +69,18 @@ struct row_ring {
 
 /// Horizontal pass of one source row of C channels: dst[c][x] = fma(s[i0], w0, s[i1] * w1).
 inline void hpass(const float* src, std::int64_t cstride, int C, const interp_axis& ax, float* dst) {
-  const int W = ax.out;
-  const int* i0 = ax.i0.data();
-  const int* i1 = ax.i1.data();
-  const float* w0 = ax.l0.data();
-  const float* w1 = ax.l1.data();
-  for (int c = 0; c < C; ++c) {
-    const float* s = src + std::int64_t(c) * cstride;
-    float* d = dst + std::size_t(c) * std::size_t(W);
-#pragma omp simd
-    for (int x = 0; x < W; ++x) d[x] = std::fma(s[i0[x]], w0[x], s[i1[x]] * w1[x]);
-  }
+  cpu_detail::active_kernels().hlerp(src, cstride, C, ax.out, ax.i0.data(), ax.i1.data(), ax.l0.data(), ax.l1.data(), dst);
 }
 
 /// Vertical blend: dst = fma(a, h0, b * h1) over n floats.
 inline void vpass(const float* a, const float* b, float h0, float h1, std::size_t n, float* dst) {
-#pragma omp simd
-  for (std::size_t i = 0; i < n; ++i) dst[i] = std::fma(a[i], h0, b[i] * h1);
+  cpu_detail::active_kernels().lerp(a, b, h0, h1, std::int64_t(n), dst);
 }
 
 /// Running arg-max over channel rows ([C][n], channels c_first + 0..C-1) into best / idx;
 /// `init`: the first row initializes. A later channel wins only if strictly greater.
 inline void argmax_update(const float* rows, int C, int n, int c_first, bool init, float* best, std::int16_t* idx) {
-  int c = 0;
-  if (init) {
-    std::copy(rows, rows + n, best);
-    std::fill(idx, idx + n, std::int16_t(c_first));
-    c = 1;
-  }
-  for (; c < C; ++c) {
-    const float* r = rows + std::size_t(c) * std::size_t(n);
-    const auto ci = std::int16_t(c_first + c);
-#pragma omp simd
-    for (int x = 0; x < n; ++x) {
-      const bool gt = r[x] > best[x];
-      best[x] = gt ? r[x] : best[x];
-      idx[x] = gt ? ci : idx[x];
-    }
-  }
+  cpu_detail::active_kernels().argmax_rows(rows, C, n, c_first, init, best, idx);
 }
 
 /// The streaming computation for channels [c0, c1): updates best/idx maps at the input
@@ -168,6 +144,7 @@ inline semantic_maps semantic_argmax(const logits_view& L, const letterbox_geome
   out.original = xt::xtensor<std::int16_t, 2>::from_shape(
       {want_original ? std::size_t(g.orig_h) : 0, want_original ? std::size_t(g.orig_w) : 0});
   if (!want_input && !want_original) return out;
+  (void)cpu_detail::active_kernels();  // resolved (and a bad GYOLO_ISA reported) outside the parallel region
   threads = std::max(1, std::min(resolve_threads(threads), C));
   const interp_axis ay(L.mh, H), ax(L.mw, W);
   const int ch = g.crop_h(), cw = g.crop_w();
