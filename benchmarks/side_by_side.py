@@ -4,7 +4,9 @@
 fp32, batch 1, square SxS input, 2 threads by default. Set-up (once; run from the repository root):
 
     apt-get update && apt-get install -y --no-install-recommends python3-torch python3-numpy \
-        python3-opencv python3-yaml python3-pil python3-onnx        # Debian's torch 1.13, onnx 1.12
+        python3-opencv python3-yaml python3-pil python3-onnx libopenblas0-openmp
+        # Debian's torch 1.13 and onnx 1.12. libopenblas0-openmp matters: without it torch's Linear
+        # layers (the caption decoder) run on the reference BLAS, ~50x slower (8 s of addmm at 640)
     (cd benchmarks && npm install --onnxruntime-node-install=skip)  # onnxruntime-node 1.30.0 (CPU)
     # upstream checkout, e.g. git clone <WongKinYiu/GeneralistYOLO> /tmp/upstream
     /usr/bin/python3 weights_tools/make_fixtures.py --upstream /tmp/upstream --variant full \
