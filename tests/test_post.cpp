@@ -173,6 +173,49 @@ TEST_CASE("torch_argsort_desc reproduces torch.sort(descending=True) ties", "[po
   for (std::size_t i = 0; i < ob.size(); ++i) REQUIRE(ob[i] == std::int64_t(i));
 }
 
+TEST_CASE("semantic arg-max: the channel-pruned original map equals the dense one", "[post]") {
+  // Random logits on a coarse grid of values (many exact ties between channels), smooth fields
+  // with one dominant channel, and a field where every channel is equal; letterboxes with padding
+  // on any side, original images larger and smaller than the crop.
+  std::mt19937 rng(11);
+  struct geo { int mh, mw, top, bottom, left, right, h0, w0; };
+  const geo geos[] = {{16, 16, 4, 4, 0, 0, 57, 75}, {20, 12, 0, 0, 7, 9, 30, 19}, {8, 24, 3, 2, 0, 0, 100, 300},
+                      {12, 12, 0, 0, 0, 0, 48, 48}, {10, 14, 5, 6, 2, 3, 9, 13}};
+  for (int kind = 0; kind < 3; ++kind)
+    for (const auto& gg : geos) {
+      const int C = 37, H = gg.mh * 4, W = gg.mw * 4;
+      std::vector<float> logits(std::size_t(C) * gg.mh * gg.mw);
+      std::uniform_int_distribution<int> q(-6, 6);
+      std::normal_distribution<float> nd(0.f, 1.f);
+      for (int c = 0; c < C; ++c)
+        for (int y = 0; y < gg.mh; ++y)
+          for (int x = 0; x < gg.mw; ++x) {
+            float v = 0;
+            if (kind == 0) v = float(q(rng)) * 0.25f;                                    // ties everywhere
+            if (kind == 1) v = std::sin(0.3f * float(x + c)) * 3 + std::cos(0.2f * float(y * c)) + 0.01f * nd(rng);
+            if (kind == 2) v = 1.5f;                                                     // all equal: channel 0
+            logits[(std::size_t(c) * gg.mh + y) * gg.mw + x] = v;
+          }
+      post::letterbox_geometry g;
+      g.input_h = H, g.input_w = W, g.top = gg.top, g.bottom = gg.bottom, g.left = gg.left, g.right = gg.right;
+      g.orig_h = gg.h0, g.orig_w = gg.w0;
+      const post::logits_view lv{logits.data(), C, gg.mh, gg.mw, std::int64_t(gg.mh) * gg.mw};
+      const auto dense = post::semantic_argmax(lv, g, true, true, 1);
+      INFO("kind " << kind << " grid " << gg.mh << "x" << gg.mw << " orig " << gg.h0 << "x" << gg.w0);
+      for (int t : {1, 3}) {
+        const auto pruned = post::semantic_argmax(lv, g, false, true, t);
+        const bool same = pruned.original == dense.original;
+        REQUIRE(same);
+      }
+      if (kind == 2) REQUIRE(xt::amax(dense.original)() == 0);
+      // a NaN takes the dense path, with the dense path's answer
+      logits[5] = std::nanf("");
+      const auto with_nan = post::semantic_argmax(lv, g, false, true, 2), with_nan_dense = post::semantic_argmax(lv, g, true, true, 1);
+      const bool same_nan = with_nan.original == with_nan_dense.original;
+      REQUIRE(same_nan);
+    }
+}
+
 TEST_CASE("NMS matches upstream (torchvision order, ties, options)", "[post]") {
   for (const std::string name : {"rect", "tall", "val", "noresize"}) {
     synthetic_case c(name);
@@ -251,6 +294,12 @@ TEST_CASE("instance masks, semantic maps and panoptic fusion match upstream", "[
     const auto sor = load_as<std::int16_t>(name + ".sem_orig.npy");
     REQUIRE(agreement(maps.input, sin) == 1.0);
     REQUIRE(agreement(maps.original, sor) == 1.0);
+    // the original map alone takes the channel-pruned path: the same map
+    for (int t : {1, 2}) {
+      const auto pruned = post::semantic_argmax(lv, c.g, false, true, t);
+      const bool same = pruned.original == maps.original;
+      REQUIRE(same);
+    }
     for (int t : {1, 3, 7}) {  // the channel split among threads does not change the result
       const auto m2 = post::semantic_argmax(lv, c.g, true, true, t);
       REQUIRE(m2.input == maps.input);

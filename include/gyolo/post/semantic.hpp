@@ -15,7 +15,9 @@
 // the fused multiply-adds are instructions where the CPU has them.
 #pragma once
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 #include <xtensor/xtensor.hpp>
@@ -129,6 +131,107 @@ inline void semantic_channels(const float* data, std::int64_t plane_stride, int 
   GYOLO_CHECK(!uy || next_out == h0, "semantic_argmax: internal error (rows not emitted)");
 }
 
+/// The original-resolution map alone, computing only the channels that can win. Every value is
+/// a convex combination of its low-resolution taps (two bilinear stages), so it lies within
+/// [min, max] of them up to rounding (`margin` covers it with a wide berth). For a group of output
+/// rows sharing their low-resolution rows, a channel whose maximum over a pixel's taps is below
+/// the best minimum over the same taps (less 2 margins) is strictly below the winner there; the
+/// channels left are computed exactly as in semantic_channels, in ascending order, so the result
+/// is the same (ties included).
+inline void semantic_original_pruned(const logits_view& L, const letterbox_geometry& g, const interp_axis& ay,
+                                     const interp_axis& ax, const interp_axis& uy, const interp_axis& ux, float margin,
+                                     int threads, std::int16_t* out) {
+  const auto& kt = cpu_detail::active_kernels();
+  const int C = L.channels, mw = L.mw, cw = g.crop_w(), h0 = g.orig_h, w0 = g.orig_w;
+  // low-resolution columns the crop reads, and the widest span of one output pixel's taps
+  const int xlo = ax.i0[std::size_t(g.left)], xhi = ax.i1[std::size_t(g.left + cw - 1)], nx = xhi - xlo + 1;
+  int wnd = 1;
+  for (int X = 0; X < w0; ++X) {
+    const int ca = g.left + ux.i0[std::size_t(X)], cb = g.left + ux.i1[std::size_t(X)];
+    wnd = std::max(wnd, ax.i1[std::size_t(cb)] - ax.i0[std::size_t(ca)] + 1);
+  }
+  // groups of output rows with the same low-resolution row range
+  struct group { int y0, y1, rlo, rhi; };
+  std::vector<group> groups;
+  for (int Y = 0; Y < h0; ++Y) {
+    const int ra = g.top + uy.i0[std::size_t(Y)], rb = g.top + uy.i1[std::size_t(Y)];
+    const int rlo = ay.i0[std::size_t(ra)], rhi = ay.i1[std::size_t(rb)];
+    if (!groups.empty() && groups.back().rlo == rlo && groups.back().rhi == rhi) groups.back().y1 = Y + 1;
+    else groups.push_back({Y, Y + 1, rlo, rhi});
+  }
+#pragma omp parallel num_threads(threads) if (threads > 1)
+  {
+    auto buf = [](std::int64_t n) { return std::vector<float>(static_cast<std::size_t>(n)); };
+    auto cmin = buf(std::int64_t(C) * nx), cmax = buf(std::int64_t(C) * nx), best = buf(nx);
+    auto ta = buf(cw), tb = buf(cw), va = buf(cw), vb = buf(cw);
+    auto ua = buf(w0), ub = buf(w0), o = buf(w0), obest = buf(w0);
+    std::vector<int> cand;
+#pragma omp for schedule(dynamic)
+    for (int gi = 0; gi < int(groups.size()); ++gi) {
+      const group& G = groups[std::size_t(gi)];
+      // per channel: min / max over the group's rows, then over a window of wnd columns
+      for (int c = 0; c < C; ++c) {
+        const float* plane = L.data + std::int64_t(c) * L.plane_stride;
+        float* mn = cmin.data() + std::size_t(c) * nx;
+        float* mx = cmax.data() + std::size_t(c) * nx;
+        const float* r0 = plane + std::int64_t(G.rlo) * mw + xlo;
+        for (int x = 0; x < nx; ++x) mn[x] = mx[x] = r0[x];
+        for (int r = G.rlo + 1; r <= G.rhi; ++r) {
+          const float* rr = plane + std::int64_t(r) * mw + xlo;
+          for (int x = 0; x < nx; ++x) {
+            mn[x] = std::min(mn[x], rr[x]);
+            mx[x] = std::max(mx[x], rr[x]);
+          }
+        }
+        for (int x = 0; x < nx; ++x)
+          for (int j = 1; j < wnd; ++j) {
+            const int xj = std::min(x + j, nx - 1);
+            mn[x] = std::min(mn[x], mn[xj]);  // mn[xj] is still the row minimum: xj > x
+            mx[x] = std::max(mx[x], mx[xj]);
+          }
+      }
+      std::fill(best.begin(), best.end(), -std::numeric_limits<float>::infinity());
+      for (int c = 0; c < C; ++c) {
+        const float* mn = cmin.data() + std::size_t(c) * nx;
+        for (int x = 0; x < nx; ++x) best[std::size_t(x)] = std::max(best[std::size_t(x)], mn[x]);
+      }
+      cand.clear();
+      for (int c = 0; c < C; ++c) {
+        const float* mx = cmax.data() + std::size_t(c) * nx;
+        bool keep = false;
+        for (int x = 0; x < nx && !keep; ++x) keep = mx[x] >= best[std::size_t(x)] - 2 * margin;
+        if (keep) cand.push_back(c);
+      }
+      // the candidates, exactly as the dense path computes them
+      for (int Y = G.y0; Y < G.y1; ++Y) {
+        const auto kY = std::size_t(Y);
+        const int ra = g.top + uy.i0[kY], rb = g.top + uy.i1[kY];
+        std::int16_t* dst = out + kY * std::size_t(w0);
+        bool first = true;
+        for (int c : cand) {
+          const float* plane = L.data + std::int64_t(c) * L.plane_stride;
+          auto input_row = [&](int r, float* v) {  // input row r, crop columns, of channel c
+            const auto kr = std::size_t(r);
+            const auto lc = std::size_t(g.left);
+            kt.hlerp(plane + std::int64_t(ay.i0[kr]) * mw, 0, 1, cw, ax.i0.data() + lc, ax.i1.data() + lc, ax.l0.data() + lc,
+                     ax.l1.data() + lc, ta.data());
+            kt.hlerp(plane + std::int64_t(ay.i1[kr]) * mw, 0, 1, cw, ax.i0.data() + lc, ax.i1.data() + lc, ax.l0.data() + lc,
+                     ax.l1.data() + lc, tb.data());
+            kt.lerp(ta.data(), tb.data(), ay.l0[kr], ay.l1[kr], cw, v);
+          };
+          input_row(ra, va.data());
+          input_row(rb, vb.data());
+          hpass(va.data(), 0, 1, ux, ua.data());
+          hpass(vb.data(), 0, 1, ux, ub.data());
+          vpass(ua.data(), ub.data(), uy.l0[kY], uy.l1[kY], std::size_t(w0), o.data());
+          argmax_update(o.data(), 1, w0, c, first, obest.data(), dst);
+          first = false;
+        }
+      }
+    }
+  }
+}
+
 }  // namespace detail
 
 /// Arg-max maps at the input and/or the original resolution. threads <= 0: OpenMP default. The
@@ -155,6 +258,27 @@ inline semantic_maps semantic_argmax(const logits_view& L, const letterbox_geome
                 "semantic_argmax: bad letterbox geometry");
     uy = interp_axis(ch, g.orig_h);
     ux = interp_axis(cw, g.orig_w);
+  }
+  if (!want_input) {
+    // Only the original-resolution map (the pipeline's default): prune channels, unless a logit
+    // is not finite (the bounds need finite values; the dense path handles the rest as before).
+    const std::int64_t plane = std::int64_t(L.mh) * L.mw;
+    float maxabs = 0;
+    bool finite = true;
+    for (int c = 0; c < C && finite; ++c) {
+      const float* p = L.data + std::int64_t(c) * L.plane_stride;
+      for (std::int64_t i = 0; i < plane; ++i) {
+        if (!std::isfinite(p[i])) {
+          finite = false;
+          break;
+        }
+        maxabs = std::max(maxabs, std::abs(p[i]));
+      }
+    }
+    if (finite) {
+      detail::semantic_original_pruned(L, g, ay, ax, uy, ux, 1e-5f * maxabs + 1e-30f, threads, out.original.data());
+      return out;
+    }
   }
   const std::size_t nin = want_input ? std::size_t(H) * std::size_t(W) : 0;
   const std::size_t nor = want_original ? std::size_t(g.orig_h) * std::size_t(g.orig_w) : 0;
