@@ -276,7 +276,8 @@ def main():
                 row.append(ratio(gf, p))
         print('| ' + ' | '.join(row) + ' |')
     # On a busy machine the fastest single run is the steadier figure: show it too.
-    print('\nFastest single run over all rounds (ms; whole pipeline for gyolo with --tasks all):\n')
+    print('\nFastest single run over all rounds (ms' + ('; gyolo: whole pipeline' if a.tasks == 'all' else '')
+          + '):\n')
     bh = ['input'] + [{'gyolo': 'gyolo', 'ort': 'ONNX Runtime', 'pytorch': 'PyTorch'}[t] for t in tools]
     if 'gyolo' in tools and 'ort' in tools:
         bh.append('gyolo / ORT')
