@@ -37,10 +37,17 @@ using namespace gyolo;
 
 namespace {
 
-struct options {
-  std::string weights, source, out, save_coco;
-  int imgsz = 640, threads = 0, batch = 1;
-  bool square = false, save_raw = false;
+/// The flags predict and bench share.
+struct model_run_options {
+  std::string weights, source;
+  int imgsz = 640, threads = 0;
+  bool square = false;
+};
+
+struct options : model_run_options {
+  std::string out, save_coco;
+  int batch = 1;
+  bool save_raw = false;
   std::optional<letterbox_mode> mode;
   post::nms_options nms = post::nms_options::predict();
   bool e2e_topk = false;
@@ -110,6 +117,18 @@ bool is_int(const std::string& s) {
   return true;
 }
 
+/// Parses flag `a` if it is one of model_run_options' (its value from `val`); false otherwise.
+template <class Val>
+bool parse_model_run_flag(const std::string& a, Val&& val, model_run_options& o) {
+  if (a == "--weights") o.weights = val();
+  else if (a == "--source") o.source = val();
+  else if (a == "--imgsz") o.imgsz = parse_int(a, val(), 32, 8192);
+  else if (a == "--threads") o.threads = parse_int(a, val(), 0, 1024);
+  else if (a == "--square") o.square = true;
+  else return false;
+  return true;
+}
+
 options parse(int argc, char** argv) {
   options o;
   for (int i = 2; i < argc; ++i) {
@@ -118,13 +137,9 @@ options parse(int argc, char** argv) {
       if (i + 1 >= argc) throw error(a + " needs a value");
       return argv[++i];
     };
-    if (a == "--weights") o.weights = val();
-    else if (a == "--source") o.source = val();
-    else if (a == "--out") o.out = val();
-    else if (a == "--imgsz") o.imgsz = parse_int(a, val(), 32, 8192);
-    else if (a == "--threads") o.threads = parse_int(a, val(), 0, 1024);
+    if (parse_model_run_flag(a, val, o)) continue;
+    if (a == "--out") o.out = val();
     else if (a == "--batch") o.batch = parse_int(a, val(), 1, 256);
-    else if (a == "--square") o.square = true;
     else if (a == "--save-raw") o.save_raw = true;
     else if (a == "--save-coco") o.save_coco = val();
     else if (a == "--conf") o.nms.conf = parse_real(a, val(), 0, 1);
@@ -550,10 +565,9 @@ int info(int argc, char** argv) {
 // gyolo bench
 // ---------------------------------------------------------------------------------------------
 
-struct bench_options {
-  std::string weights, source;
-  int imgsz = 640, runs = 7, threads = 0;
-  bool square = false, per_layer = false, vision_only = false;
+struct bench_options : model_run_options {
+  int runs = 7;
+  bool per_layer = false, vision_only = false;
 };
 
 void bench_usage(std::ostream& o) {
@@ -576,12 +590,8 @@ bench_options parse_bench(int argc, char** argv) {
       if (i + 1 >= argc) throw error(a + " needs a value");
       return argv[++i];
     };
-    if (a == "--weights") o.weights = val();
-    else if (a == "--source") o.source = val();
-    else if (a == "--imgsz") o.imgsz = parse_int(a, val(), 32, 8192);
-    else if (a == "--runs") o.runs = parse_int(a, val(), 3, 100000);
-    else if (a == "--threads") o.threads = parse_int(a, val(), 0, 1024);
-    else if (a == "--square") o.square = true;
+    if (parse_model_run_flag(a, val, o)) continue;
+    if (a == "--runs") o.runs = parse_int(a, val(), 3, 100000);
     else if (a == "--per-layer") o.per_layer = true;
     else if (a == "--tasks") {
       const auto v = val();
