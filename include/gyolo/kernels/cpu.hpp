@@ -184,28 +184,7 @@ struct kernels<cpu> {
       float* dst = y.channel(n, c);
       const float* w = wt.w + std::int64_t(c) * k * k;
       const float b = wt.b ? wt.b[c] : 0.0f;
-      for (int oy = 0; oy < y.h; ++oy) {
-        float* drow = dst + std::int64_t(oy) * y.w;
-        for (int ox = 0; ox < y.w; ++ox) drow[ox] = 0.0f;
-        for (int ky = 0; ky < k; ++ky) {
-          const int iy = oy * s - p + ky;
-          if (iy < 0 || iy >= x.h) continue;
-          const float* srow = src + std::int64_t(iy) * x.w;
-          for (int kx = 0; kx < k; ++kx) {
-            const float wv = w[ky * k + kx];
-            // interior range of ox where ix = ox*s - p + kx is in [0, W)
-            int lo = 0, hi = y.w;
-            while (lo < hi && lo * s - p + kx < 0) ++lo;
-            while (hi > lo && (hi - 1) * s - p + kx >= x.w) --hi;
-            if (s == 1) {
-              const float* sp = srow - p + kx;
-              for (int ox = lo; ox < hi; ++ox) drow[ox] += wv * sp[ox];
-            } else {
-              for (int ox = lo; ox < hi; ++ox) drow[ox] += wv * srow[ox * s - p + kx];
-            }
-          }
-        }
-      }
+      kt.depthwise_plane(src, x.h, x.w, w, k, s, p, dst, y.h, y.w);
       kt.epilogue(dst, y.plane(), int(y.plane()), 1, wt.b ? &b : nullptr, d.activation,
                   residual.data ? residual.channel(n, c) : nullptr, y.plane());
     }

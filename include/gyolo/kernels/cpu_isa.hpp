@@ -97,6 +97,8 @@ struct isa_kernels {
   /// out[i] = fma(w[nw-1], d[(nw-1)*stride + i], ... fma(w[0], d[i], 0)), i < n (mask coefficients
   /// times prototypes, in this order).
   void (*fma_dot)(const float* w, int nw, const float* d, std::int64_t stride, int n, float* out);
+  /// Depthwise k x k convolution (stride s, padding p) of one H x W plane into oh x ow, no bias.
+  void (*depthwise_plane)(const float* src, int H, int W, const float* w, int k, int s, int p, float* dst, int oh, int ow);
 };
 
 constexpr int gemm_mr = 6;  // rows (output channels) per packed panel, shared by every ISA
