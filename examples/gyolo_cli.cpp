@@ -537,17 +537,20 @@ int predict(const options& o) {
 // gyolo info / --version
 // ---------------------------------------------------------------------------------------------
 
-std::string kernels_line() {
+/// "portable avx2 avx512": the kernel sets this CPU can run.
+std::string available_isas() {
   std::string avail;
   for (cpu_isa i : available_cpu_isas()) (avail += avail.empty() ? "" : " ") += to_string(i);
-  return std::string(cpu_detail::active_kernels().name) + " (available: " + avail + ")";
+  return avail;
+}
+
+std::string kernels_line() {
+  return std::string(cpu_detail::active_kernels().name) + " (available: " + available_isas() + ")";
 }
 
 int info(int argc, char** argv) {
   if (argc == 3 && std::string(argv[2]) == "--isas") {
-    std::string avail;
-    for (cpu_isa i : available_cpu_isas()) (avail += avail.empty() ? "" : " ") += to_string(i);
-    std::cout << avail << "\n";
+    std::cout << available_isas() << "\n";
     return 0;
   }
   if (argc > 2) throw error("gyolo info takes no arguments but --isas");

@@ -24,9 +24,6 @@ namespace gyolo {
 
 namespace cpu_detail {
 
-using cmat = Eigen::Map<const Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
-using mmat = Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>>;
-
 /// im2col of output rows [r0, r0+rows) for input channels [0, cin) of one image, col-major:
 /// col[(ci*k + ky)*k + kx][r].
 inline void im2col(const float* x, int cin, int H, int W, int k, int s, int p, int Wo, std::int64_t r0, int rows,

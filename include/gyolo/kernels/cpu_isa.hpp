@@ -73,7 +73,6 @@ struct gemm_epilogue {
 struct isa_kernels {
   cpu_isa id;
   const char* name;   // "avx512", "avx2", "portable-sse2", "portable-neon", ...
-  int nr;             // pixels per micro-tile
   /// C[m, n] = packed W[m, K] * X[K, n] (X row k at x + k*ldx, C row r at c + r*ldc), then the
   /// epilogue (if any).
   void (*gemm)(const float* packed, int m, int K, const float* x, std::int64_t ldx, float* c, std::int64_t ldc, int n,

@@ -83,4 +83,39 @@ inline void resize_plane(const float* src, std::int64_t sstride, const interp_ax
   }
 }
 
+namespace detail {
+
+/// Two rows of C channels of `width` floats each, tagged with the source row they hold.
+struct row_ring {
+  int C = 0, width = 0;
+  std::vector<float> buf;
+  int tag[2] = {-1, -1};
+  void init(int c, int w) {
+    C = c, width = w;
+    buf.assign(2 * std::size_t(c) * std::size_t(w), 0.0f);
+    tag[0] = tag[1] = -1;
+  }
+  float* slot(int s) { return buf.data() + std::size_t(s) * std::size_t(C) * std::size_t(width); }
+  /// The slot holding row r, or -1.
+  int find(int r) const { return tag[0] == r ? 0 : (tag[1] == r ? 1 : -1); }
+  /// A slot for row r that does not evict `keep`.
+  int claim(int r, int keep) {
+    const int s = (tag[0] == keep) ? 1 : 0;
+    tag[s] = r;
+    return s;
+  }
+  /// Row r: the slot holding it, or one claimed for it (not evicting `keep`) and filled by fill(dst).
+  template <class Fill>
+  const float* get(int r, int keep, Fill&& fill) {
+    int s = find(r);
+    if (s < 0) {
+      s = claim(r, keep);
+      fill(slot(s));
+    }
+    return slot(s);
+  }
+};
+
+}  // namespace detail
+
 }  // namespace gyolo::post

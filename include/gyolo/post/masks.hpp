@@ -186,18 +186,14 @@ inline binary_mask upsample_threshold(const float* src, int src_h, int src_w, in
   // bilinear_tap's value, row by row: each source row's horizontal pass over the output columns
   // is computed once (two cached), then one vertical blend per output row.
   const auto& kt = cpu_detail::active_kernels();
-  std::vector<float> h[2] = {std::vector<float>(std::size_t(cols)), std::vector<float>(std::size_t(cols))};
+  detail::row_ring h;
+  h.init(1, cols);
   std::vector<float> v(static_cast<std::size_t>(cols));
-  int tag[2] = {-1, -1};
-  auto hrow = [&](int r, int keep) -> const float* {
-    int slot = tag[0] == r ? 0 : tag[1] == r ? 1 : -1;
-    if (slot < 0) {
-      slot = tag[0] == keep ? 1 : 0;
-      tag[slot] = r;
+  auto hrow = [&](int r, int keep) {
+    return h.get(r, keep, [&](float* dst) {
       kt.hlerp(src + std::int64_t(r) * src_w, 0, 1, cols, ax.i0.data() + ox0, ax.i1.data() + ox0, ax.l0.data() + ox0,
-               ax.l1.data() + ox0, h[slot].data());
-    }
-    return h[slot].data();
+               ax.l1.data() + ox0, dst);
+    });
   };
   for (int y = oy0; y <= oy1; ++y) {
     const auto k = std::size_t(y);

@@ -48,27 +48,6 @@ struct semantic_maps {
 
 namespace detail {
 
-/// Two rows of C channels of `width` floats each, tagged with the source row they hold.
-struct row_ring {
-  int C = 0, width = 0;
-  std::vector<float> buf;
-  int tag[2] = {-1, -1};
-  void init(int c, int w) {
-    C = c, width = w;
-    buf.assign(2 * std::size_t(c) * std::size_t(w), 0.0f);
-    tag[0] = tag[1] = -1;
-  }
-  float* slot(int s) { return buf.data() + std::size_t(s) * std::size_t(C) * std::size_t(width); }
-  /// The slot holding row r, or -1.
-  int find(int r) const { return tag[0] == r ? 0 : (tag[1] == r ? 1 : -1); }
-  /// A slot for row r that does not evict `keep`.
-  int claim(int r, int keep) {
-    const int s = (tag[0] == keep) ? 1 : 0;
-    tag[s] = r;
-    return s;
-  }
-};
-
 /// Horizontal pass of one source row of C channels: dst[c][x] = fma(s[i0], w0, s[i1] * w1).
 inline void hpass(const float* src, std::int64_t cstride, int C, const interp_axis& ax, float* dst) {
   cpu_detail::active_kernels().hlerp(src, cstride, C, ax.out, ax.i0.data(), ax.i1.data(), ax.l0.data(), ax.l1.data(), dst);
@@ -98,13 +77,8 @@ inline void semantic_channels(const float* data, std::int64_t plane_stride, int 
   if (uy) U.init(C, w0);
   std::vector<float> orow(uy ? std::size_t(C) * std::size_t(w0) : 0);
   const float* base = data + std::int64_t(c0) * plane_stride;
-  auto low_row = [&](int r, int keep) -> const float* {
-    int s = T.find(r);
-    if (s < 0) {
-      s = T.claim(r, keep);
-      hpass(base + std::int64_t(r) * mw, plane_stride, C, ax, T.slot(s));
-    }
-    return T.slot(s);
+  auto low_row = [&](int r, int keep) {
+    return T.get(r, keep, [&](float* dst) { hpass(base + std::int64_t(r) * mw, plane_stride, C, ax, dst); });
   };
   int next_out = 0;
   const int y_end = bin ? H : top + ch;
