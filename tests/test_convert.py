@@ -252,6 +252,19 @@ YAML = {'nc': 2, 'depth_multiple': 1.0, 'width_multiple': 1.0, 'anchors': 3,
 GRIT_CONFIG = {'d_model': 16, 'n_heads': 2, 'vocab_size': 5, 'pad_idx': 0, 'bos_idx': 2, 'eos_idx': 3}
 
 
+def walk(mod, prefix):
+    """(state_dict name, tensor) pairs of a synthetic module, in nn.Module.state_dict() order."""
+    d = mod.__dict__
+    for k, t in d['_parameters'].items():
+        if t is not None:
+            yield prefix + k, t
+    for k, t in d['_buffers'].items():
+        if t is not None and k not in d['_non_persistent_buffers_set']:
+            yield prefix + k, t
+    for k, c in d['_modules'].items():
+        yield from walk(c, prefix + k + '.')
+
+
 def make_model(seed=1, names=None, with_double_aux=False):
     """Returns (model stub, expected OrderedDict name -> array of the kept tensors)."""
     b = ModelBuilder(seed)
@@ -286,18 +299,6 @@ def make_model(seed=1, names=None, with_double_aux=False):
                names=names if names is not None else {1: 'dog', 0: 'cat'}, nc=2, stride=stride,
                save=[1, 2], inplace=True)
     expected = collections.OrderedDict()
-
-    def walk(mod, prefix):
-        d = mod.__dict__
-        for k, t in d['_parameters'].items():
-            if t is not None:
-                yield prefix + k, t
-        for k, t in d['_buffers'].items():
-            if t is not None and k not in d['_non_persistent_buffers_set']:
-                yield prefix + k, t
-        for k, c in d['_modules'].items():
-            yield from walk(c, prefix + k + '.')
-
     dropped = []
     for k, t in walk(m, ''):
         keep = (not k.endswith('num_batches_tracked') and not k.startswith('model.30.')
@@ -474,6 +475,28 @@ def test_small_model_bit_exact():
     assert kv['gyolo.yaml'][0] == 8 and json.loads(kv['gyolo.yaml'][1]) == YAML
     assert kv['gyolo.grit_config'][0] == 8 and json.loads(kv['gyolo.grit_config'][1]) == GRIT_CONFIG
     assert 'gyolo.vocab' not in kv
+
+
+@test
+def test_training_keeps_aux_and_whole_head():
+    m, expected, dropped = make_model(seed=1)
+    ckpt = write_ckpt(path('small_train.pt'), make_ckpt(model=m, ema=None))
+    out, out_inf = path('small_train.gguf'), path('small_inf.gguf')
+    r = run_convert(ckpt, out, '--training')
+    check_ok(r, out)
+    # expected: every state_dict tensor except num_batches_tracked and Grit's running_* beam buffers
+    train_exp = collections.OrderedDict()
+    for k, t in walk(m, ''):
+        if not k.endswith('num_batches_tracked') and k not in ('model.56.running_seq', 'model.56.running_keys'):
+            train_exp[k] = t.value()
+    for k in ('model.30.conv.weight', 'model.55.cv2.0.conv.weight', 'model.55.dfl.weight'):
+        assert k in train_exp, k  # (sanity: dropped by default, kept with --training)
+    assert f'{len(train_exp)} tensors' in r.stderr, r.stderr
+    kv = check_tensors(out, train_exp)
+    # everything apart from the tensors is what the default conversion writes
+    check_ok(run_convert(ckpt, out_inf), out_inf)
+    kv_inf = check_tensors(out_inf, expected)
+    assert kv == kv_inf, 'metadata differs between --training and the default'
 
 
 @test

@@ -18,7 +18,9 @@ nlohmann::json gyolo_yaml_like(double width, int nc) {
   // gyolo.yaml is the tiny yaml with its channel arguments restored (the fixture divided them).
   auto y = tiny_yaml();
   const std::map<int, int> c2{{1, 64}, {2, 128}, {4, 256}, {6, 512}, {8, 512}, {11, 512}, {18, 256}, {21, 512},
-                              {45, 256}, {46, 256}, {53, 256}, {54, 256}};
+                              {45, 256}, {46, 256}, {53, 256}, {54, 256},
+                              // auxiliary branch
+                              {27, 64}, {28, 128}, {30, 256}, {33, 512}, {36, 512}, {41, 256}, {42, 256}, {49, 256}, {50, 256}};
   std::vector<nlohmann::json*> layers;
   for (auto& l : y["backbone"]) layers.push_back(&l);
   for (auto& l : y["head"]) layers.push_back(&l);
@@ -26,9 +28,14 @@ nlohmann::json gyolo_yaml_like(double width, int nc) {
   const std::map<int, std::array<int, 4>> elan{{3, {256, 128, 64, 1}}, {5, {512, 256, 128, 1}}, {7, {512, 512, 256, 1}},
                                                {9, {512, 512, 256, 1}}, {14, {512, 512, 256, 1}}, {17, {256, 256, 128, 1}},
                                                {20, {512, 512, 256, 1}}, {23, {512, 512, 256, 1}}, {43, {256, 256, 128, 2}},
-                                               {51, {256, 256, 128, 2}}};
+                                               {51, {256, 256, 128, 2}}, {29, {256, 128, 64, 1}}, {32, {512, 256, 128, 1}},
+                                               {35, {512, 512, 256, 1}}, {38, {512, 512, 256, 1}}, {39, {512, 256, 128, 2}},
+                                               {47, {512, 256, 128, 2}}};
   for (auto& [i, a] : elan) (*layers[std::size_t(i)])[3] = {a[0], a[1], a[2], a[3]};
   (*layers[10])[3] = {512, 256};
+  (*layers[24])[3] = nlohmann::json::parse("[[256]]");
+  (*layers[25])[3] = nlohmann::json::parse("[[256, 512]]");
+  (*layers[26])[3] = nlohmann::json::parse("[[256, 512, 512]]");
   y["width_multiple"] = width;
   y["nc"] = nc;
   return y;

@@ -2,7 +2,10 @@
 """Convert an official GeneralistYOLO checkpoint (torch zip .pt) to gyolo GGUF.
 
 Usage:
-    /usr/bin/python3 weights_tools/convert.py --checkpoint gyolo.pt --out gyolo.gguf [--vocab vocab.txt]
+    /usr/bin/python3 weights_tools/convert.py --checkpoint gyolo.pt --out gyolo.gguf [--vocab vocab.txt] [--training]
+
+--training keeps every tensor of the vision model and Grit (auxiliary branch 24-42 / 47-50 and all of
+head 55 included); only num_batches_tracked and Grit's running_* beam buffers are still dropped.
 
 Pure Python + numpy: neither torch nor the upstream code is imported.  The
 pickle is read with a restricted unpickler that maps every allowed global to an
@@ -333,13 +336,16 @@ _KEEP_HEAD55 = {'cv4', 'cv5', 'cv6', 'cv7', 'cv9', 'proto2', 'uconv2', 'dfl2', '
 _DROP_GRIT_BUFFERS = {'running_mask_x', 'running_seq', 'running_keys', 'running_values'}
 
 
-def keep_key(key):
+def keep_key(key, training=False):
+    """Inference selection (default) or, with training=True, every model.<idx>.* tensor."""
     parts = key.split('.')
     if parts[-1] == 'num_batches_tracked':
         return False
     if len(parts) < 3 or parts[0] != 'model' or not parts[1].isdigit():
         return False
     idx = int(parts[1])
+    if training:
+        return idx != 56 or parts[-1] not in _DROP_GRIT_BUFFERS
     if idx in _KEEP_LAYERS:
         return True
     if idx == 55:
@@ -380,7 +386,7 @@ def extract(ckpt):
     return key, model
 
 
-def collect(model):
+def collect(model, training=False):
     """Return (selected OrderedDict name -> Tensor, metadata dict)."""
     d = model.__dict__
     sd = module_state_dict(model)
@@ -388,7 +394,7 @@ def collect(model):
         raise ConvertError('model has no parameters/buffers')
     sel = collections.OrderedDict()
     for k, t in sd.items():
-        if not keep_key(k):
+        if not keep_key(k, training):
             continue
         if not isinstance(t, Tensor):
             raise ConvertError(f'{k}: not a tensor ({type(t).__name__})')
@@ -494,7 +500,7 @@ def build_gguf(kvs, tensors):
     return head, blobs
 
 
-def convert(ckpt_path, out_path, vocab_path=None):
+def convert(ckpt_path, out_path, vocab_path=None, training=False):
     with open(ckpt_path, 'rb') as f:
         sha = hashlib.sha256(f.read()).hexdigest()
     vocab = None
@@ -507,7 +513,7 @@ def convert(ckpt_path, out_path, vocab_path=None):
             raise ConvertError(f'{vocab_path}: not UTF-8: {e}')
     ckpt = load_checkpoint(ckpt_path)
     source_key, model = extract(ckpt)
-    sel, meta = collect(model)
+    sel, meta = collect(model, training)
     stem = os.path.splitext(os.path.basename(ckpt_path))[0]
     kvs = [
         ('general.architecture', GGUF_STRING, 'gyolo'),
@@ -613,9 +619,11 @@ def main(argv=None):
     ap.add_argument('--checkpoint', required=True, help='upstream .pt checkpoint (torch zip format)')
     ap.add_argument('--out', required=True, help='output .gguf path')
     ap.add_argument('--vocab', help='caption vocab.txt to embed as gyolo.vocab')
+    ap.add_argument('--training', action='store_true',
+                    help='keep every vision/Grit tensor (auxiliary branch and all of head 55 too) for training')
     args = ap.parse_args(argv)
     try:
-        n = convert(args.checkpoint, args.out, args.vocab)
+        n = convert(args.checkpoint, args.out, args.vocab, args.training)
     except ConvertError as e:
         print(f'convert.py: error: {e}', file=sys.stderr)
         return 1

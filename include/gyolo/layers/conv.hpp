@@ -3,6 +3,7 @@
 #pragma once
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gyolo/core/backend.hpp"
@@ -28,10 +29,9 @@ namespace fold {
 struct bn_params {
   std::vector<float> scale, shift;
 };
-inline bn_params load_bn(weight_source& ws, const std::string& p, int c, float eps = 1e-3f) {
-  const dims s{c};
-  auto g = ws.get(p + ".weight", s), b = ws.get(p + ".bias", s), m = ws.get(p + ".running_mean", s),
-       v = ws.get(p + ".running_var", s);
+/// fuse_conv_and_bn's scale and shift from BatchNorm's four tensors.
+inline bn_params bn_fold(const float* g, const float* b, const float* m, const float* v, int c, float eps = 1e-3f,
+                         const std::string& p = "bn") {
   bn_params r{std::vector<float>(std::size_t(c)), std::vector<float>(std::size_t(c))};
   for (int i = 0; i < c; ++i) {
     if (!(v[i] + eps > 0.0f))
@@ -41,6 +41,33 @@ inline bn_params load_bn(weight_source& ws, const std::string& p, int c, float e
     r.shift[i] = b[i] - g[i] * m[i] / sd;
   }
   return r;
+}
+inline bn_params load_bn(weight_source& ws, const std::string& p, int c, float eps = 1e-3f) {
+  const dims s{c};
+  auto g = ws.get(p + ".weight", s), b = ws.get(p + ".bias", s), m = ws.get(p + ".running_mean", s),
+       v = ws.get(p + ".running_var", s);
+  return bn_fold(g.data(), b.data(), m.data(), v.data(), c, eps, p);
+}
+/// Conv weight [cout, ...] scaled per output channel by BN (in place).
+inline void scale_rows(std::vector<float>& w, const bn_params& bn, int cout) {
+  const std::int64_t per = std::int64_t(w.size()) / cout;
+  for (int o = 0; o < cout; ++o)
+    for (std::int64_t i = 0; i < per; ++i) w[std::size_t(o * per + i)] *= bn.scale[std::size_t(o)];
+}
+/// RepConvN.fuse_convs: BN1(conv3x3) + BN2(conv1x1) as one 3x3 conv (weights, bias).
+inline std::pair<std::vector<float>, std::vector<float>> repconvn_fold(const std::vector<float>& k3, const std::vector<float>& k1,
+                                                                       const bn_params& bn3, const bn_params& bn1, int cout, int cin) {
+  std::vector<float> fw(k3.size()), fb(static_cast<std::size_t>(cout));
+  for (int o = 0; o < cout; ++o) {
+    for (int i = 0; i < cin; ++i)
+      for (int t = 0; t < 9; ++t) {
+        const std::size_t idx = (std::size_t(o) * cin + i) * 9 + t;
+        const float pad1 = t == 4 ? k1[std::size_t(o) * cin + i] * bn1.scale[o] : 0.0f;
+        fw[idx] = k3[idx] * bn3.scale[o] + pad1;
+      }
+    fb[o] = bn3.shift[o] + bn1.shift[o];
+  }
+  return {std::move(fw), std::move(fb)};
 }
 }  // namespace fold
 
@@ -53,24 +80,26 @@ struct conv_layer {
   /// Called once the folded weights are final.
   void finalize() { packed = storage<B>::upload(kernels<B>::prepack(d, w)); }
 
+  /// Sets the folded weights [cout, cin/groups, k, k] and bias.
+  void assign(const conv_desc& desc, std::vector<float> wv, std::vector<float> bv) {
+    d = desc;
+    w = storage<B>::upload(std::move(wv));
+    b = storage<B>::upload(std::move(bv));
+    finalize();
+  }
   /// `Conv` block: <p>.conv.weight + <p>.bn.* (no conv bias), activation `a`.
   void load_conv_bn(weight_source& ws, const std::string& p, int cin, int cout, int k, int s, int g, act a) {
     set_desc(cin, cout, k, s, g, a);
     auto wv = ws.get(p + ".conv.weight", wshape());
     auto bn = fold::load_bn(ws, p + ".bn", cout);
-    const std::int64_t per = std::int64_t(wv.size()) / cout;
-    for (int o = 0; o < cout; ++o)
-      for (std::int64_t i = 0; i < per; ++i) wv[std::size_t(o * per + i)] *= bn.scale[std::size_t(o)];
-    w = storage<B>::upload(std::move(wv));
-    b = storage<B>::upload(std::move(bn.shift));
-    finalize();
+    fold::scale_rows(wv, bn, cout);
+    assign(d, std::move(wv), std::move(bn.shift));
   }
   /// Plain nn.Conv2d with bias: <p>.weight, <p>.bias.
   void load_conv_bias(weight_source& ws, const std::string& p, int cin, int cout, int k, int s, int g, act a) {
     set_desc(cin, cout, k, s, g, a);
-    w = storage<B>::upload(ws.get(p + ".weight", wshape()));
-    b = storage<B>::upload(ws.get(p + ".bias", {cout}));
-    finalize();
+    auto wv = ws.get(p + ".weight", wshape());
+    assign(d, std::move(wv), ws.get(p + ".bias", {cout}));
   }
   /// RepConvN: SiLU(BN1(conv3x3) + BN2(conv1x1)) folded into one 3x3 conv (fuse_convs).
   void load_repconvn(weight_source& ws, const std::string& p, int cin, int cout) {
@@ -78,19 +107,8 @@ struct conv_layer {
     auto k3 = ws.get(p + ".conv1.conv.weight", wshape());
     auto k1 = ws.get(p + ".conv2.conv.weight", {cout, cin, 1, 1});
     auto bn3 = fold::load_bn(ws, p + ".conv1.bn", cout), bn1 = fold::load_bn(ws, p + ".conv2.bn", cout);
-    std::vector<float> fw(k3.size()), fb(static_cast<std::size_t>(cout));
-    for (int o = 0; o < cout; ++o) {
-      for (int i = 0; i < cin; ++i)
-        for (int t = 0; t < 9; ++t) {
-          const std::size_t idx = (std::size_t(o) * cin + i) * 9 + t;
-          const float pad1 = t == 4 ? k1[std::size_t(o) * cin + i] * bn1.scale[o] : 0.0f;
-          fw[idx] = k3[idx] * bn3.scale[o] + pad1;
-        }
-      fb[o] = bn3.shift[o] + bn1.shift[o];
-    }
-    w = storage<B>::upload(std::move(fw));
-    b = storage<B>::upload(std::move(fb));
-    finalize();
+    auto [fw, fb] = fold::repconvn_fold(k3, k1, bn3, bn1, cout, cin);
+    assign(d, std::move(fw), std::move(fb));
   }
   /// Appends the output channels of another conv with identical input (RepNCSPELAN4B cv4+cvcap).
   void append_outputs(const conv_layer& o) {

@@ -14,6 +14,14 @@ struct elan_args {
   constexpr bool operator==(const elan_args&) const = default;
 };
 
+/// CBLinear's output split (c2s), up to three chunks.
+struct cbl_args {
+  int n = 0;
+  std::array<int, 3> c{};
+  constexpr int sum() const { return c[0] + c[1] + c[2]; }
+  constexpr bool operator==(const cbl_args&) const = default;
+};
+
 struct variant_config {
   int nc = 80;       // detection classes
   int sem_nc = 93;   // extra semantic channels (stuff + other + unlabeled); semantic map has nc + sem_nc
@@ -34,12 +42,76 @@ struct variant_config {
   elan_args e20{512, 512, 256, 1};                   // 20 (B)
   int ad21 = 512;                                    // 21
   elan_args e23{512, 512, 256, 1};                   // 23 (B)
+  // Auxiliary (training-only) branch: 24-42, 47-50.
+  cbl_args cbl24{1, {256, 0, 0}}, cbl25{2, {256, 512, 0}}, cbl26{3, {256, 512, 512}};  // 24-26 CBLinear
+  int conv27 = 64, conv28 = 128;                     // 27, 28
+  elan_args e29{256, 128, 64, 1};                    // 29
+  int ad30 = 256;                                    // 30
+  elan_args e32{512, 256, 128, 1};                   // 32
+  int ad33 = 512;                                    // 33
+  elan_args e35{512, 512, 256, 1};                   // 35
+  int ad36 = 512;                                    // 36
+  elan_args e38{512, 512, 256, 1};                   // 38
+  elan_args e39{512, 256, 128, 2};                   // 39
+  int dw41 = 256, conv42 = 256;                      // 41, 42
   elan_args e43{256, 256, 128, 2};                   // 43
   int dw45 = 256, conv46 = 256;                      // 45, 46
+  elan_args e47{512, 256, 128, 2};                   // 47
+  int dw49 = 256, conv50 = 256;                      // 49, 50
   elan_args e51{256, 256, 128, 2};                   // 51
   int dw53 = 256, conv54 = 256;                      // 53, 54
 
   constexpr bool operator==(const variant_config&) const = default;
+
+  /// Every layer argument, once: v.c2(layer, module, int&...) (first yaml argument, scaled by
+  /// width), v.arg(layer, position, int&...) (an unscaled argument), v.elan(layer, module,
+  /// elan_args&...) (c2 scaled; c3, c4, c5 unscaled), v.cbl(layer, cbl_args&...) (CBLinear's
+  /// chunks, unscaled). variant_from_yaml, scaled_gyolo and describe_mismatch are derived from it.
+  template <class V, class... S>
+  static constexpr void fields(V& v, S&... s) {
+    v.c2(1, "Conv", s.conv1...);
+    v.c2(2, "Conv", s.conv2...);
+    v.elan(3, "RepNCSPELAN4", s.e3...);
+    v.c2(4, "ADown", s.ad4...);
+    v.elan(5, "RepNCSPELAN4", s.e5...);
+    v.c2(6, "ADown", s.ad6...);
+    v.elan(7, "RepNCSPELAN4", s.e7...);
+    v.c2(8, "ADown", s.ad8...);
+    v.elan(9, "RepNCSPELAN4", s.e9...);
+    v.c2(10, "SPPELAN", s.spp_c2...);
+    v.arg(10, 1, s.spp_c3...);
+    v.c2(11, "PSA", s.psa...);
+    v.elan(14, "RepNCSPELAN4", s.e14...);
+    v.elan(17, "RepNCSPELAN4B", s.e17...);
+    v.c2(18, "ADown", s.ad18...);
+    v.elan(20, "RepNCSPELAN4B", s.e20...);
+    v.c2(21, "ADown", s.ad21...);
+    v.elan(23, "RepNCSPELAN4B", s.e23...);
+    v.cbl(24, s.cbl24...);
+    v.cbl(25, s.cbl25...);
+    v.cbl(26, s.cbl26...);
+    v.c2(27, "Conv", s.conv27...);
+    v.c2(28, "Conv", s.conv28...);
+    v.elan(29, "RepNCSPELAN4", s.e29...);
+    v.c2(30, "ADown", s.ad30...);
+    v.elan(32, "RepNCSPELAN4", s.e32...);
+    v.c2(33, "ADown", s.ad33...);
+    v.elan(35, "RepNCSPELAN4", s.e35...);
+    v.c2(36, "ADown", s.ad36...);
+    v.elan(38, "RepNCSPELAN4", s.e38...);
+    v.elan(39, "RepNCSPELAN4", s.e39...);
+    v.c2(41, "DWConv", s.dw41...);
+    v.c2(42, "Conv", s.conv42...);
+    v.elan(43, "RepNCSPELAN4", s.e43...);
+    v.c2(45, "DWConv", s.dw45...);
+    v.c2(46, "Conv", s.conv46...);
+    v.elan(47, "RepNCSPELAN4", s.e47...);
+    v.c2(49, "DWConv", s.dw49...);
+    v.c2(50, "Conv", s.conv50...);
+    v.elan(51, "RepNCSPELAN4", s.e51...);
+    v.c2(53, "DWConv", s.dw53...);
+    v.c2(54, "Conv", s.conv54...);
+  }
 };
 
 namespace detail {
@@ -55,15 +127,18 @@ constexpr int make_div8(double x) {
 /// becomes make_divisible(c2 * width, 8), as do the panoptic head's mask count; the ELAN inner
 /// widths c3/c4 and SPPELAN's c3 are not scaled (upstream does not scale them).
 constexpr variant_config scaled_gyolo(double width, int nc = 80) {
+  struct scaler {
+    double w;
+    constexpr int s(int c) const { return detail::make_div8(c * w); }
+    constexpr void c2(int, const char*, int& c) const { c = s(c); }
+    constexpr void arg(int, int, int&) const {}
+    constexpr void elan(int, const char*, elan_args& e) const { e.c2 = s(e.c2); }
+    constexpr void cbl(int, cbl_args&) const {}  // parse_model does not scale CBLinear's c2s
+  } sc{width};
   variant_config v;
-  auto s = [&](int c) { return detail::make_div8(c * width); };
   v.nc = nc;
-  v.nm = s(32);
-  v.conv1 = s(64); v.conv2 = s(128);
-  for (auto* e : {&v.e3, &v.e5, &v.e7, &v.e9, &v.e14, &v.e17, &v.e20, &v.e23, &v.e43, &v.e51}) e->c2 = s(e->c2);
-  v.ad4 = s(256); v.ad6 = s(512); v.ad8 = s(512); v.ad18 = s(256); v.ad21 = s(512);
-  v.spp_c2 = s(512); v.psa = s(512);
-  v.dw45 = s(256); v.conv46 = s(256); v.dw53 = s(256); v.conv54 = s(256);
+  v.nm = sc.s(32);
+  variant_config::fields(sc, v);
   return v;
 }
 
@@ -86,6 +161,10 @@ struct gyolo_tiny {
     v.e14 = {64, 64, 32, 1}; v.e17 = {32, 32, 16, 1}; v.ad18 = 32; v.e20 = {64, 64, 32, 1}; v.ad21 = 64;
     v.e23 = {64, 64, 32, 1}; v.e43 = {32, 32, 16, 2}; v.dw45 = 32; v.conv46 = 32; v.e51 = {32, 32, 16, 2};
     v.dw53 = 32; v.conv54 = 32;
+    v.cbl24 = {1, {32, 0, 0}}; v.cbl25 = {2, {32, 64, 0}}; v.cbl26 = {3, {32, 64, 64}};
+    v.conv27 = 8; v.conv28 = 16; v.e29 = {32, 16, 8, 1}; v.ad30 = 32; v.e32 = {64, 32, 16, 1}; v.ad33 = 64;
+    v.e35 = {64, 64, 32, 1}; v.ad36 = 64; v.e38 = {64, 64, 32, 1}; v.e39 = {64, 32, 16, 2}; v.dw41 = 32; v.conv42 = 32;
+    v.e47 = {64, 32, 16, 2}; v.dw49 = 32; v.conv50 = 32;
     return v;
   }();
 };

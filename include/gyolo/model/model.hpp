@@ -2,6 +2,7 @@
 // the weights file (class names, vocabulary, provenance).
 #pragma once
 #include <nlohmann/json.hpp>
+#include <functional>
 #include <map>
 #include <set>
 #include <string>
@@ -31,45 +32,31 @@ inline variant_config variant_from_yaml(const nlohmann::json& y, const std::stri
       if (m != expect) fail("model yaml layer " + std::to_string(i) + " is " + m + ", gyolo expects " + expect);
       return layers[std::size_t(i)].at(3);
     };
-    auto c2 = [&](int v) { return detail::make_div8(v * gw); };
-    auto elan = [&](int i, const char* t) {
-      auto a = mod(i, t);
-      return elan_args{c2(a.at(0).get<int>()), a.at(1).get<int>(), a.at(2).get<int>(), a.at(3).get<int>()};
-    };
-    auto one = [&](int i, const char* t) { return c2(mod(i, t).at(0).get<int>()); };
+    auto scale_c2 = [&](int v) { return detail::make_div8(v * gw); };
+    struct reader {
+      decltype(mod)& m;
+      decltype(scale_c2)& scale;
+      void c2(int i, const char* t, int& c) { c = scale(m(i, t).at(0).template get<int>()); }
+      void arg(int i, int pos, int& c) { c = layers_arg(i, pos); }
+      void elan(int i, const char* t, elan_args& e) {
+        auto a = m(i, t);
+        e = elan_args{scale(a.at(0).template get<int>()), a.at(1).template get<int>(), a.at(2).template get<int>(), a.at(3).template get<int>()};
+      }
+      void cbl(int i, cbl_args& c) {
+        auto a = m(i, "CBLinear").at(0);
+        if (!a.is_array() || a.empty() || a.size() > 3) throw error("model yaml layer " + std::to_string(i) + ": CBLinear needs 1-3 output chunks");
+        c = cbl_args{int(a.size()), {}};
+        for (std::size_t k = 0; k < a.size(); ++k) c.c[k] = a.at(k).template get<int>();
+      }
+      std::function<int(int, int)> layers_arg;
+    } rd{mod, scale_c2, [&](int i, int pos) { return layers[std::size_t(i)].at(3).at(std::size_t(pos)).get<int>(); }};
     variant_config v;
     v.nc = y.at("nc").get<int>();
-    v.conv1 = one(1, "Conv");
-    v.conv2 = one(2, "Conv");
-    v.e3 = elan(3, "RepNCSPELAN4");
-    v.ad4 = one(4, "ADown");
-    v.e5 = elan(5, "RepNCSPELAN4");
-    v.ad6 = one(6, "ADown");
-    v.e7 = elan(7, "RepNCSPELAN4");
-    v.ad8 = one(8, "ADown");
-    v.e9 = elan(9, "RepNCSPELAN4");
-    {
-      auto a = mod(10, "SPPELAN");
-      v.spp_c2 = c2(a.at(0).get<int>());
-      v.spp_c3 = a.at(1).get<int>();
-    }
-    v.psa = one(11, "PSA");
-    v.e14 = elan(14, "RepNCSPELAN4");
-    v.e17 = elan(17, "RepNCSPELAN4B");
-    v.ad18 = one(18, "ADown");
-    v.e20 = elan(20, "RepNCSPELAN4B");
-    v.ad21 = one(21, "ADown");
-    v.e23 = elan(23, "RepNCSPELAN4B");
-    v.e43 = elan(43, "RepNCSPELAN4");
-    v.dw45 = one(45, "DWConv");
-    v.conv46 = one(46, "Conv");
-    v.e51 = elan(51, "RepNCSPELAN4");
-    v.dw53 = one(53, "DWConv");
-    v.conv54 = one(54, "Conv");
+    variant_config::fields(rd, v);
     {
       auto a = mod(55, "DualDPanoptic");
       v.sem_nc = a.at(1).get<int>();
-      v.nm = c2(a.at(2).get<int>());
+      v.nm = scale_c2(a.at(2).get<int>());
     }
     mod(56, "Grit");
     // Fixed topology: 'from' fields of the layers the inference graph reads.
@@ -86,26 +73,34 @@ inline variant_config variant_from_yaml(const nlohmann::json& y, const std::stri
   return {};
 }
 
-inline std::string describe_mismatch(const variant_config& a, const variant_config& b) {
-  auto e = [](const elan_args& x) {
-    return "(" + std::to_string(x.c2) + "," + std::to_string(x.c3) + "," + std::to_string(x.c4) + "," + std::to_string(x.c5) + ")";
-  };
+namespace detail {
+struct config_diff {
   std::string r;
-  auto chk = [&](const char* n, const std::string& x, const std::string& y) {
-    if (x != y && r.empty()) r = std::string(n) + ": compiled variant has " + x + ", file has " + y;
-  };
-  auto i = [](int v) { return std::to_string(v); };
-  chk("nc", i(a.nc), i(b.nc)); chk("sem_nc", i(a.sem_nc), i(b.sem_nc)); chk("nm", i(a.nm), i(b.nm));
-  chk("layer 1", i(a.conv1), i(b.conv1)); chk("layer 2", i(a.conv2), i(b.conv2));
-  chk("layer 3", e(a.e3), e(b.e3)); chk("layer 4", i(a.ad4), i(b.ad4)); chk("layer 5", e(a.e5), e(b.e5));
-  chk("layer 6", i(a.ad6), i(b.ad6)); chk("layer 7", e(a.e7), e(b.e7)); chk("layer 8", i(a.ad8), i(b.ad8));
-  chk("layer 9", e(a.e9), e(b.e9)); chk("layer 10", i(a.spp_c2) + "/" + i(a.spp_c3), i(b.spp_c2) + "/" + i(b.spp_c3));
-  chk("layer 11", i(a.psa), i(b.psa)); chk("layer 14", e(a.e14), e(b.e14)); chk("layer 17", e(a.e17), e(b.e17));
-  chk("layer 18", i(a.ad18), i(b.ad18)); chk("layer 20", e(a.e20), e(b.e20)); chk("layer 21", i(a.ad21), i(b.ad21));
-  chk("layer 23", e(a.e23), e(b.e23)); chk("layer 43", e(a.e43), e(b.e43)); chk("layer 45", i(a.dw45), i(b.dw45));
-  chk("layer 46", i(a.conv46), i(b.conv46)); chk("layer 51", e(a.e51), e(b.e51)); chk("layer 53", i(a.dw53), i(b.dw53));
-  chk("layer 54", i(a.conv54), i(b.conv54));
-  return r;
+  static std::string str(int x) { return std::to_string(x); }
+  static std::string str(const elan_args& x) { return "(" + str(x.c2) + "," + str(x.c3) + "," + str(x.c4) + "," + str(x.c5) + ")"; }
+  static std::string str(const cbl_args& x) {
+    std::string s = "[";
+    for (int i = 0; i < x.n; ++i) s += (i ? "," : "") + str(x.c[std::size_t(i)]);
+    return s + "]";
+  }
+  template <class T> void chk(const std::string& n, const T& x, const T& y) {
+    if (!(x == y) && r.empty()) r = n + ": compiled variant has " + str(x) + ", file has " + str(y);
+  }
+  void c2(int i, const char*, const int& x, const int& y) { chk("layer " + str(i), x, y); }
+  void arg(int i, int pos, const int& x, const int& y) { chk("layer " + str(i) + " argument " + str(pos), x, y); }
+  void elan(int i, const char*, const elan_args& x, const elan_args& y) { chk("layer " + str(i), x, y); }
+  void cbl(int i, const cbl_args& x, const cbl_args& y) { chk("layer " + str(i), x, y); }
+};
+}  // namespace detail
+
+/// The first field in which two variants differ, e.g. "layer 3: compiled variant has (256,128,64,1), file has ...".
+inline std::string describe_mismatch(const variant_config& a, const variant_config& b) {
+  detail::config_diff c;
+  c.chk("nc", a.nc, b.nc);
+  c.chk("sem_nc", a.sem_nc, b.sem_nc);
+  c.chk("nm", a.nm, b.nm);
+  variant_config::fields(c, a, b);
+  return c.r;
 }
 
 struct load_options {

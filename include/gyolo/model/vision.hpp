@@ -21,42 +21,136 @@ struct vision_outputs {
   dtensor<B> x11, x17, x20, x23, x44;
 };
 
+/// What a train-mode forward returns: head 55's training outputs and the caption head's inputs.
 template <class B>
+struct vision_train_outputs {
+  typename panoptic_head<B, train_mode>::train_outputs head;
+  tvar x11, x17, x20, x23, x44;
+};
+
+template <class B, class M = infer_mode>
 class vision_graph {
  public:
+  using T = mode_types<B, M>;
   variant_config cfg;
 
-  void load(weight_source& ws, const variant_config& c, bool with_o2m) {
+  /// Builds the train-mode graph of variant c (parameters zero, BN identity); without `aux` the
+  /// auxiliary branch is left out (loading for inference).
+  void init(const variant_config& c, bool aux = true)
+    requires(is_train_mode<M>)
+  {
     cfg = c;
-    auto m = [](int i) { return "model." + std::to_string(i); };
-    l1.load_conv_bn(ws, m(1), 3, c.conv1, 3, 2, 1, act::silu);
-    l2.load_conv_bn(ws, m(2), c.conv1, c.conv2, 3, 2, 1, act::silu);
-    l3.load(ws, m(3), c.conv2, c.e3.c2, c.e3.c3, c.e3.c4, c.e3.c5, false);
-    l4.load(ws, m(4), c.e3.c2, c.ad4);
-    l5.load(ws, m(5), c.ad4, c.e5.c2, c.e5.c3, c.e5.c4, c.e5.c5, false);
-    l6.load(ws, m(6), c.e5.c2, c.ad6);
-    l7.load(ws, m(7), c.ad6, c.e7.c2, c.e7.c3, c.e7.c4, c.e7.c5, false);
-    l8.load(ws, m(8), c.e7.c2, c.ad8);
-    l9.load(ws, m(9), c.ad8, c.e9.c2, c.e9.c3, c.e9.c4, c.e9.c5, false);
-    l10.load(ws, m(10), c.e9.c2, c.spp_c2, c.spp_c3);
-    l11.load(ws, m(11), c.spp_c2, c.psa);
-    l14.load(ws, m(14), c.psa + c.e7.c2, c.e14.c2, c.e14.c3, c.e14.c4, c.e14.c5, false);
-    l17.load(ws, m(17), c.e14.c2 + c.e5.c2, c.e17.c2, c.e17.c3, c.e17.c4, c.e17.c5, true);
-    l18.load(ws, m(18), c.e17.c2, c.ad18);
-    l20.load(ws, m(20), c.ad18 + c.e14.c2, c.e20.c2, c.e20.c3, c.e20.c4, c.e20.c5, true);
-    l21.load(ws, m(21), c.e20.c2, c.ad21);
-    l23.load(ws, m(23), c.ad21 + c.psa, c.e23.c2, c.e23.c3, c.e23.c4, c.e23.c5, true);
-    l43.load(ws, m(43), c.e17.c2, c.e43.c2, c.e43.c3, c.e43.c4, c.e43.c5, false);
-    l45.load_conv_bn(ws, m(45), c.e43.c2, c.dw45, 3, 1, std::gcd(c.e43.c2, c.dw45), act::silu);
-    l46.load_conv_bn(ws, m(46), c.dw45, c.conv46, 1, 1, 1, act::silu);
-    l51.load(ws, m(51), c.e17.c2, c.e51.c2, c.e51.c3, c.e51.c4, c.e51.c5, false);
-    l53.load_conv_bn(ws, m(53), c.e51.c2, c.dw53, 3, 1, std::gcd(c.e51.c2, c.dw53), act::silu);
-    l54.load_conv_bn(ws, m(54), c.dw53, c.conv54, 1, 1, 1, act::silu);
-    head.load(ws, m(55), c.nc, c.sem_nc, c.nm, {c.e17.c2, c.e20.c2, c.e23.c2}, c.conv46, c.conv54, with_o2m);
+    l1.init_bn(3, c.conv1, 3, 2, 1, act::silu);
+    l2.init_bn(c.conv1, c.conv2, 3, 2, 1, act::silu);
+    l3.init(c.conv2, c.e3, false);
+    l4.init(c.e3.c2, c.ad4);
+    l5.init(c.ad4, c.e5, false);
+    l6.init(c.e5.c2, c.ad6);
+    l7.init(c.ad6, c.e7, false);
+    l8.init(c.e7.c2, c.ad8);
+    l9.init(c.ad8, c.e9, false);
+    l10.init(c.e9.c2, c.spp_c2, c.spp_c3);
+    l11.init(c.spp_c2, c.psa);
+    l14.init(c.psa + c.e7.c2, c.e14, false);
+    l17.init(c.e14.c2 + c.e5.c2, c.e17, true);
+    l18.init(c.e17.c2, c.ad18);
+    l20.init(c.ad18 + c.e14.c2, c.e20, true);
+    l21.init(c.e20.c2, c.ad21);
+    l23.init(c.ad21 + c.psa, c.e23, true);
+    if (aux) {
+      l24.init(c.e5.c2, c.cbl24);
+      l25.init(c.e7.c2, c.cbl25);
+      l26.init(c.e9.c2, c.cbl26);
+      l27.init_bn(3, c.conv27, 3, 2, 1, act::silu);
+      l28.init_bn(c.conv27, c.conv28, 3, 2, 1, act::silu);
+      l29.init(c.conv28, c.e29, false);
+      l30.init(c.e29.c2, c.ad30);
+      l32.init(c.ad30, c.e32, false);
+      l33.init(c.e32.c2, c.ad33);
+      l35.init(c.ad33, c.e35, false);
+      l36.init(c.e35.c2, c.ad36);
+      l38.init(c.ad36, c.e38, false);
+      l39.init(c.e32.c2, c.e39, false);
+      l41.init_bn(c.e39.c2, c.dw41, 3, 1, std::gcd(c.e39.c2, c.dw41), act::silu);
+      l42.init_bn(c.dw41, c.conv42, 1, 1, 1, act::silu);
+      l47.init(c.e32.c2, c.e47, false);
+      l49.init_bn(c.e47.c2, c.dw49, 3, 1, std::gcd(c.e47.c2, c.dw49), act::silu);
+      l50.init_bn(c.dw49, c.conv50, 1, 1, 1, act::silu);
+    }
+    l43.init(c.e17.c2, c.e43, false);
+    l45.init_bn(c.e43.c2, c.dw45, 3, 1, std::gcd(c.e43.c2, c.dw45), act::silu);
+    l46.init_bn(c.dw45, c.conv46, 1, 1, 1, act::silu);
+    l51.init(c.e17.c2, c.e51, false);
+    l53.init_bn(c.e51.c2, c.dw53, 3, 1, std::gcd(c.e51.c2, c.dw53), act::silu);
+    l54.init_bn(c.dw53, c.conv54, 1, 1, 1, act::silu);
+    head.init(c.nc, c.sem_nc, c.nm, {c.e32.c2, c.e35.c2, c.e38.c2}, {c.e17.c2, c.e20.c2, c.e23.c2}, c.conv42, c.conv46,
+              c.conv50, c.conv54);
+  }
+
+  /// Every layer by its gyolo.yaml index ("model.<i>"); the auxiliary branch marked as such.
+  template <class V, class... S> static void fields(V& v, S&... s) {
+    v.value("cfg", s.cfg...);
+    v.child("1", s.l1...);
+    v.child("2", s.l2...);
+    v.child("3", s.l3...);
+    v.child("4", s.l4...);
+    v.child("5", s.l5...);
+    v.child("6", s.l6...);
+    v.child("7", s.l7...);
+    v.child("8", s.l8...);
+    v.child("9", s.l9...);
+    v.child("10", s.l10...);
+    v.child("11", s.l11...);
+    v.child("14", s.l14...);
+    v.child("17", s.l17...);
+    v.child("18", s.l18...);
+    v.child("20", s.l20...);
+    v.child("21", s.l21...);
+    v.child("23", s.l23...);
+    v.aux("24", s.l24...);
+    v.aux("25", s.l25...);
+    v.aux("26", s.l26...);
+    v.aux("27", s.l27...);
+    v.aux("28", s.l28...);
+    v.aux("29", s.l29...);
+    v.aux("30", s.l30...);
+    v.aux("32", s.l32...);
+    v.aux("33", s.l33...);
+    v.aux("35", s.l35...);
+    v.aux("36", s.l36...);
+    v.aux("38", s.l38...);
+    v.aux("39", s.l39...);
+    v.aux("41", s.l41...);
+    v.aux("42", s.l42...);
+    v.child("43", s.l43...);
+    v.child("45", s.l45...);
+    v.child("46", s.l46...);
+    v.aux("47", s.l47...);
+    v.aux("49", s.l49...);
+    v.aux("50", s.l50...);
+    v.child("51", s.l51...);
+    v.child("53", s.l53...);
+    v.child("54", s.l54...);
+    v.child("55", s.head...);
+  }
+
+  /// Inference form from a weight source: the train-mode graph (without the auxiliary branch)
+  /// reads upstream's unfolded tensors and is folded (Conv+BN, RepConvN, cv4+cvcap).
+  void load(weight_source& ws, const variant_config& c, bool with_o2m)
+    requires(!is_train_mode<M>)
+  {
+    vision_graph<B, train_mode> t;
+    t.init(c, false);
+    nn::load_tensors(t, ws, "model", nn::parts{false, with_o2m});
+    nn::fold_walker w;
+    w.p.o2m = with_o2m;
+    w.fold_into(t, *this);
   }
 
   /// x: [B, 3, H, W] RGB in [0, 1]; H and W multiples of 32.
-  vision_outputs<B> forward(context<B>& ctx, cview<float> x, bool run_o2m = false, bool keep_features = false) const {
+  vision_outputs<B> forward(context<B>& ctx, cview<float> x, bool run_o2m = false, bool keep_features = false) const
+    requires(!is_train_mode<M>)
+  {
     GYOLO_CHECK(x.c == 3, "input must have 3 channels, got " + std::to_string(x.c));
     GYOLO_CHECK(x.h >= 32 && x.w >= 32 && x.h % 32 == 0 && x.w % 32 == 0,
                 "input height and width must be positive multiples of 32, got " + std::to_string(x.h) + "x" + std::to_string(x.w));
@@ -103,13 +197,75 @@ class vision_graph {
     return o;
   }
 
+  /// Train-mode forward of layers 0-55 (auxiliary branch included): head 55's training outputs.
+  vision_train_outputs<B> forward(tape<B>& t, tview x) const
+    requires(is_train_mode<M>)
+  {
+    GYOLO_CHECK(x.c == 3, "input must have 3 channels, got " + std::to_string(x.c));
+    GYOLO_CHECK(x.h >= 32 && x.w >= 32 && x.h % 32 == 0 && x.w % 32 == 0,
+                "input height and width must be positive multiples of 32, got " + std::to_string(x.h) + "x" + std::to_string(x.w));
+    auto x1 = l1(t, x);                                             // 1  Conv 3/2
+    auto x2 = l2(t, x1.cv());                                       // 2  Conv 3/2
+    auto x3 = l3(t, x2.cv());                                       // 3  RepNCSPELAN4
+    auto x4 = l4(t, x3.cv());                                       // 4  ADown
+    auto x5 = l5(t, x4.cv());                                       // 5  RepNCSPELAN4
+    auto x6 = l6(t, x5.cv());                                       // 6  ADown
+    auto x7 = l7(t, x6.cv());                                       // 7  RepNCSPELAN4
+    auto x8 = l8(t, x7.cv());                                       // 8  ADown
+    auto x9 = l9(t, x8.cv());                                       // 9  RepNCSPELAN4
+    auto x10 = l10(t, x9.cv());                                     // 10 SPPELAN
+    auto x11 = l11(t, x10.cv());                                    // 11 PSA
+    auto x13 = concat2(t, upsample2x(t, x11.cv()).cv(), x7.cv());   // 12 Upsample, 13 Concat[12, 7]
+    auto x14 = l14(t, x13.cv());                                    // 14 RepNCSPELAN4
+    auto x16 = concat2(t, upsample2x(t, x14.cv()).cv(), x5.cv());   // 15 Upsample, 16 Concat[15, 5]
+    auto x17 = l17(t, x16.cv());                                    // 17 RepNCSPELAN4B
+    auto x19 = concat2(t, l18(t, x17.cv()).cv(), x14.cv());         // 18 ADown, 19 Concat[18, 14]
+    auto x20 = l20(t, x19.cv());                                    // 20 RepNCSPELAN4B
+    auto x22 = concat2(t, l21(t, x20.cv()).cv(), x11.cv());         // 21 ADown, 22 Concat[21, 11]
+    auto x23 = l23(t, x22.cv());                                    // 23 RepNCSPELAN4B
+    auto c24 = l24(t, x5.cv());                                     // 24 CBLinear(5)
+    auto c25 = l25(t, x7.cv());                                     // 25 CBLinear(7)
+    auto c26 = l26(t, x9.cv());                                     // 26 CBLinear(9)
+    auto chunk = [&](const cb_linear<B, M>& l, const tvar& v, int i) { return v.cv().slice(l.offset(i), l.c2s.c[std::size_t(i)]); };
+    auto x27 = l27(t, x);                                           // 27 Conv 3/2 (from 0)
+    auto x28 = l28(t, x27.cv());                                    // 28 Conv 3/2
+    auto x29 = l29(t, x28.cv());                                    // 29 RepNCSPELAN4
+    auto x30 = l30(t, x29.cv());                                    // 30 ADown
+    auto x31 = cb_fuse(t, {chunk(l24, c24, 0), chunk(l25, c25, 0), chunk(l26, c26, 0)}, x30.cv());  // 31 CBFuse
+    auto x32 = l32(t, x31.cv());                                    // 32 RepNCSPELAN4
+    auto x33 = l33(t, x32.cv());                                    // 33 ADown
+    auto x34 = cb_fuse(t, {chunk(l25, c25, 1), chunk(l26, c26, 1)}, x33.cv());  // 34 CBFuse
+    auto x35 = l35(t, x34.cv());                                    // 35 RepNCSPELAN4
+    auto x36 = l36(t, x35.cv());                                    // 36 ADown
+    auto x37 = cb_fuse(t, {chunk(l26, c26, 2)}, x36.cv());          // 37 CBFuse
+    auto x38 = l38(t, x37.cv());                                    // 38 RepNCSPELAN4
+    auto x42 = l42(t, l41(t, upsample2x(t, l39(t, x32.cv()).cv()).cv()).cv());  // 39-42 (aux semantic input)
+    auto x44 = upsample2x(t, l43(t, x17.cv()).cv());                // 43 RepNCSPELAN4, 44 Upsample
+    auto x46 = l46(t, l45(t, x44.cv()).cv());                       // 45 DWConv, 46 Conv (semantic input)
+    auto x50 = l50(t, l49(t, upsample2x(t, l47(t, x32.cv()).cv()).cv()).cv());  // 47-50 (aux prototype input)
+    auto x54 = l54(t, l53(t, upsample2x(t, l51(t, x17.cv()).cv()).cv()).cv());  // 51-54 (prototype input)
+    vision_train_outputs<B> o;
+    o.head = head(t, {x32.cv(), x35.cv(), x38.cv()}, {x17.cv(), x20.cv(), x23.cv()}, x42.cv(), x46.cv(), x50.cv(), x54.cv());  // 55
+    o.x11 = x11;
+    o.x17 = x17;
+    o.x20 = x20;
+    o.x23 = x23;
+    o.x44 = x44;
+    return o;
+  }
+
   // Layers, named by their gyolo.yaml index.
-  conv_layer<B> l1, l2, l45, l46, l53, l54;
-  rep_ncsp_elan4<B> l3, l5, l7, l9, l14, l17, l20, l23, l43, l51;
-  adown<B> l4, l6, l8, l18, l21;
-  sppelan<B> l10;
-  psa<B> l11;
-  panoptic_head<B> head;
+  typename T::conv l1, l2, l45, l46, l53, l54;
+  rep_ncsp_elan4<B, M> l3, l5, l7, l9, l14, l17, l20, l23, l43, l51;
+  adown<B, M> l4, l6, l8, l18, l21;
+  sppelan<B, M> l10;
+  psa<B, M> l11;
+  panoptic_head<B, M> head;
+  // Auxiliary reversible branch (training only; empty in the inference form).
+  cb_linear<B, M> l24, l25, l26;
+  typename T::conv l27, l28, l41, l42, l49, l50;
+  rep_ncsp_elan4<B, M> l29, l32, l35, l38, l39, l47;
+  adown<B, M> l30, l33, l36;
 };
 
 }  // namespace gyolo

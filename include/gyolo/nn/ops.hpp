@@ -1,0 +1,84 @@
+// Mode-generic operations used by layer code written once for both modes:
+//   - with a context<B> (inference) they run kernels<B> on plain views;
+//   - with a tape<B> (training) they run the same arithmetic on tape tensors and record the
+//     backward step.
+// Layer code calls op::alloc / op::copy / op::maxpool2d / ... and never branches on the mode.
+#pragma once
+#include "gyolo/kernels/desc.hpp"
+#include "gyolo/layers/conv.hpp"
+#include "gyolo/nn/tape.hpp"
+#include "gyolo/train/ops_ref.hpp"
+
+namespace gyolo::op {
+
+// ---- inference --------------------------------------------------------------------------------
+template <class B> dtensor<B> alloc(context<B>&, shape4 s) { return dtensor<B>(s); }
+template <class B> void copy(context<B>& ctx, cview<float> x, view<float> y) { kernels<B>::copy(ctx, x, y); }
+template <class B> void maxpool2d(context<B>& ctx, cview<float> x, view<float> y, int k, int s, int p) {
+  kernels<B>::maxpool2d(ctx, x, y, k, s, p);
+}
+template <class B> void avgpool2x2s1(context<B>& ctx, cview<float> x, view<float> y) { kernels<B>::avgpool2x2s1(ctx, x, y); }
+template <class B> void upsample2x(context<B>& ctx, cview<float> x, view<float> y) { kernels<B>::upsample2x(ctx, x, y); }
+template <class B> void psa_attention(context<B>& ctx, cview<float> qkv, view<float> y, int heads, int kd, int hd, float scale) {
+  kernels<B>::psa_attention(ctx, qkv, y, heads, kd, hd, scale);
+}
+
+// ---- training ---------------------------------------------------------------------------------
+template <class B> tvar alloc(tape<B>& t, shape4 s) { return t.alloc(s); }
+
+template <class B> void copy(tape<B>& t, tview x, tview y) {
+  GYOLO_CHECK(x.shape() == y.shape(), "copy: shapes differ: " + x.shape().str() + " vs " + y.shape().str());
+  for (int n = 0; n < y.n; ++n)
+    for (int c = 0; c < y.c; ++c) std::memcpy(y.channel(n, c), x.channel(n, c), sizeof(float) * std::size_t(y.plane()));
+  if (x.has_grad() && y.has_grad())
+    t.record([x, y] { train::ref::add_into<float>(cview<float>(y.grad()), x.grad()); });
+}
+
+template <class B> void maxpool2d(tape<B>& t, tview x, tview y, int k, int s, int p) {
+  train::ref::maxpool2d<float>(x.val(), y.val(), k, s, p);
+  if (x.has_grad() && y.has_grad())
+    t.record([x, y, k, s, p] { train::ref::maxpool2d_backward<float>(x.val(), y.grad(), k, s, p, x.grad()); });
+}
+
+template <class B> void avgpool2x2s1(tape<B>& t, tview x, tview y) {
+  train::ref::avgpool2x2s1<float>(x.val(), y.val());
+  if (x.has_grad() && y.has_grad()) t.record([x, y] { train::ref::avgpool2x2s1_backward<float>(y.grad(), x.grad()); });
+}
+
+template <class B> void upsample2x(tape<B>& t, tview x, tview y) {
+  train::ref::resize_nearest<float>(x.val(), y.val());
+  if (x.has_grad() && y.has_grad()) t.record([x, y] { train::ref::resize_nearest_backward<float>(y.grad(), x.grad()); });
+}
+
+/// Nearest resize to y's size (CBFuse).
+template <class B> void resize_nearest(tape<B>& t, tview x, tview y) { upsample2x(t, x, y); }
+
+template <class B> void psa_attention(tape<B>& t, tview qkv, tview y, int heads, int kd, int hd, float scale) {
+  train::ref::psa_attention<float>(qkv.val(), y.val(), heads, kd, hd, double(scale));
+  if (qkv.has_grad() && y.has_grad())
+    t.record([=] { train::ref::psa_attention_backward<float>(qkv.val(), y.grad(), heads, kd, hd, double(scale), qkv.grad()); });
+}
+
+/// y += x (elementwise, same shape), differentiable in both.
+template <class B> void add_into(tape<B>& t, tview x, tview y) {
+  train::ref::add_into<float>(x.val(), y.val());
+  if (x.has_grad() && y.has_grad()) t.record([x, y] { train::ref::add_into<float>(cview<float>(y.grad()), x.grad()); });
+}
+
+/// y[n, c, 0, a0 + i] = x[n, c, i] (a level's map into the flattened anchor axis).
+template <class B> void flatten_into(tape<B>& t, tview x, tview y, std::int64_t a0) {
+  const std::int64_t P = x.plane();
+  for (int n = 0; n < x.n; ++n)
+    for (int c = 0; c < x.c; ++c) std::memcpy(y.channel(n, c) + a0, x.channel(n, c), sizeof(float) * std::size_t(P));
+  if (x.has_grad() && y.has_grad())
+    t.record([x, y, a0, P] {
+      for (int n = 0; n < x.n; ++n)
+        for (int c = 0; c < x.c; ++c) {
+          const float* g = y.grad().channel(n, c) + a0;
+          float* d = x.grad().channel(n, c);
+          for (std::int64_t i = 0; i < P; ++i) d[i] += g[i];
+        }
+    });
+}
+
+}  // namespace gyolo::op
