@@ -9,6 +9,7 @@
 #include <map>
 #include <fstream>
 #include <numeric>
+#include <random>
 #include <set>
 #include <string>
 
@@ -325,4 +326,57 @@ TEST_CASE("train: blocks equal upstream autograd", "[train]") {
       return cb_fuse(t, {in[0].t, in[1].t, in[3].t}, in[6].t);
     });
   }
+}
+
+TEST_CASE("train: fast CPU conv and BatchNorm backward equal the reference loops", "[train]") {
+  struct cfg {
+    int n, cin, h, w, cout, k, s, g;
+  };
+  const cfg cases[] = {{2, 6, 9, 7, 12, 3, 1, 1},  {2, 6, 9, 7, 12, 3, 2, 1},  {1, 8, 10, 10, 8, 3, 1, 8},
+                       {2, 8, 11, 6, 8, 3, 2, 8},   {2, 16, 5, 7, 10, 1, 1, 1}, {1, 16, 8, 8, 16, 3, 1, 4},
+                       {2, 3, 33, 17, 13, 3, 2, 1}, {1, 64, 13, 9, 70, 1, 1, 1}};
+  context<cpu> ctx(2);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  for (const auto& c : cases)
+    for (auto isa : available_cpu_isas()) {
+      scoped_cpu_isa use(isa);
+      const conv_desc d{c.cin, c.cout, c.k, c.s, c.k / 2, c.g, act::none};
+      // x and dy are channel slices of larger tensors; dx accumulates into a prefilled slice
+      tensor<float> X({c.n, c.cin + 3, c.h, c.w}), DY({c.n, c.cout + 2, d.out_h(c.h), d.out_w(c.w)});
+      tensor<float> DX1({c.n, c.cin + 1, c.h, c.w}), DX2({c.n, c.cin + 1, c.h, c.w});
+      for (std::int64_t i = 0; i < X.numel(); ++i) X[i] = nd(rng);
+      for (std::int64_t i = 0; i < DY.numel(); ++i) DY[i] = nd(rng);
+      for (std::int64_t i = 0; i < DX1.numel(); ++i) DX1[i] = DX2[i] = nd(rng);
+      std::vector<float> w(std::size_t(d.weight_numel())), dw1(w.size()), dw2(w.size()), db1(std::size_t(c.cout)), db2(db1.size());
+      for (auto& v : w) v = nd(rng);
+      for (std::size_t i = 0; i < dw1.size(); ++i) dw1[i] = dw2[i] = nd(rng);
+      const auto x = X.cv().slice(2, c.cin), dy = DY.cv().slice(1, c.cout);
+      train::ref::conv2d_backward<float>(x, w.data(), dy, d, DX1.v().slice(1, c.cin), dw1.data(), db1.data());
+      train_kernels<cpu>::conv2d_backward(ctx, x, w.data(), dy, d, DX2.v().slice(1, c.cin), dw2.data(), db2.data());
+      const std::string what = "conv n" + std::to_string(c.n) + " cin" + std::to_string(c.cin) + " k" + std::to_string(c.k) + " s" +
+                               std::to_string(c.s) + " g" + std::to_string(c.g) + " " + to_string(isa);
+      require_close(DX2.data(), DX1.data(), DX1.numel(), 1e-5, 1e-6, what + " dx");
+      require_close(dw2.data(), dw1.data(), std::int64_t(dw1.size()), 1e-5, 1e-6, what + " dw");
+      require_close(db2.data(), db1.data(), std::int64_t(db1.size()), 1e-5, 1e-6, what + " db");
+    }
+  // BatchNorm train forward/backward on a slice
+  tensor<float> X({2, 7, 5, 6}), DY({2, 7, 5, 6}), Y1({2, 5, 5, 6}), Y2({2, 5, 5, 6}), DX1({2, 5, 5, 6}), DX2({2, 5, 5, 6});
+  for (std::int64_t i = 0; i < X.numel(); ++i) X[i] = 3.0f + 2.0f * nd(rng);
+  for (std::int64_t i = 0; i < DY.numel(); ++i) DY[i] = nd(rng);
+  for (std::int64_t i = 0; i < DX1.numel(); ++i) DX1[i] = DX2[i] = nd(rng);
+  std::vector<float> g(5), b(5), m1(5), i1(5), m2(5), i2(5), rm1(5, 0.1f), rv1(5, 1.5f), rm2(rm1), rv2(rv1), dg1(5, 0.5f), dg2(dg1),
+      db1(5, -0.5f), db2(db1);
+  for (int i = 0; i < 5; ++i) g[std::size_t(i)] = 1.0f + 0.1f * float(i), b[std::size_t(i)] = 0.2f * float(i);
+  const auto x = X.cv().slice(1, 5), dy = DY.cv().slice(2, 5);
+  train::ref::batchnorm_train<float>(x, g.data(), b.data(), Y1.v(), m1.data(), i1.data(), rm1.data(), rv1.data(), 0.03, 1e-3);
+  train_kernels<cpu>::batchnorm_train(ctx, x, g.data(), b.data(), Y2.v(), m2.data(), i2.data(), rm2.data(), rv2.data(), 0.03, 1e-3);
+  require_close(Y2.data(), Y1.data(), Y1.numel(), 1e-6, 1e-6, "bn y");
+  require_close(rv2.data(), rv1.data(), 5, 1e-6, 0, "bn running_var");
+  require_close(rm2.data(), rm1.data(), 5, 1e-6, 1e-7, "bn running_mean");
+  train::ref::batchnorm_backward<float>(x, g.data(), m1.data(), i1.data(), dy, DX1.v(), dg1.data(), db1.data());
+  train_kernels<cpu>::batchnorm_backward(ctx, x, g.data(), m2.data(), i2.data(), dy, DX2.v(), dg2.data(), db2.data());
+  require_close(DX2.data(), DX1.data(), DX1.numel(), 1e-5, 1e-6, "bn dx");
+  require_close(dg2.data(), dg1.data(), 5, 1e-5, 1e-6, "bn dgamma");
+  require_close(db2.data(), db1.data(), 5, 1e-5, 1e-6, "bn dbeta");
 }

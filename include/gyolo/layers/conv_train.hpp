@@ -10,6 +10,7 @@
 #include "gyolo/layers/conv.hpp"
 #include "gyolo/nn/module.hpp"
 #include "gyolo/nn/tape.hpp"
+#include "gyolo/train/ops_cpu.hpp"
 #include "gyolo/train/ops_ref.hpp"
 
 namespace gyolo {
@@ -90,8 +91,8 @@ struct train_conv {
       mu = t.save(std::size_t(C));
       is = t.save(std::size_t(C));
       if (batch) {
-        train::ref::batchnorm_train<float>(z.t.val(), gamma.value.data(), beta.value.data(), y.val(), mu, is, mean.value.data(),
-                                           var.value.data(), t.bn_momentum, t.bn_eps);
+        train_kernels<B>::batchnorm_train(t.ctx(), z.t.val(), gamma.value.data(), beta.value.data(), y.val(), mu, is,
+                                          mean.value.data(), var.value.data(), t.bn_momentum, t.bn_eps);
       } else {
         for (int c = 0; c < C; ++c) {
           mu[c] = mean.value[std::size_t(c)];
@@ -139,7 +140,7 @@ struct train_conv {
         dz = detail::contiguous_view(t.scratch(1, ys.numel()), ys);
         std::fill(dz.data, dz.data + ys.numel(), 0.0f);
         if (batch) {
-          train::ref::batchnorm_backward<float>(z.t.val(), gamma.value.data(), mu, is, du, dz, gamma.g(), beta.g());
+          train_kernels<B>::batchnorm_backward(t.ctx(), z.t.val(), gamma.value.data(), mu, is, du, dz, gamma.g(), beta.g());
         } else {
           for (int c = 0; c < C; ++c) {
             double sg = 0, sb = 0;
@@ -159,8 +160,8 @@ struct train_conv {
           }
         }
       }
-      train::ref::conv2d_backward<float>(x.val(), w.value.data(), dz, dn, x.has_grad() ? x.grad() : view<float>{}, w.g(),
-                                         bn ? nullptr : bias.g());
+      train_kernels<B>::conv2d_backward(t.ctx(), x.val(), w.value.data(), dz, dn, x.has_grad() ? x.grad() : view<float>{}, w.g(),
+                                        bn ? nullptr : bias.g());
     });
   }
   tvar operator()(tape<B>& t, tview x, tview residual = {}) const {

@@ -1,0 +1,333 @@
+// Fast CPU kernels of the training operations (float, OpenMP), checked against train/ops_ref.hpp.
+//   conv2d_backward: dW += dY * im2row(X) and dX += col2im(W^T * dY), both on the run-time chosen
+//                    packed GEMM of kernels/cpu_isa.hpp; depthwise convolutions by direct loops.
+//   batchnorm_*:     per channel in parallel, sums in double.
+// train_kernels<B> picks these for the cpu backend and the reference loops for every other one.
+#pragma once
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "gyolo/core/context.hpp"
+#include "gyolo/core/tensor.hpp"
+#include "gyolo/kernels/cpu_gemm.hpp"
+#include "gyolo/kernels/cpu_isa.hpp"
+#include "gyolo/kernels/desc.hpp"
+#include "gyolo/train/ops_ref.hpp"
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+namespace gyolo::train::fast {
+
+namespace detail {
+/// Packs rows [0, m) x cols [0, K) of a row-major matrix (row stride ld) into gemm_mr-row panels.
+inline void pack_rows(const float* src, std::int64_t ld, int m, int K, float* dst) {
+  constexpr int MR = cpu_detail::gemm_mr;
+  const int panels = (m + MR - 1) / MR;
+  for (int pi = 0; pi < panels; ++pi) {
+    float* d = dst + std::int64_t(pi) * K * MR;
+    for (int r = 0; r < MR; ++r) {
+      const int row = pi * MR + r;
+      if (row >= m) {
+        for (int k = 0; k < K; ++k) d[std::int64_t(k) * MR + r] = 0.0f;
+        continue;
+      }
+      const float* s = src + std::int64_t(row) * ld;
+      for (int k = 0; k < K; ++k) d[std::int64_t(k) * MR + r] = s[k];
+    }
+  }
+}
+inline std::int64_t packed_floats(int m, int K) {
+  return std::int64_t((m + cpu_detail::gemm_mr - 1) / cpu_detail::gemm_mr) * cpu_detail::gemm_mr * K;
+}
+/// im2row of output positions [r0, r0 + rows) of one image and group: out[r][ci*k*k + ky*k + kx].
+inline void im2row(const float* x, std::int64_t plane, int cin_g, int H, int W, int k, int s, int p, int Wo, std::int64_t r0,
+                   int rows, float* out) {
+  const int K = cin_g * k * k;
+  for (int r = 0; r < rows; ++r) {
+    const std::int64_t pos = r0 + r;
+    const int oy = int(pos / Wo), ox = int(pos % Wo);
+    float* o = out + std::int64_t(r) * K;
+    for (int ci = 0; ci < cin_g; ++ci) {
+      const float* xc = x + ci * plane;
+      for (int ky = 0; ky < k; ++ky) {
+        const int iy = oy * s - p + ky;
+        for (int kx = 0; kx < k; ++kx) {
+          const int ix = ox * s - p + kx;
+          *o++ = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? xc[std::int64_t(iy) * W + ix] : 0.0f;
+        }
+      }
+    }
+  }
+}
+inline int thread_id() {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+}  // namespace detail
+
+/// dW += dY (*) X and dX += conv_transpose(dY, W) for y = conv(x, w) (bias handled by the caller).
+/// dx.data == nullptr: no input gradient; dw == nullptr: no weight gradient.
+inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, cview<float> dy, const conv_desc& d, view<float> dx,
+                            float* dw) {
+  const int G = d.groups, cin_g = d.cin / G, cout_g = d.cout / G, k = d.k, s = d.stride, p = d.pad;
+  const int K = cin_g * k * k, Ho = dy.h, Wo = dy.w;
+  const std::int64_t HWo = std::int64_t(Ho) * Wo, HWi = x.plane();
+  const int T = ctx.threads();
+  GYOLO_CHECK(x.c == d.cin && dy.c == d.cout && dy.n == x.n, "conv2d_backward: shape mismatch");
+  if (cin_g == 1 && cout_g == 1 && k <= 7) {  // depthwise: direct loops, parallel over channels
+#pragma omp parallel for schedule(static) num_threads(T)
+    for (int c = 0; c < d.cout; ++c) {
+      double gw[49] = {};
+      for (int n = 0; n < x.n; ++n) {
+        const float* xc = x.channel(n, c);
+        const float* g = dy.channel(n, c);
+        float* dxc = dx.data ? dx.channel(n, c) : nullptr;
+        const float* wc = w + std::int64_t(c) * k * k;
+        for (int oy = 0; oy < Ho; ++oy)
+          for (int ox = 0; ox < Wo; ++ox) {
+            const float gv = g[std::int64_t(oy) * Wo + ox];
+            if (gv == 0.0f) continue;
+            for (int ky = 0; ky < k; ++ky) {
+              const int iy = oy * s - p + ky;
+              if (iy < 0 || iy >= x.h) continue;
+              for (int kx = 0; kx < k; ++kx) {
+                const int ix = ox * s - p + kx;
+                if (ix < 0 || ix >= x.w) continue;
+                const std::int64_t xi = std::int64_t(iy) * x.w + ix;
+                gw[ky * k + kx] += double(gv) * xc[xi];
+                if (dxc) dxc[xi] += gv * wc[ky * k + kx];
+              }
+            }
+          }
+      }
+      if (dw)
+        for (int t = 0; t < k * k; ++t) dw[std::int64_t(c) * k * k + t] += float(gw[t]);
+    }
+    return;
+  }
+  const auto& kt = cpu_detail::active_kernels();
+  const bool pointwise = k == 1 && s == 1 && p == 0;
+  // W_g^T packed (K rows x cout_g), per group, for the input gradient.
+  std::vector<float> wt_packed;
+  if (dx.data) {
+    wt_packed.resize(std::size_t(G * detail::packed_floats(K, cout_g)));
+    std::vector<float> wt(std::size_t(K) * cout_g);
+    for (int g = 0; g < G; ++g) {
+      const float* wg = w + std::int64_t(g) * cout_g * K;
+      for (int co = 0; co < cout_g; ++co)
+        for (int kk = 0; kk < K; ++kk) wt[std::size_t(kk) * cout_g + co] = wg[std::int64_t(co) * K + kk];
+      detail::pack_rows(wt.data(), cout_g, K, cout_g, wt_packed.data() + g * detail::packed_floats(K, cout_g));
+    }
+  }
+  // Row chunks of the output positions, one per task.
+  const std::int64_t chunk = std::max<std::int64_t>(64, (HWo + T - 1) / T);
+  const int nchunks = int((HWo + chunk - 1) / chunk);
+  tensor<float> partial;  // per-chunk dW_g [nchunks][cout_g][K]
+  if (dw) partial.resize({1, 1, nchunks, cout_g * K});
+  tensor<float> dcol;  // [K][HWo] for the input gradient of one image and group
+  if (dx.data && !pointwise) dcol.resize({1, 1, K, int(HWo)});
+  for (int n = 0; n < x.n; ++n)
+    for (int g = 0; g < G; ++g) {
+      const float* xg = x.channel(n, g * cin_g);
+      const float* dyg = dy.channel(n, g * cout_g);
+      if (dw) {
+#pragma omp parallel for schedule(static) num_threads(T)
+        for (int ci = 0; ci < nchunks; ++ci) {
+          const std::int64_t r0 = std::int64_t(ci) * chunk;
+          const int rows = int(std::min<std::int64_t>(chunk, HWo - r0));
+          const int slot = detail::thread_id();
+          float* buf = ctx.scratch(slot, detail::packed_floats(cout_g, rows) + std::int64_t(rows) * K);
+          float* a = buf;                                            // dY_g[:, r0:r0+rows] packed
+          float* colT = buf + detail::packed_floats(cout_g, rows);   // [rows][K]
+          detail::pack_rows(dyg + r0, dy.plane(), cout_g, rows, a);
+          if (pointwise) {
+            for (int r = 0; r < rows; ++r)
+              for (int c = 0; c < cin_g; ++c) colT[std::int64_t(r) * K + c] = xg[std::int64_t(c) * HWi + r0 + r];
+          } else {
+            detail::im2row(xg, HWi, cin_g, x.h, x.w, k, s, p, Wo, r0, rows, colT);
+          }
+          kt.gemm(a, cout_g, rows, colT, K, partial.data() + std::int64_t(ci) * cout_g * K, K, K, nullptr);
+        }
+        float* dwg = dw + std::int64_t(g) * cout_g * K;
+        const std::int64_t tot = std::int64_t(cout_g) * K;
+#pragma omp parallel for schedule(static) num_threads(T)
+        for (std::int64_t i = 0; i < tot; ++i) {
+          float acc = 0.0f;
+          for (int ci = 0; ci < nchunks; ++ci) acc += partial.data()[std::int64_t(ci) * tot + i];
+          dwg[i] += acc;
+        }
+      }
+      if (dx.data) {
+        const float* a = wt_packed.data() + g * detail::packed_floats(K, cout_g);
+        if (pointwise) {
+          // dX_g[:, r0:r1] += W_g^T dY_g[:, r0:r1]
+#pragma omp parallel for schedule(static) num_threads(T)
+          for (int ci = 0; ci < nchunks; ++ci) {
+            const std::int64_t r0 = std::int64_t(ci) * chunk;
+            const int rows = int(std::min<std::int64_t>(chunk, HWo - r0));
+            const int slot = detail::thread_id();
+            float* c = ctx.scratch(slot, std::int64_t(K) * rows);
+            kt.gemm(a, K, cout_g, dyg + r0, dy.plane(), c, rows, rows, nullptr);
+            for (int kk = 0; kk < K; ++kk) {
+              float* dst = dx.channel(n, g * cin_g + kk) + r0;
+              const float* src = c + std::int64_t(kk) * rows;
+              for (int r = 0; r < rows; ++r) dst[r] += src[r];
+            }
+          }
+        } else {
+#pragma omp parallel for schedule(static) num_threads(T)
+          for (int ci = 0; ci < nchunks; ++ci) {
+            const std::int64_t r0 = std::int64_t(ci) * chunk;
+            const int rows = int(std::min<std::int64_t>(chunk, HWo - r0));
+            kt.gemm(a, K, cout_g, dyg + r0, dy.plane(), dcol.data() + r0, HWo, rows, nullptr);
+          }
+          // col2im, parallel over input channels (each writes only its own plane)
+#pragma omp parallel for schedule(static) num_threads(T)
+          for (int c = 0; c < cin_g; ++c) {
+            float* dxc = dx.channel(n, g * cin_g + c);
+            for (int ky = 0; ky < k; ++ky)
+              for (int kx = 0; kx < k; ++kx) {
+                const float* src = dcol.data() + (std::int64_t(c) * k * k + ky * k + kx) * HWo;
+                for (int oy = 0; oy < Ho; ++oy) {
+                  const int iy = oy * s - p + ky;
+                  if (iy < 0 || iy >= x.h) continue;
+                  float* drow = dxc + std::int64_t(iy) * x.w;
+                  const float* srow = src + std::int64_t(oy) * Wo;
+                  for (int ox = 0; ox < Wo; ++ox) {
+                    const int ix = ox * s - p + kx;
+                    if (ix >= 0 && ix < x.w) drow[ix] += srow[ox];
+                  }
+                }
+              }
+          }
+        }
+      }
+    }
+}
+
+/// BatchNorm2d training forward (as ref::batchnorm_train), channels in parallel.
+inline void batchnorm_train(context<cpu>& ctx, cview<float> x, const float* gamma, const float* beta, view<float> y, float* mean_out,
+                            float* invstd_out, float* running_mean, float* running_var, double momentum, double eps) {
+  const std::int64_t P = x.plane(), cnt = std::int64_t(x.n) * P;
+  GYOLO_CHECK(cnt > 1, "batchnorm_train: expected more than 1 value per channel when training");
+#pragma omp parallel for schedule(static) num_threads(ctx.threads())
+  for (int c = 0; c < x.c; ++c) {
+    double s = 0;
+    for (int n = 0; n < x.n; ++n) {
+      const float* p = x.channel(n, c);
+      for (std::int64_t i = 0; i < P; ++i) s += p[i];
+    }
+    const double mean = s / double(cnt);
+    double v = 0;
+    for (int n = 0; n < x.n; ++n) {
+      const float* p = x.channel(n, c);
+      for (std::int64_t i = 0; i < P; ++i) {
+        const double d = p[i] - mean;
+        v += d * d;
+      }
+    }
+    const double var = v / double(cnt), invstd = 1.0 / std::sqrt(var + eps);
+    const double g = gamma ? gamma[c] : 1.0, b = beta ? beta[c] : 0.0;
+    const float sc = float(g * invstd), sh = float(b - g * invstd * mean);
+    for (int n = 0; n < x.n; ++n) {
+      const float* p = x.channel(n, c);
+      float* o = y.channel(n, c);
+      for (std::int64_t i = 0; i < P; ++i) o[i] = p[i] * sc + sh;
+    }
+    if (mean_out) mean_out[c] = float(mean);
+    if (invstd_out) invstd_out[c] = float(invstd);
+    if (running_mean) running_mean[c] = float((1.0 - momentum) * running_mean[c] + momentum * mean);
+    if (running_var) running_var[c] = float((1.0 - momentum) * running_var[c] + momentum * var * double(cnt) / double(cnt - 1));
+  }
+}
+
+/// BatchNorm2d training backward (as ref::batchnorm_backward), channels in parallel.
+inline void batchnorm_backward(context<cpu>& ctx, cview<float> x, const float* gamma, const float* mean, const float* invstd,
+                               cview<float> dy, view<float> dx, float* dgamma, float* dbeta) {
+  const std::int64_t P = x.plane(), cnt = std::int64_t(x.n) * P;
+#pragma omp parallel for schedule(static) num_threads(ctx.threads())
+  for (int c = 0; c < x.c; ++c) {
+    const double mu = mean[c], is = invstd[c];
+    double sdy = 0, sdyx = 0;
+    for (int n = 0; n < x.n; ++n) {
+      const float* p = x.channel(n, c);
+      const float* g = dy.channel(n, c);
+      for (std::int64_t i = 0; i < P; ++i) {
+        sdy += g[i];
+        sdyx += double(g[i]) * (p[i] - mu);
+      }
+    }
+    const double xhat_dot = sdyx * is;  // sum dy * xhat
+    if (dgamma) dgamma[c] += float(xhat_dot);
+    if (dbeta) dbeta[c] += float(sdy);
+    if (!dx.data) continue;
+    const double g = gamma ? gamma[c] : 1.0;
+    const double k1 = g * is, m1 = sdy / double(cnt), m2 = xhat_dot / double(cnt);
+    for (int n = 0; n < x.n; ++n) {
+      const float* p = x.channel(n, c);
+      const float* gy = dy.channel(n, c);
+      float* o = dx.channel(n, c);
+      for (std::int64_t i = 0; i < P; ++i) {
+        const double xh = (p[i] - mu) * is;
+        o[i] += float(k1 * (gy[i] - m1 - xh * m2));
+      }
+    }
+  }
+}
+
+}  // namespace gyolo::train::fast
+
+namespace gyolo {
+
+/// The training kernels of a backend: the reference loops by default, the fast ones on cpu.
+template <class B>
+struct train_kernels {
+  static void conv2d_backward(context<B>&, cview<float> x, const float* w, cview<float> dy, const conv_desc& d, view<float> dx, float* dw,
+                              float* db) {
+    train::ref::conv2d_backward<float>(x, w, dy, d, dx, dw, db);
+  }
+  static void batchnorm_train(context<B>&, cview<float> x, const float* g, const float* b, view<float> y, float* mu, float* is, float* rm,
+                              float* rv, double mom, double eps) {
+    train::ref::batchnorm_train<float>(x, g, b, y, mu, is, rm, rv, mom, eps);
+  }
+  static void batchnorm_backward(context<B>&, cview<float> x, const float* g, const float* mu, const float* is, cview<float> dy,
+                                 view<float> dx, float* dg, float* db) {
+    train::ref::batchnorm_backward<float>(x, g, mu, is, dy, dx, dg, db);
+  }
+};
+
+template <>
+struct train_kernels<cpu> {
+  static void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, cview<float> dy, const conv_desc& d, view<float> dx,
+                              float* dw, float* db) {
+    train::fast::conv2d_backward(ctx, x, w, dy, d, dx, dw);
+    if (db) {
+      const std::int64_t P = dy.plane();
+      for (int c = 0; c < dy.c; ++c) {
+        double s = 0;
+        for (int n = 0; n < dy.n; ++n) {
+          const float* g = dy.channel(n, c);
+          for (std::int64_t i = 0; i < P; ++i) s += g[i];
+        }
+        db[c] += float(s);
+      }
+    }
+  }
+  static void batchnorm_train(context<cpu>& ctx, cview<float> x, const float* g, const float* b, view<float> y, float* mu, float* is,
+                              float* rm, float* rv, double mom, double eps) {
+    train::fast::batchnorm_train(ctx, x, g, b, y, mu, is, rm, rv, mom, eps);
+  }
+  static void batchnorm_backward(context<cpu>& ctx, cview<float> x, const float* g, const float* mu, const float* is, cview<float> dy,
+                                 view<float> dx, float* dg, float* db) {
+    train::fast::batchnorm_backward(ctx, x, g, mu, is, dy, dx, dg, db);
+  }
+};
+
+}  // namespace gyolo
