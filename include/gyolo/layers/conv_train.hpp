@@ -104,10 +104,7 @@ struct train_conv {
     } else {
       kernels<B>::conv2d(t.ctx(), x.val(), conv_weights<>{w.value.data(), bias.value.data(), nullptr}, y.val(), dn);
     }
-    if (d.activation == act::silu)
-      detail::for_planes(y.val(), [](std::int64_t P, float* p) {
-        for (std::int64_t i = 0; i < P; ++i) p[i] = p[i] / (1.0f + std::exp(-p[i]));
-      });
+    if (d.activation == act::silu) train_kernels<B>::silu_inplace(t.ctx(), y.val());
     if (residual.data) train::ref::add_into<float>(cview<float>(residual.val()), y.val());
     if (!y.has_grad()) return;
     t.record([this, &t, x, y, residual, z, mu, is, batch, ys, dn, C] {
@@ -117,23 +114,14 @@ struct train_conv {
       view<float> du = detail::contiguous_view(t.scratch(0, ys.numel()), ys);
       if (d.activation == act::silu) {
         if (bn) {
-          for (int n = 0; n < ys.n; ++n)
-            for (int c = 0; c < C; ++c) {
-              const float* zp = z.t.channel(n, c);
-              const float* g = dy.channel(n, c);
-              float* o = du.channel(n, c);
-              const float sc = is[c] * gamma.value[std::size_t(c)], sh = beta.value[std::size_t(c)];
-              for (std::int64_t i = 0; i < du.plane(); ++i) o[i] = g[i] * detail::dsilu((zp[i] - mu[c]) * sc + sh);
-            }
+          train_kernels<B>::silu_backward(t.ctx(), z.t.val(), mu, is, gamma.value.data(), beta.value.data(), dy, du);
         } else {
           // u is not kept for plain convs with SiLU (none in GYOLO's graph): recompute it.
           kernels<B>::conv2d(t.ctx(), x.val(), conv_weights<>{w.value.data(), bias.value.data(), nullptr}, du, dn);
-          detail::for_planes(du, [](std::int64_t P, float* o, const float* g) {
-            for (std::int64_t i = 0; i < P; ++i) o[i] = g[i] * detail::dsilu(o[i]);
-          }, dy);
+          train_kernels<B>::silu_backward(t.ctx(), du, nullptr, nullptr, nullptr, nullptr, dy, du);
         }
       } else {
-        detail::for_planes(du, [](std::int64_t P, float* o, const float* g) { std::copy(g, g + P, o); }, dy);
+        du = dy;
       }
       view<float> dz = du;
       if (bn) {
@@ -201,23 +189,22 @@ struct train_repconvn {
       for (int c = 0; c < y.c; ++c) {
         const float *p = av.channel(n, c), *q = bv.channel(n, c);
         float* o = y.channel(n, c);
-        for (std::int64_t i = 0; i < y.plane(); ++i) {
-          const float u = p[i] + q[i];
-          o[i] = u / (1.0f + std::exp(-u));
-        }
+        for (std::int64_t i = 0; i < y.plane(); ++i) o[i] = p[i] + q[i];
       }
+    train_kernels<B>::silu_inplace(t.ctx(), y.val());
     if (!y.has_grad()) return;
-    t.record([av, bv, y] {
-      for (int n = 0; n < y.n; ++n)
-        for (int c = 0; c < y.c; ++c) {
-          const float *p = av.channel(n, c), *q = bv.channel(n, c), *g = y.grad().channel(n, c);
-          float *ga = av.grad().channel(n, c), *gb = bv.grad().channel(n, c);
-          for (std::int64_t i = 0; i < y.plane(); ++i) {
-            const float du = g[i] * detail::dsilu(p[i] + q[i]);
-            ga[i] += du;
-            gb[i] += du;
-          }
+    t.record([&t, av, bv, y] {
+      const shape4 s = y.shape();
+      view<float> u = detail::contiguous_view(t.scratch(0, s.numel()), s), du = detail::contiguous_view(t.scratch(1, s.numel()), s);
+      for (int n = 0; n < s.n; ++n)
+        for (int c = 0; c < s.c; ++c) {
+          const float *p = av.channel(n, c), *q = bv.channel(n, c);
+          float* o = u.channel(n, c);
+          for (std::int64_t i = 0; i < u.plane(); ++i) o[i] = p[i] + q[i];
         }
+      train_kernels<B>::silu_backward(t.ctx(), u, nullptr, nullptr, nullptr, nullptr, y.grad(), du);
+      train::ref::add_into<float>(cview<float>(du), av.grad());
+      train::ref::add_into<float>(cview<float>(du), bv.grad());
     });
   }
   tvar operator()(tape<B>& t, tview x) const {

@@ -57,7 +57,7 @@ struct tmat {
   mview grad() const { return {g, v.rows, v.cols, v.ld}; }
   bool has_grad() const { return g != nullptr; }
   /// Rows [r0, r0 + n) (values and gradient).
-  tmat rows_(int r0, int n) const { return {v.middle_rows(r0, n), g ? g + std::int64_t(r0) * v.ld : nullptr}; }
+  tmat middle_rows(int r0, int n) const { return {v.middle_rows(r0, n), g ? g + std::int64_t(r0) * v.ld : nullptr}; }
 };
 
 template <class B>
@@ -535,9 +535,9 @@ struct grit_train {
     auto X = seq::alloc(t, Bn * ng, gd);
     auto all = std::make_shared<std::vector<std::int64_t>>(std::size_t(ng));
     for (int i = 0; i < ng; ++i) (*all)[std::size_t(i)] = i;
-    for (int b = 0; b < Bn; ++b) train::ref::gather_tokens<float>(cview<float>(G.t.val()), b, *all, nullptr, X.rows_(b * ng, ng).v);
+    for (int b = 0; b < Bn; ++b) train::ref::gather_tokens<float>(cview<float>(G.t.val()), b, *all, nullptr, X.middle_rows(b * ng, ng).v);
     t.record([X, G, all, Bn, ng] {
-      for (int b = 0; b < Bn; ++b) train::ref::gather_tokens_backward<float>(X.rows_(b * ng, ng).grad(), b, *all, nullptr, G.t.grad());
+      for (int b = 0; b < Bn; ++b) train::ref::gather_tokens_backward<float>(X.middle_rows(b * ng, ng).grad(), b, *all, nullptr, G.t.grad());
     });
     std::shared_ptr<const std::vector<unsigned char>> gmask;
     if (in.grid_mask) gmask = std::make_shared<const std::vector<unsigned char>>(in.grid_mask, in.grid_mask + std::int64_t(Bn) * ng);

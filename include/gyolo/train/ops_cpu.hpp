@@ -282,6 +282,46 @@ inline void batchnorm_backward(context<cpu>& ctx, cview<float> x, const float* g
   }
 }
 
+/// y = silu(y) in place (the run-time chosen kernel set's vectorised SiLU), planes in parallel.
+template <class B>
+void silu_inplace(context<B>& ctx, view<float> y) {
+  const auto& kt = cpu_detail::active_kernels();
+  const std::int64_t planes = std::int64_t(y.n) * y.c, P = y.plane();
+#pragma omp parallel for schedule(static) num_threads(ctx.threads())
+  for (std::int64_t t = 0; t < planes; ++t) kt.epilogue(y.channel(int(t / y.c), int(t % y.c)), P, int(P), 1, nullptr, act::silu, nullptr, 0);
+}
+
+/// du = dy * silu'(u) with u = (z - mean) * invstd * gamma + beta per channel (BatchNorm's output,
+/// recomputed) or, with mean == nullptr, u = z. silu'(u) = s (1 + u (1 - s)), s = sigmoid(u).
+template <class B>
+void silu_backward(context<B>& ctx, cview<float> z, const float* mean, const float* invstd, const float* gamma, const float* beta,
+                   cview<float> dy, view<float> du) {
+  const auto& kt = cpu_detail::active_kernels();
+  const std::int64_t planes = std::int64_t(z.n) * z.c, P = z.plane();
+  const int T = ctx.threads();
+#pragma omp parallel num_threads(T)
+  {
+    std::vector<float> ub(std::size_t(2 * P));
+    float *u = ub.data(), *sg = ub.data() + P;
+#pragma omp for schedule(static)
+    for (std::int64_t t = 0; t < planes; ++t) {
+      const int n = int(t / z.c), c = int(t % z.c);
+      const float* zp = z.channel(n, c);
+      if (mean) {
+        const float sc = invstd[c] * (gamma ? gamma[c] : 1.0f), sh = beta ? beta[c] : 0.0f, m = mean[c];
+        for (std::int64_t i = 0; i < P; ++i) u[i] = (zp[i] - m) * sc + sh;
+      } else {
+        std::memcpy(u, zp, sizeof(float) * std::size_t(P));
+      }
+      std::memcpy(sg, u, sizeof(float) * std::size_t(P));
+      kt.epilogue(sg, P, int(P), 1, nullptr, act::sigmoid, nullptr, 0);
+      const float* g = dy.channel(n, c);
+      float* o = du.channel(n, c);
+      for (std::int64_t i = 0; i < P; ++i) o[i] = g[i] * sg[i] * (1.0f + u[i] * (1.0f - sg[i]));
+    }
+  }
+}
+
 }  // namespace gyolo::train::fast
 
 namespace gyolo {
@@ -289,6 +329,27 @@ namespace gyolo {
 /// The training kernels of a backend: the reference loops by default, the fast ones on cpu.
 template <class B>
 struct train_kernels {
+  static void silu_inplace(context<B>&, view<float> y) {
+    for (int n = 0; n < y.n; ++n)
+      for (int c = 0; c < y.c; ++c) {
+        float* p = y.channel(n, c);
+        for (std::int64_t i = 0; i < y.plane(); ++i) p[i] = float(double(p[i]) / (1.0 + std::exp(-double(p[i]))));
+      }
+  }
+  static void silu_backward(context<B>&, cview<float> z, const float* mean, const float* invstd, const float* gamma, const float* beta,
+                            cview<float> dy, view<float> du) {
+    for (int n = 0; n < z.n; ++n)
+      for (int c = 0; c < z.c; ++c) {
+        const float* zp = z.channel(n, c);
+        const float* g = dy.channel(n, c);
+        float* o = du.channel(n, c);
+        for (std::int64_t i = 0; i < z.plane(); ++i) {
+          const double u = mean ? (double(zp[i]) - mean[c]) * invstd[c] * (gamma ? gamma[c] : 1.0) + (beta ? beta[c] : 0.0) : zp[i];
+          const double sg = 1.0 / (1.0 + std::exp(-u));
+          o[i] = float(g[i] * sg * (1.0 + u * (1.0 - sg)));
+        }
+      }
+  }
   static void conv2d_backward(context<B>&, cview<float> x, const float* w, cview<float> dy, const conv_desc& d, view<float> dx, float* dw,
                               float* db) {
     train::ref::conv2d_backward<float>(x, w, dy, d, dx, dw, db);
@@ -305,6 +366,11 @@ struct train_kernels {
 
 template <>
 struct train_kernels<cpu> {
+  static void silu_inplace(context<cpu>& ctx, view<float> y) { train::fast::silu_inplace(ctx, y); }
+  static void silu_backward(context<cpu>& ctx, cview<float> z, const float* mean, const float* invstd, const float* gamma,
+                            const float* beta, cview<float> dy, view<float> du) {
+    train::fast::silu_backward(ctx, z, mean, invstd, gamma, beta, dy, du);
+  }
   static void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, cview<float> dy, const conv_desc& d, view<float> dx,
                               float* dw, float* db) {
     train::fast::conv2d_backward(ctx, x, w, dy, d, dx, dw);
