@@ -6,6 +6,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
 #include <map>
 #include <fstream>
 #include <numeric>
@@ -19,7 +20,7 @@
 using namespace gyolo;
 
 namespace {
-const std::string dir = std::string(GYOLO_FIXTURES_DIR) + "/train/";
+std::string dir = std::string(GYOLO_FIXTURES_DIR) + "/train/";  // the full-size run points it elsewhere
 
 tensor<float> load4(const std::string& name) {
   auto a = npy::load(dir + name);
@@ -117,7 +118,7 @@ TEST_CASE("train: the module description names exactly upstream's tensors", "[tr
   std::map<std::string, dims> file;
   for (auto& t : w.f.tensors()) {
     const std::string& n = t.name;
-    if (n.rfind("model.56.", 0) == 0) continue;  // caption head: not a train-mode module yet
+    if (n.rfind("model.56.", 0) == 0) continue;  // caption head: grit_train, checked in test_grit_train.cpp
     file[n] = t.torch_shape();
   }
   std::map<std::string, dims> ours;
@@ -162,10 +163,10 @@ TEST_CASE("train: folding a train-mode graph gives the inference graph's outputs
 namespace {
 /// Whole network on backend B: outputs within out_tol, gradients within grad_tol (x max|ref|).
 template <class B>
-void whole_network(double out_tol, double grad_tol) {
+void whole_network(double out_tol, double grad_tol, const variant_config& cfg = gyolo_tiny::value) {
   context<B> ctx(2);
   vision_graph<B, train_mode> g;
-  g.init(gyolo_tiny::value);
+  g.init(cfg);
   {
     gguf::file wf(dir + "weights.gguf");
     gguf_weights ws(wf);
@@ -208,6 +209,19 @@ void whole_network(double out_tol, double grad_tol) {
 // measures up to 1.3e-3 there and <= 1e-3 everywhere else, and is checked at 2e-3; the fast CPU
 // backend (fp32 GEMM forward, every kernel set) measures up to 1.3e-2 (portable kernels) and is
 // checked at 2.5e-2. The per-block checks below are well conditioned and use 1e-3.
+// Full size (gyolo.yaml), a documented local run: fixtures made by
+//   /usr/bin/python3 weights_tools/make_train_fixtures.py --upstream /tmp/upstream --variant full --out /tmp/train_full
+// then GYOLO_TRAIN_FULL_DIR=/tmp/train_full gyolo_tests "[.train-full]".
+TEST_CASE("train: full-size network equals upstream autograd (local run)", "[.train-full]") {
+  const char* d = std::getenv("GYOLO_TRAIN_FULL_DIR");
+  if (!d) FAIL("set GYOLO_TRAIN_FULL_DIR to the output folder of make_train_fixtures.py --variant full");
+  const std::string saved = dir;
+  dir = std::string(d) + "/";
+  SECTION("reference backend, 1e-3") { whole_network<reference>(1e-3, 1e-3, gyolo_c::value); }
+  SECTION("cpu backend, 1e-2") { whole_network<cpu>(2e-3, 1e-2, gyolo_c::value); }
+  dir = saved;
+}
+
 TEST_CASE("train: whole network (layers 0-55, auxiliary branch) equals upstream autograd", "[train]") {
   SECTION("reference backend, 2e-3") { whole_network<reference>(1e-3, 2e-3); }
   SECTION("cpu backend, 2.5e-2") { whole_network<cpu>(4e-3, 2.5e-2); }
