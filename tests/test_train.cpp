@@ -395,3 +395,30 @@ TEST_CASE("train: fast CPU conv and BatchNorm backward equal the reference loops
   require_close(dg2.data(), dg1.data(), 5, 1e-5, 1e-6, "bn dgamma");
   require_close(db2.data(), db1.data(), 5, 1e-5, 1e-6, "bn dbeta");
 }
+
+TEST_CASE("train: the converter's default key list is the description's inference subset", "[train]") {
+  // convert.py's default conversion (tests/fixtures/tiny/tiny.gguf) keeps exactly what the
+  // inference form reads: every tensor of fields() outside the auxiliary branch (the main
+  // one-to-many head included), so the converter's key rule and the modules agree.
+  vision_graph<reference, train_mode> g;
+  g.init(gyolo_tiny::value, false);
+  std::set<std::string> ours;
+  struct {
+    std::set<std::string>& s;
+    void param(const std::string& n, gyolo::param&) { s.insert(n); }
+    void buffer(const std::string& n, gyolo::buffer&) { s.insert(n); }
+  } f{ours};
+  nn::walk(g, "model", f, nn::parts{false, true});
+  gguf::file tiny(std::string(GYOLO_FIXTURES_DIR) + "/tiny/tiny.gguf");
+  std::set<std::string> file;
+  for (auto& t : tiny.tensors())
+    if (t.name.rfind("model.56.", 0) != 0) file.insert(t.name);
+  for (auto& n : file) {
+    INFO(n);
+    CHECK(ours.count(n));
+  }
+  for (auto& n : ours) {
+    INFO(n);
+    CHECK(file.count(n));
+  }
+}

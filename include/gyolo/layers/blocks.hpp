@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "gyolo/layers/conv_train.hpp"
+#include "gyolo/model/config.hpp"
 #include "gyolo/nn/ops.hpp"
 
 namespace gyolo {

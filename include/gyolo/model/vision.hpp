@@ -268,4 +268,8 @@ class vision_graph {
   adown<B, M> l30, l33, l36;
 };
 
+/// Compiled once in gyolo's library (src/graph_cpu.cpp).
+extern template class vision_graph<cpu, infer_mode>;
+extern template class vision_graph<cpu, train_mode>;
+
 }  // namespace gyolo
