@@ -4,6 +4,15 @@
     /usr/bin/python3 weights_tools/make_train_fixtures.py --upstream /tmp/upstream \
         --out tests/fixtures/train [--seed S] [--ckpt-out /tmp/gyolo_train/train.pt] [--threads 2]
 
+  full size (local only, never into the repository; for tests/test_train.cpp "[.train-full]"):
+    /usr/bin/python3 weights_tools/make_train_fixtures.py --upstream /tmp/upstream --variant full \
+        --out /tmp/train_full [--ckpt-out /tmp/gyolo_train_full/train.pt]
+
+--variant full builds upstream's models/caption/gyolo.yaml unmodified (nc 80, full vocabulary)
+with make_fixtures.py's full-variant recipe (torch.manual_seed(seed), build, randomize(seed)) and
+writes only the whole-network files (weights.gguf, net.*, manifest.json): no per-block fixtures.
+Everything below applies to it too, except what is said about blk.* / blocks.*.
+
 Upstream code is NOT part of this repository: pass its checkout with --upstream.  The model is the
 TINY variant built exactly like make_fixtures.py (same yaml, seed, randomize, Grit patch), but kept
 in float32: the checkpoint (saved outside the repo, strip_optimizer layout, fp32, requires_grad
@@ -221,6 +230,16 @@ def build_tiny(Y, upstream, vocab, seed, ckpt_dir):
     model = MF.build_model(Y, cfg, grit_patch)
     MF.randomize(model, seed)
     return model, vocab_path, grit_patch
+
+
+def build_full(Y, upstream, seed):
+    """The full-size model exactly as make_fixtures.py --variant full builds it (gyolo.yaml
+    unmodified, Grit with its own config and the full vocabulary), before its .half()."""
+    import torch
+    torch.manual_seed(seed)
+    model = MF.build_model(Y, os.path.join(os.path.abspath(upstream), 'models/caption/gyolo.yaml'))
+    MF.randomize(model, seed)
+    return model
 
 
 def save_fp32(model, path, names, hyp):
@@ -615,9 +634,20 @@ def main():
     ap.add_argument('--out', required=True)
     ap.add_argument('--seed', type=int, default=20240601)
     ap.add_argument('--vocab', default=MF.DEFAULT_VOCAB)
-    ap.add_argument('--ckpt-out', default='/tmp/gyolo_train/train.pt', help='where the fp32 .pt goes (not in repo)')
+    ap.add_argument('--variant', choices=['tiny', 'full'], default='tiny',
+                    help='tiny (committed fixtures) or full (gyolo.yaml unmodified, whole network only, local)')
+    ap.add_argument('--ckpt-out', default=None, help='where the fp32 .pt goes (not in repo); default '
+                    '/tmp/gyolo_train/train.pt (tiny), /tmp/gyolo_train_full/train.pt (full)')
     ap.add_argument('--threads', type=int, default=2)
     args = ap.parse_args()
+    full = args.variant == 'full'
+    if args.ckpt_out is None:
+        args.ckpt_out = '/tmp/gyolo_train_full/train.pt' if full else '/tmp/gyolo_train/train.pt'
+    if full:
+        repo = os.path.realpath(os.path.join(HERE, '..'))
+        out = os.path.realpath(args.out)
+        if out == repo or out.startswith(repo + os.sep):
+            raise SystemExit(f'--variant full writes large local fixtures: --out must be outside {repo}')
 
     import yaml
     Y = MF.setup_upstream(args.upstream, args.vocab)
@@ -626,8 +656,12 @@ def main():
     coco_names = yaml.safe_load(open(MF.DEFAULT_COCO))['names']
     hyp = yaml.safe_load(open(MF.DEFAULT_HYP)) if os.path.exists(MF.DEFAULT_HYP) else None
 
-    model, vocab_path, grit_patch = build_tiny(Y, args.upstream, args.vocab, args.seed,
-                                               os.path.dirname(os.path.abspath(args.ckpt_out)))
+    if full:
+        model, vocab_path, grit_patch = build_full(Y, args.upstream, args.seed), args.vocab, None
+    else:
+        model, vocab_path, grit_patch = build_tiny(Y, args.upstream, args.vocab, args.seed,
+                                                   os.path.dirname(os.path.abspath(args.ckpt_out)))
+    log(f'{args.variant} model: {sum(p.numel() for p in model.parameters())} parameters')
     bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     bn_settings = sorted({(m.momentum, m.eps) for m in bns})
     assert bn_settings == [(0.03, 1e-3)], bn_settings   # set by upstream's initialize_weights
@@ -651,10 +685,12 @@ def main():
     dev = Deviation()
     cap_in, cap_out, x, projs, outs, no_grad, bn_unchanged, ref64, grads32 = whole_network(
         model, pristine, args.seed, fs, dev)
-    blocks = per_block(pristine, cap_in, cap_out, args.seed, fs, dev)
+    blocks = None if full else per_block(pristine, cap_in, cap_out, args.seed, fs, dev)
+    del cap_in, cap_out
     fs.check()
     precision = dev.summary()
     fd = finite_difference(ref64, fs.arrays['net.grads.gguf'], grads32, args.seed)
+    log(f'finite differences done ({FD_PARAMS} parameter elements + 1 input element)')
 
     vision_no_grad = {n: r for n, r in no_grad.items() if not n.startswith('model.56.')}
     meta = {
@@ -725,6 +761,20 @@ def main():
                                                 'inputs of the unperturbed forward (what .detach() means for '
                                                 'the gradient); element = largest |grad| of 64 random ones'},
     }
+    if full:
+        del meta['blocks'], meta['block_notes'], meta['tiny_div'], meta['tiny_psa_div']
+        meta['variant'] = ('full: upstream models/caption/gyolo.yaml unmodified (nc %d), built like '
+                           'make_fixtures.py --variant full (torch.manual_seed(seed), randomize(seed)), '
+                           'not fused, not halved; Grit with its own config and the vocabulary %s; '
+                           'whole network only (no per-block fixtures)' % (model.yaml['nc'], args.vocab))
+        meta['references'] = ('upstream autograd in float64: net.out.*, net.grads.gguf (incl. "input") and '
+                              'net.bn_after.gguf come from the same train-mode forward and backward run on a deep '
+                              'copy of the fp32 model converted with .double() (parameters and BN buffers), fed '
+                              'with the fp32 input (net.input) and the fp32 projections converted to double, then '
+                              'rounded to float32. The input, projections and weights.gguf are float32 from the '
+                              'float32 run. Upstream autograd in float32 is run too, only for "float32_vs_float64"; '
+                              'it is not saved.')
+        meta['parameters'] = sum(p.numel() for p in model.parameters())
     with open(os.path.join(args.out, 'manifest.json'), 'w') as f:
         json.dump(meta, f, indent=1, sort_keys=True)
     total = sum(os.path.getsize(os.path.join(args.out, fn)) for fn in os.listdir(args.out))
