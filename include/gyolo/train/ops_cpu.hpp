@@ -81,34 +81,51 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
   const std::int64_t HWo = std::int64_t(Ho) * Wo, HWi = x.plane();
   const int T = ctx.threads();
   GYOLO_CHECK(x.c == d.cin && dy.c == d.cout && dy.n == x.n, "conv2d_backward: shape mismatch");
-  if (cin_g == 1 && cout_g == 1 && k <= 7) {  // depthwise: direct loops, parallel over channels
+  if (cin_g == 1 && cout_g == 1) {  // depthwise: direct loops, parallel over channels
 #pragma omp parallel for schedule(static) num_threads(T)
     for (int c = 0; c < d.cout; ++c) {
-      double gw[49] = {};
-      for (int n = 0; n < x.n; ++n) {
-        const float* xc = x.channel(n, c);
-        const float* g = dy.channel(n, c);
-        float* dxc = dx.data ? dx.channel(n, c) : nullptr;
-        const float* wc = w + std::int64_t(c) * k * k;
-        for (int oy = 0; oy < Ho; ++oy)
-          for (int ox = 0; ox < Wo; ++ox) {
-            const float gv = g[std::int64_t(oy) * Wo + ox];
-            if (gv == 0.0f) continue;
-            for (int ky = 0; ky < k; ++ky) {
+      const float* wc = w + std::int64_t(c) * k * k;
+      for (int ky = 0; ky < k; ++ky)
+        for (int kx = 0; kx < k; ++kx) {
+          const float wv = wc[ky * k + kx];
+          // output columns whose input column ix = ox*s - p + kx lies inside [0, W)
+          int lo = 0, hi = Wo - 1;
+          while (lo < Wo && lo * s - p + kx < 0) ++lo;
+          while (hi >= 0 && hi * s - p + kx >= x.w) --hi;
+          double gw = 0;
+          for (int n = 0; n < x.n; ++n) {
+            const float* xc = x.channel(n, c);
+            const float* g = dy.channel(n, c);
+            float* dxc = dx.data ? dx.channel(n, c) : nullptr;
+            for (int oy = 0; oy < Ho; ++oy) {
               const int iy = oy * s - p + ky;
-              if (iy < 0 || iy >= x.h) continue;
-              for (int kx = 0; kx < k; ++kx) {
-                const int ix = ox * s - p + kx;
-                if (ix < 0 || ix >= x.w) continue;
-                const std::int64_t xi = std::int64_t(iy) * x.w + ix;
-                gw[ky * k + kx] += double(gv) * xc[xi];
-                if (dxc) dxc[xi] += gv * wc[ky * k + kx];
+              if (iy < 0 || iy >= x.h || lo > hi) continue;
+              const float* grow = g + std::int64_t(oy) * Wo;
+              const float* xrow = xc + std::int64_t(iy) * x.w + (kx - p);
+              if (dw) {  // a row's dot product in float (vectorised), rows summed in double
+                float acc = 0.0f;
+                if (s == 1) {
+#pragma omp simd reduction(+ : acc)
+                  for (int ox = lo; ox <= hi; ++ox) acc += grow[ox] * xrow[ox];
+                } else {
+#pragma omp simd reduction(+ : acc)
+                  for (int ox = lo; ox <= hi; ++ox) acc += grow[ox] * xrow[std::int64_t(ox) * s];
+                }
+                gw += double(acc);
+              }
+              if (dxc) {
+                float* drow = dxc + std::int64_t(iy) * x.w + (kx - p);
+                if (s == 1) {
+#pragma omp simd
+                  for (int ox = lo; ox <= hi; ++ox) drow[ox] += grow[ox] * wv;
+                } else {
+                  for (int ox = lo; ox <= hi; ++ox) drow[std::int64_t(ox) * s] += grow[ox] * wv;
+                }
               }
             }
           }
-      }
-      if (dw)
-        for (int t = 0; t < k * k; ++t) dw[std::int64_t(c) * k * k + t] += float(gw[t]);
+          if (dw) dw[std::int64_t(c) * k * k + ky * k + kx] += float(gw);
+        }
     }
     return;
   }
@@ -178,6 +195,7 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
             for (int kk = 0; kk < K; ++kk) {
               float* dst = dx.channel(n, g * cin_g + kk) + r0;
               const float* src = c + std::int64_t(kk) * rows;
+#pragma omp simd
               for (int r = 0; r < rows; ++r) dst[r] += src[r];
             }
           }
@@ -195,14 +213,19 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
             for (int ky = 0; ky < k; ++ky)
               for (int kx = 0; kx < k; ++kx) {
                 const float* src = dcol.data() + (std::int64_t(c) * k * k + ky * k + kx) * HWo;
+                int lo = 0, hi = Wo - 1;  // columns with ix = ox*s - p + kx inside [0, W)
+                while (lo < Wo && lo * s - p + kx < 0) ++lo;
+                while (hi >= 0 && hi * s - p + kx >= x.w) --hi;
                 for (int oy = 0; oy < Ho; ++oy) {
                   const int iy = oy * s - p + ky;
                   if (iy < 0 || iy >= x.h) continue;
-                  float* drow = dxc + std::int64_t(iy) * x.w;
+                  float* drow = dxc + std::int64_t(iy) * x.w + (kx - p);
                   const float* srow = src + std::int64_t(oy) * Wo;
-                  for (int ox = 0; ox < Wo; ++ox) {
-                    const int ix = ox * s - p + kx;
-                    if (ix >= 0 && ix < x.w) drow[ix] += srow[ox];
+                  if (s == 1) {
+#pragma omp simd
+                    for (int ox = lo; ox <= hi; ++ox) drow[ox] += srow[ox];
+                  } else {
+                    for (int ox = lo; ox <= hi; ++ox) drow[std::int64_t(ox) * s] += srow[ox];
                   }
                 }
               }
