@@ -351,7 +351,9 @@ TEST_CASE("train: fast CPU conv and BatchNorm backward equal the reference loops
   };
   const cfg cases[] = {{2, 6, 9, 7, 12, 3, 1, 1},  {2, 6, 9, 7, 12, 3, 2, 1},  {1, 8, 10, 10, 8, 3, 1, 8},
                        {2, 8, 11, 6, 8, 3, 2, 8},   {2, 16, 5, 7, 10, 1, 1, 1}, {1, 16, 8, 8, 16, 3, 1, 4},
-                       {2, 3, 33, 17, 13, 3, 2, 1}, {1, 64, 13, 9, 70, 1, 1, 1}};
+                       {2, 3, 33, 17, 13, 3, 2, 1}, {1, 64, 13, 9, 70, 1, 1, 1},
+                       // several row sub-blocks per task (accumulated through the GEMM epilogue)
+                       {1, 64, 40, 40, 32, 3, 1, 1}, {2, 32, 48, 48, 16, 1, 1, 1}};
   context<cpu> ctx(2);
   std::mt19937 rng(5);
   std::normal_distribution<float> nd;

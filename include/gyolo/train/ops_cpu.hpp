@@ -131,6 +131,7 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
   }
   const auto& kt = cpu_detail::active_kernels();
   const bool pointwise = k == 1 && s == 1 && p == 0;
+  constexpr int col_tile = 256;  // GEMM output columns per call (as the forward's row tiles)
   // W_g^T packed (K rows x cout_g), per group, for the input gradient.
   std::vector<float> wt_packed;
   if (dx.data) {
@@ -160,17 +161,36 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
           const std::int64_t r0 = std::int64_t(ci) * chunk;
           const int rows = int(std::min<std::int64_t>(chunk, HWo - r0));
           const int slot = detail::thread_id();
-          float* buf = ctx.scratch(slot, detail::packed_floats(cout_g, rows) + std::int64_t(rows) * K);
-          float* a = buf;                                            // dY_g[:, r0:r0+rows] packed
-          float* colT = buf + detail::packed_floats(cout_g, rows);   // [rows][K]
-          detail::pack_rows(dyg + r0, dy.plane(), cout_g, rows, a);
-          if (pointwise) {
-            for (int r = 0; r < rows; ++r)
-              for (int c = 0; c < cin_g; ++c) colT[std::int64_t(r) * K + c] = xg[std::int64_t(c) * HWi + r0 + r];
-          } else {
-            detail::im2row(xg, HWi, cin_g, x.h, x.w, k, s, p, Wo, r0, rows, colT);
+          // rows in sub-blocks of at most KC (the GEMM's inner chunk) so that im2row's output stays
+          // in cache; every sub-block after the first accumulates into C through the epilogue's
+          // residual (= C itself: with one inner chunk the kernel reads it before storing).
+          const int sub = std::clamp(int((std::int64_t(1) << 19) / std::max(K, 1)), 64, 512);
+          float* buf = ctx.scratch(slot, detail::packed_floats(cout_g, sub) + std::int64_t(sub) * K);
+          float* a = buf;                                           // dY_g[:, rows] packed
+          float* colT = buf + detail::packed_floats(cout_g, sub);   // [sub][K]
+          float* C = partial.data() + std::int64_t(ci) * cout_g * K;
+          for (int s0 = 0; s0 < rows; s0 += sub) {
+            const int sr = std::min(sub, rows - s0);
+            const std::int64_t q0 = r0 + s0;
+            detail::pack_rows(dyg + q0, dy.plane(), cout_g, sr, a);
+            if (pointwise) {  // transpose X[:, q0:q0+sr] in blocks of 8 rows
+              int r = 0;
+              for (; r + 8 <= sr; r += 8)
+                for (int c = 0; c < cin_g; ++c) {
+                  const float* src = xg + std::int64_t(c) * HWi + q0 + r;
+                  float* dst = colT + std::int64_t(r) * K + c;
+                  for (int j = 0; j < 8; ++j) dst[std::int64_t(j) * K] = src[j];
+                }
+              for (; r < sr; ++r)
+                for (int c = 0; c < cin_g; ++c) colT[std::int64_t(r) * K + c] = xg[std::int64_t(c) * HWi + q0 + r];
+            } else {
+              detail::im2row(xg, HWi, cin_g, x.h, x.w, k, s, p, Wo, q0, sr, colT);
+            }
+            for (int k0 = 0; k0 < K; k0 += col_tile) {
+              cpu_detail::gemm_epilogue acc{nullptr, act::none, C + k0, K};
+              kt.gemm(a, cout_g, sr, colT + k0, K, C + k0, K, std::min(col_tile, K - k0), s0 == 0 ? nullptr : &acc);
+            }
           }
-          kt.gemm(a, cout_g, rows, colT, K, partial.data() + std::int64_t(ci) * cout_g * K, K, K, nullptr);
         }
         float* dwg = dw + std::int64_t(g) * cout_g * K;
         const std::int64_t tot = std::int64_t(cout_g) * K;
@@ -190,13 +210,16 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
             const std::int64_t r0 = std::int64_t(ci) * chunk;
             const int rows = int(std::min<std::int64_t>(chunk, HWo - r0));
             const int slot = detail::thread_id();
-            float* c = ctx.scratch(slot, std::int64_t(K) * rows);
-            kt.gemm(a, K, cout_g, dyg + r0, dy.plane(), c, rows, rows, nullptr);
-            for (int kk = 0; kk < K; ++kk) {
-              float* dst = dx.channel(n, g * cin_g + kk) + r0;
-              const float* src = c + std::int64_t(kk) * rows;
+            float* c = ctx.scratch(slot, std::int64_t(K) * col_tile);
+            for (int t0 = 0; t0 < rows; t0 += col_tile) {
+              const int tn = std::min(col_tile, rows - t0);
+              kt.gemm(a, K, cout_g, dyg + r0 + t0, dy.plane(), c, tn, tn, nullptr);
+              for (int kk = 0; kk < K; ++kk) {
+                float* dst = dx.channel(n, g * cin_g + kk) + r0 + t0;
+                const float* src = c + std::int64_t(kk) * tn;
 #pragma omp simd
-              for (int r = 0; r < rows; ++r) dst[r] += src[r];
+                for (int r = 0; r < tn; ++r) dst[r] += src[r];
+              }
             }
           }
         } else {
@@ -204,7 +227,8 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
           for (int ci = 0; ci < nchunks; ++ci) {
             const std::int64_t r0 = std::int64_t(ci) * chunk;
             const int rows = int(std::min<std::int64_t>(chunk, HWo - r0));
-            kt.gemm(a, K, cout_g, dyg + r0, dy.plane(), dcol.data() + r0, HWo, rows, nullptr);
+            for (int t0 = 0; t0 < rows; t0 += col_tile)
+              kt.gemm(a, K, cout_g, dyg + r0 + t0, dy.plane(), dcol.data() + r0 + t0, HWo, std::min(col_tile, rows - t0), nullptr);
           }
           // col2im, parallel over input channels (each writes only its own plane)
 #pragma omp parallel for schedule(static) num_threads(T)
