@@ -105,11 +105,11 @@ struct train_conv {
       kernels<B>::conv2d(t.ctx(), x.val(), conv_weights<>{w.value.data(), bias.value.data(), nullptr}, y.val(), dn);
     }
     if (d.activation == act::silu) train_kernels<B>::silu_inplace(t.ctx(), y.val());
-    if (residual.data) train::ref::add_into<float>(cview<float>(residual.val()), y.val());
+    if (residual.data) train::fast::add_into(t.ctx(), residual.val(), y.val());
     if (!y.has_grad()) return;
     t.record([this, &t, x, y, residual, z, mu, is, batch, ys, dn, C] {
       const view<float> dy = y.grad();
-      if (residual.has_grad()) train::ref::add_into<float>(cview<float>(dy), residual.grad());
+      if (residual.has_grad()) train::fast::add_into(t.ctx(), dy, residual.grad());
       // du = dy * act'(u), u = BN(z) (recomputed) or conv + bias
       view<float> du = detail::contiguous_view(t.scratch(0, ys.numel()), ys);
       if (d.activation == act::silu) {
@@ -203,8 +203,8 @@ struct train_repconvn {
           for (std::int64_t i = 0; i < u.plane(); ++i) o[i] = p[i] + q[i];
         }
       train_kernels<B>::silu_backward(t.ctx(), u, nullptr, nullptr, nullptr, nullptr, y.grad(), du);
-      train::ref::add_into<float>(cview<float>(du), av.grad());
-      train::ref::add_into<float>(cview<float>(du), bv.grad());
+      train::fast::add_into(t.ctx(), du, av.grad());
+      train::fast::add_into(t.ctx(), du, bv.grad());
     });
   }
   tvar operator()(tape<B>& t, tview x) const {

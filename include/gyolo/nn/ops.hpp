@@ -7,6 +7,7 @@
 #include "gyolo/kernels/desc.hpp"
 #include "gyolo/layers/conv.hpp"
 #include "gyolo/nn/tape.hpp"
+#include "gyolo/train/ops_cpu.hpp"
 #include "gyolo/train/ops_ref.hpp"
 
 namespace gyolo::op {
@@ -31,7 +32,7 @@ template <class B> void copy(tape<B>& t, tview x, tview y) {
   for (int n = 0; n < y.n; ++n)
     for (int c = 0; c < y.c; ++c) std::memcpy(y.channel(n, c), x.channel(n, c), sizeof(float) * std::size_t(y.plane()));
   if (x.has_grad() && y.has_grad())
-    t.record([x, y] { train::ref::add_into<float>(cview<float>(y.grad()), x.grad()); });
+    t.record([&t, x, y] { train::fast::add_into(t.ctx(), y.grad(), x.grad()); });
 }
 
 template <class B> void maxpool2d(tape<B>& t, tview x, tview y, int k, int s, int p) {
@@ -61,8 +62,8 @@ template <class B> void psa_attention(tape<B>& t, tview qkv, tview y, int heads,
 
 /// y += x (elementwise, same shape), differentiable in both.
 template <class B> void add_into(tape<B>& t, tview x, tview y) {
-  train::ref::add_into<float>(x.val(), y.val());
-  if (x.has_grad() && y.has_grad()) t.record([x, y] { train::ref::add_into<float>(cview<float>(y.grad()), x.grad()); });
+  train::fast::add_into(t.ctx(), x.val(), y.val());
+  if (x.has_grad() && y.has_grad()) t.record([&t, x, y] { train::fast::add_into(t.ctx(), y.grad(), x.grad()); });
 }
 
 /// y[n, c, 0, a0 + i] = x[n, c, i] (a level's map into the flattened anchor axis).

@@ -136,14 +136,21 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
   constexpr int col_tile = 256;  // GEMM output columns per call (as the forward's row tiles)
   // W_g^T packed (K rows x cout_g), per group, for the input gradient.
   std::vector<float> wt_packed;
-  if (dx.data) {
-    wt_packed.resize(std::size_t(G * detail::packed_floats(K, cout_g)));
-    std::vector<float> wt(std::size_t(K) * cout_g);
-    for (int g = 0; g < G; ++g) {
+  if (dx.data) {  // W_g^T packed directly: panel pi holds rows kk = pi*MR + r of W^T, i.e. W[co][kk]
+    constexpr int MR = cpu_detail::gemm_mr;
+    const std::int64_t per = detail::packed_floats(K, cout_g);
+    const int panels = (K + MR - 1) / MR;
+    wt_packed.resize(std::size_t(G * per));
+#pragma omp parallel for schedule(static) num_threads(T) if (std::int64_t(G) * K * cout_g > 65536)
+    for (std::int64_t t = 0; t < std::int64_t(G) * panels; ++t) {
+      const int g = int(t / panels), pi = int(t % panels);
       const float* wg = w + std::int64_t(g) * cout_g * K;
+      float* dst = wt_packed.data() + g * per + std::int64_t(pi) * cout_g * MR;
       for (int co = 0; co < cout_g; ++co)
-        for (int kk = 0; kk < K; ++kk) wt[std::size_t(kk) * cout_g + co] = wg[std::int64_t(co) * K + kk];
-      detail::pack_rows(wt.data(), cout_g, K, cout_g, wt_packed.data() + g * detail::packed_floats(K, cout_g));
+        for (int r = 0; r < MR; ++r) {
+          const int kk = pi * MR + r;
+          dst[std::int64_t(co) * MR + r] = kk < K ? wg[std::int64_t(co) * K + kk] : 0.0f;
+        }
     }
   }
   // Row chunks of the output positions, one per task.
@@ -346,6 +353,19 @@ inline void batchnorm_backward(context<cpu>& ctx, cview<float> x, const float* g
 #pragma omp simd
       for (std::int64_t i = 0; i < P; ++i) o[i] += fk * (gy[i] - fm1 - (p[i] - muf) * fis * fm2);
     }
+  }
+}
+
+/// y += x over same-shaped (possibly sliced) views, planes in parallel.
+template <class B>
+void add_into(context<B>& ctx, cview<float> x, view<float> y) {
+  const std::int64_t planes = std::int64_t(y.n) * y.c, P = y.plane();
+#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (planes * P > 32768)
+  for (std::int64_t t = 0; t < planes; ++t) {
+    const float* a = x.channel(int(t / y.c), int(t % y.c));
+    float* b = y.channel(int(t / y.c), int(t % y.c));
+#pragma omp simd
+    for (std::int64_t i = 0; i < P; ++i) b[i] += a[i];
   }
 }
 
