@@ -63,8 +63,6 @@ inline void im2row(const float* x, std::int64_t plane, int cin_g, int H, int W, 
     }
   }
 }
-/// Elements summed in float before a double accumulation (vectorised sums, bounded rounding).
-constexpr std::int64_t sum_block = 256;
 inline int thread_id() {
 #ifdef _OPENMP
   return omp_get_thread_num();
@@ -278,25 +276,15 @@ inline void batchnorm_train(context<cpu>& ctx, cview<float> x, const float* gamm
     double s = 0;
     for (int n = 0; n < x.n; ++n) {
       const float* p = x.channel(n, c);
-      for (std::int64_t b = 0; b < P; b += detail::sum_block) {  // float partial sums per block (vectorised)
-        const std::int64_t e = std::min(P, b + detail::sum_block);
-        float f = 0.0f;
-#pragma omp simd reduction(+ : f)
-        for (std::int64_t i = b; i < e; ++i) f += p[i];
-        s += f;
-      }
+      for (std::int64_t i = 0; i < P; ++i) s += p[i];
     }
     const double mean = s / double(cnt);
-    const float mf = float(mean);
     double v = 0;
     for (int n = 0; n < x.n; ++n) {
       const float* p = x.channel(n, c);
-      for (std::int64_t b = 0; b < P; b += detail::sum_block) {
-        const std::int64_t e = std::min(P, b + detail::sum_block);
-        float f = 0.0f;
-#pragma omp simd reduction(+ : f)
-        for (std::int64_t i = b; i < e; ++i) f += (p[i] - mf) * (p[i] - mf);
-        v += f;
+      for (std::int64_t i = 0; i < P; ++i) {
+        const double d = p[i] - mean;
+        v += d * d;
       }
     }
     const double var = v / double(cnt), invstd = 1.0 / std::sqrt(var + eps);
@@ -321,21 +309,13 @@ inline void batchnorm_backward(context<cpu>& ctx, cview<float> x, const float* g
 #pragma omp parallel for schedule(static) num_threads(ctx.threads())
   for (int c = 0; c < x.c; ++c) {
     const double mu = mean[c], is = invstd[c];
-    const float muf = mean[c];
     double sdy = 0, sdyx = 0;
     for (int n = 0; n < x.n; ++n) {
       const float* p = x.channel(n, c);
       const float* g = dy.channel(n, c);
-      for (std::int64_t b = 0; b < P; b += detail::sum_block) {  // float partial sums per block (vectorised)
-        const std::int64_t e = std::min(P, b + detail::sum_block);
-        float f1 = 0.0f, f2 = 0.0f;
-#pragma omp simd reduction(+ : f1, f2)
-        for (std::int64_t i = b; i < e; ++i) {
-          f1 += g[i];
-          f2 += g[i] * (p[i] - muf);
-        }
-        sdy += f1;
-        sdyx += f2;
+      for (std::int64_t i = 0; i < P; ++i) {
+        sdy += g[i];
+        sdyx += double(g[i]) * (p[i] - mu);
       }
     }
     const double xhat_dot = sdyx * is;  // sum dy * xhat
@@ -343,15 +323,15 @@ inline void batchnorm_backward(context<cpu>& ctx, cview<float> x, const float* g
     if (dbeta) dbeta[c] += float(sdy);
     if (!dx.data) continue;
     const double g = gamma ? gamma[c] : 1.0;
-    // dx = k1 (dy - m1 - xhat m2), xhat = (x - mu) is, in float (vectorised)
     const double k1 = g * is, m1 = sdy / double(cnt), m2 = xhat_dot / double(cnt);
-    const float fk = float(k1), fm1 = float(m1), fm2 = float(m2), fis = float(is);
     for (int n = 0; n < x.n; ++n) {
       const float* p = x.channel(n, c);
       const float* gy = dy.channel(n, c);
       float* o = dx.channel(n, c);
-#pragma omp simd
-      for (std::int64_t i = 0; i < P; ++i) o[i] += fk * (gy[i] - fm1 - (p[i] - muf) * fis * fm2);
+      for (std::int64_t i = 0; i < P; ++i) {
+        const double xh = (p[i] - mu) * is;
+        o[i] += float(k1 * (gy[i] - m1 - xh * m2));
+      }
     }
   }
 }
