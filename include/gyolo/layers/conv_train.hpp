@@ -16,18 +16,6 @@
 namespace gyolo {
 
 namespace detail {
-inline float sigmoid_f(float u) { return 1.0f / (1.0f + std::exp(-u)); }
-/// d silu(u) / du = s (1 + u (1 - s)), s = sigmoid(u).
-inline float dsilu(float u) {
-  const float s = sigmoid_f(u);
-  return s * (1.0f + u * (1.0f - s));
-}
-/// Runs f(n, c, plane pointer(s)...) over every (image, channel) plane of same-shaped views.
-template <class F, class... V>
-void for_planes(const view<float>& a, F&& f, const V&... vs) {
-  for (int n = 0; n < a.n; ++n)
-    for (int c = 0; c < a.c; ++c) f(a.plane(), a.channel(n, c), vs.channel(n, c)...);
-}
 inline view<float> contiguous_view(float* p, shape4 s) { return {p, s.n, s.c, s.h, s.w, std::int64_t(s.c) * s.h * s.w}; }
 }  // namespace detail
 
