@@ -23,6 +23,7 @@
 #include "gyolo/kernels/transformer.hpp"
 #include "gyolo/layers/conv.hpp"
 #include "gyolo/text/beam_search.hpp"
+#include "gyolo/train/ops_seq.hpp"
 
 namespace gyolo {
 
@@ -265,22 +266,7 @@ class grit_head {
   }
 
   /// Per semantic channel c of image i: the first flat position of its maximum (torch max(dim)).
-  static std::vector<std::int64_t> semantic_argmax(cview<float> sem, int i) {
-    std::vector<std::int64_t> pos(std::size_t(sem.c));
-    for (int c = 0; c < sem.c; ++c) {
-      const float* p = sem.channel(i, c);
-      float m = p[0];
-      std::int64_t k = 0;
-      for (std::int64_t j = 0; j < sem.plane(); ++j)
-        if (!(p[j] <= m)) {
-          m = p[j];
-          k = j;
-          if (std::isnan(m)) break;
-        }
-      pos[std::size_t(c)] = k;
-    }
-    return pos;
-  }
+  static std::vector<std::int64_t> semantic_argmax(cview<float> sem, int i) { return train::ref::semantic_argmax<float>(sem, i); }
 
   /// Region tokens [topk + sem_ch, d] of image i: cv3[l] at the selected anchors, then cv5 at the
   /// semantic arg-max positions (both 1x1 conv stacks, evaluated only where they are read).
