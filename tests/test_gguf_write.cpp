@@ -526,6 +526,24 @@ TEST_CASE("gguf writer: saving the graph loaded from convert.py --training outpu
   CHECK(slurp(out) == slurp(train_path));
 }
 
+TEST_CASE("gguf writer: saving the whole train model (Grit as child 56) reproduces convert.py --training output", "[gguf_write][train]") {
+  // One module, one load, one save: every tensor of the file, Grit included, from the descriptions.
+  gguf::file f(train_path);
+  train_model<cpu> m;
+  m.init(gyolo_tiny::value, grit_config::from_json(nlohmann::json::parse(f.get_string("gyolo.grit_config"))));
+  {
+    gguf_weights ws(f);
+    nn::load_tensors(m, ws, "model");
+  }
+  gguf::writer w;
+  w.copy_metadata(f);
+  nn::save_tensors(w, m, "model");
+  CHECK(w.tensor_count() == f.tensors().size());
+  const auto out = scratch().path("retrained_whole.gguf");
+  w.write(out);
+  CHECK(slurp(out) == slurp(train_path));
+}
+
 TEST_CASE("gguf writer: nn::save_tensors refuses non-finite values", "[gguf_write][train]") {
   vision_graph<cpu, train_mode> g;
   g.init(gyolo_tiny::value);

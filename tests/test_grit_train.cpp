@@ -12,61 +12,16 @@
 
 #include "gyolo/gyolo.hpp"
 #include "gyolo/layers/grit_train.hpp"
+#include "gyolo/model/train_model.hpp"
 #include "gyolo/nn/module.hpp"
+#include "test_util.hpp"
 
 using namespace gyolo;
+using namespace gyolo::test;
 
 namespace {
 const std::string gdir = std::string(GYOLO_FIXTURES_DIR) + "/train_grit/";
 const std::string wpath = std::string(GYOLO_FIXTURES_DIR) + "/train/weights.gguf";
-
-tensor<float> load4(const std::string& name) {
-  auto a = npy::load(gdir + name);
-  auto v = a.as<float>();
-  const auto& sh = a.shape;
-  REQUIRE(!sh.empty());
-  REQUIRE(sh.size() <= 4);
-  shape4 s{1, 1, 1, 1};
-  if (sh.size() == 4) s = {int(sh[0]), int(sh[1]), int(sh[2]), int(sh[3])};
-  if (sh.size() == 3) s = {int(sh[0]), int(sh[1]), 1, int(sh[2])};  // [B, L, V] -> [B, L, 1, V]
-  tensor<float> t(s);
-  std::copy(v.begin(), v.end(), t.data());
-  return t;
-}
-
-struct tensor_file {
-  gguf::file f;
-  explicit tensor_file(const std::string& p) : f(p) {}
-  bool has(const std::string& n) const { return f.find(n) != nullptr; }
-  std::vector<float> get(const std::string& n) const {
-    const auto* t = f.find(n);
-    INFO(n);
-    REQUIRE(t != nullptr);
-    return f.read_f32(*t);
-  }
-};
-
-struct stats {
-  double max_err = 0, max_ref = 0;
-};
-stats require_close(const float* a, const float* b, std::int64_t n, double rel, double floor, const std::string& what) {
-  stats s;
-  for (std::int64_t i = 0; i < n; ++i) {
-    s.max_err = std::max(s.max_err, double(std::abs(a[i] - b[i])));
-    if (std::isnan(a[i])) s.max_err = INFINITY;
-    s.max_ref = std::max(s.max_ref, double(std::abs(b[i])));
-  }
-  INFO(what << ": max|diff| " << s.max_err << ", max|ref| " << s.max_ref);
-  CHECK(s.max_err <= rel * s.max_ref + floor);
-  return s;
-}
-
-std::vector<float> flat(view<float> v) {
-  std::vector<float> r;
-  for (int n = 0; n < v.n; ++n)
-    for (int c = 0; c < v.c; ++c) r.insert(r.end(), v.channel(n, c), v.channel(n, c) + v.plane());
-  return r;
-}
 
 grit_config tiny_config() {
   gguf::file f(wpath);
@@ -86,9 +41,9 @@ struct grit_fixture {
   int L = 0;
   static constexpr const char* names[5] = {"x17", "x20", "x23", "x11", "x44"};
   grit_fixture() {
-    for (int i = 0; i < 5; ++i) x[std::size_t(i)] = load4(std::string("in.") + names[i] + ".npy");
-    for (int l = 0; l < 3; ++l) d3[std::size_t(l)] = load4("in.d3_" + std::to_string(l) + ".npy");
-    s2 = load4("in.s2.npy");
+    for (int i = 0; i < 5; ++i) x[std::size_t(i)] = load4(gdir + std::string("in.") + names[i] + ".npy");
+    for (int l = 0; l < 3; ++l) d3[std::size_t(l)] = load4(gdir + "in.d3_" + std::to_string(l) + ".npy");
+    s2 = load4(gdir + "in.s2.npy");
     auto c = npy::load(gdir + "caps.npy");
     caps = c.as<std::int64_t>();
     REQUIRE(c.shape.size() == 2);
@@ -174,12 +129,12 @@ TEST_CASE("grit train: teacher-forced forward and backward equal upstream autogr
   nn::zero_grad(g);
   auto logp = run(tp, g, fx, xin);
   // outputs
-  auto ref = load4("out.logp.npy");
+  auto ref = load4(gdir + "out.logp.npy");
   REQUIRE(logp.shape() == ref.shape());
   const auto ours = flat(logp.t.val());
-  require_close(ours.data(), ref.data(), ref.numel(), 1e-3, 0.0, "log-probs");
+  check_close(ours.data(), ref.data(), ref.numel(), 1e-3, 0.0, "log-probs");
   // L = sum(logp * proj)
-  auto proj = load4("proj.npy");
+  auto proj = load4(gdir + "proj.npy");
   std::copy(proj.data(), proj.data() + proj.numel(), logp.t.gdata);
   tp.backward();
 
@@ -204,7 +159,7 @@ TEST_CASE("grit train: teacher-forced forward and backward equal upstream autogr
     REQUIRE(std::int64_t(r.size()) == p.numel());
     // analytically zero: fc_k biases (adding a constant to every key's score cancels in softmax)
     const bool vanishing = name.find("fc_k.bias") != std::string::npos;
-    require_close(p.grad.data(), r.data(), p.numel(), 1e-3, vanishing ? 1e-6 * gmax : 0.0, "grad " + name);
+    check_close(p.grad.data(), r.data(), p.numel(), 1e-3, vanishing ? 1e-6 * gmax : 0.0, "grad " + name);
     ++checked;
   });
   CHECK(checked == 113 - 1 - 2 * 10 - 2);  // 113 tensors - pos_emb - 20 BN buffers - fc_alpha2 (2)
@@ -217,14 +172,14 @@ TEST_CASE("grit train: teacher-forced forward and backward equal upstream autogr
     const auto r = grads.get(grit_fixture::names[i]);
     const auto d = flat(xin[std::size_t(i)].t.grad());
     REQUIRE(d.size() == r.size());
-    require_close(d.data(), r.data(), std::int64_t(r.size()), 1e-3, 0.0, std::string("input gradient ") + grit_fixture::names[i]);
+    check_close(d.data(), r.data(), std::int64_t(r.size()), 1e-3, 0.0, std::string("input gradient ") + grit_fixture::names[i]);
   }
   // BN running statistics after the one training forward
   int nbn = 0;
   nn::for_each_buffer(g, "model.56", [&](const std::string& name, buffer& b) {
     if (name.find("running_") == std::string::npos) return;
     const auto r = bn.get(name);
-    require_close(b.value.data(), r.data(), b.numel(), 1e-5, 1e-7, name);
+    check_close(b.value.data(), r.data(), b.numel(), 1e-5, 1e-7, name);
     ++nbn;
   });
   CHECK(nbn == 20);
@@ -250,20 +205,20 @@ TEST_CASE("grit train: upstream's caption loss (NLL, PAD ignored, x gain x B) an
     if (!grads.has(name)) return;
     const auto r = grads.get(name);
     REQUIRE(std::int64_t(r.size()) == p.numel());
-    require_close(p.grad.data(), r.data(), p.numel(), 1e-3, 0.0, "NLL grad " + name);
+    check_close(p.grad.data(), r.data(), p.numel(), 1e-3, 0.0, "NLL grad " + name);
     ++n;
   });
   CHECK(n == 7);
   for (int i = 0; i < 5; ++i) {
     const auto r = grads.get(grit_fixture::names[i]);
     const auto d = flat(xin[std::size_t(i)].t.grad());
-    require_close(d.data(), r.data(), std::int64_t(r.size()), 1e-3, 0.0, std::string("NLL input gradient ") + grit_fixture::names[i]);
+    check_close(d.data(), r.data(), std::int64_t(r.size()), 1e-3, 0.0, std::string("NLL input gradient ") + grit_fixture::names[i]);
   }
 }
 
 TEST_CASE("grit train: gradients accumulate across backward passes; reference backend agrees", "[train][grit]") {
   grit_fixture fx;
-  auto proj = load4("proj.npy");
+  auto proj = load4(gdir + "proj.npy");
   // cpu, twice without zeroing: every gradient doubles
   context<cpu> ctx(2);
   grit_train<cpu> g;
@@ -282,7 +237,7 @@ TEST_CASE("grit train: gradients accumulate across backward passes; reference ba
   nn::for_each_param(g, "", [&](const std::string& n, param& p) {
     std::vector<float> twice(once[i].size());
     for (std::size_t j = 0; j < twice.size(); ++j) twice[j] = 2 * once[i][j];
-    require_close(p.grad.data(), twice.data(), p.numel(), 1e-5, 1e-7, "accumulated " + n);
+    check_close(p.grad.data(), twice.data(), p.numel(), 1e-5, 1e-7, "accumulated " + n);
     ++i;
   });
   // reference backend (reference convs) gives the same first-pass gradients
@@ -301,7 +256,7 @@ TEST_CASE("grit train: gradients accumulate across backward passes; reference ba
   i = 0;
   nn::for_each_param(gr, "", [&](const std::string& n, param& p) {
     // floor: the analytically-zero fc_k biases are float rounding noise in both
-    require_close(p.grad.data(), once[i].data(), p.numel(), 1e-4, 1e-7 * gmax, "reference vs cpu " + n);
+    check_close(p.grad.data(), once[i].data(), p.numel(), 1e-4, 1e-7 * gmax, "reference vs cpu " + n);
     ++i;
   });
 }
@@ -339,10 +294,9 @@ TEST_CASE("grit train: eval-mode teacher forcing equals the inference decoder st
   tp.training = false;
   std::array<tvar, 5> xin;
   auto logp = run(tp, g, fx, xin);
-  nn::module_weights mw;
-  mw.add(g, "model.56");
-  grit_head<cpu> h;
-  h.load(mw, "model.56", g.cfg, tiny_channels());
+  // the inference form of this very module (nn::fold, as grit_head::load does after reading)
+  const auto h = nn::fold<grit_head<cpu>>(g);
+  REQUIRE(h.loaded());
   grit_inputs in;
   in.x17 = fx.x[0].cv();
   in.x20 = fx.x[1].cv();
@@ -422,27 +376,34 @@ TEST_CASE("grit train: grid key mask (upstream gri_mask from src_mask)", "[train
 }
 
 TEST_CASE("grit train: on top of the train-mode vision graph (from_vision, gradients reach the trunk)", "[train][grit]") {
+  // the whole network as one module: train_model (layers 1-55, Grit as child "56"), one load
   context<cpu> ctx(2);
-  vision_graph<cpu, train_mode> vg;
-  vg.init(gyolo_tiny::value);
-  grit_train<cpu> g;
+  train_model<cpu> m;
+  m.init(gyolo_tiny::value, tiny_config());
   {
     gguf::file wf(wpath);
     gguf_weights ws(wf);
-    nn::load_tensors(vg, ws, "model");
+    nn::load_tensors(m, ws, "model");
   }
+  grit_train<cpu> g;
   load_grit(g);
+  {  // the same Grit weights as the stand-alone head's
+    nn::module_weights a, b;
+    a.add(m.grit, "model.56");
+    b.add(g, "model.56");
+    REQUIRE(a.order() == b.order());
+    for (const auto& n : a.order()) CHECK(a.values(n) == b.values(n));
+  }
   tensor<float> x({2, 3, 128, 160});
   for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = float((i * 7919) % 1000) / 1000.0f;
   tape<cpu> tp(ctx);
   auto in = tp.input(x.cv(), true);
-  nn::zero_grad(vg);
-  nn::zero_grad(g);
-  auto o = vg.forward(tp, in.t);
+  nn::zero_grad(m);
   const std::vector<std::int64_t> caps{2, 17, 45, 9, 3, 2, 88, 3, 0, 0};
-  auto logp = g.forward(tp, grit_train_inputs::from_vision(o, caps.data(), 5));
-  REQUIRE(logp.shape() == shape4{2, 5, 1, g.cfg.vocab_size});
-  const double loss = caption_nll(logp.t, caps.data(), g.cfg.pad, 0.1);
+  auto out = m.forward(tp, in.t, caps.data(), 5);
+  const auto& logp = out.logp;
+  REQUIRE(logp.shape() == shape4{2, 5, 1, m.grit.cfg.vocab_size});
+  const double loss = caption_nll(logp.t, caps.data(), m.grit.cfg.pad, 0.1);
   CHECK(std::isfinite(loss));
   tp.backward();
   auto nonzero = [](const std::vector<float>& v) {
@@ -451,8 +412,9 @@ TEST_CASE("grit train: on top of the train-mode vision graph (from_vision, gradi
     return false;
   };
   // the caption loss reaches the trunk (through x17/x20/x23/x11/x44) but not the one-to-one head
-  // (d3 is detached) nor the semantic head (s2 is detached)
-  nn::for_each_param(vg, "model", [&](const std::string& n, param& p) {
+  // (d3 is detached) nor the semantic head (s2 is detached); Grit's own parameters get gradients
+  int n56 = 0;
+  nn::for_each_param(m, "model", [&](const std::string& n, param& p) {
     if (n.rfind("model.1.", 0) == 0 || n.rfind("model.11.", 0) == 0 || n.rfind("model.43.", 0) == 0) {
       INFO(n);
       CHECK(nonzero(p.grad));
@@ -461,6 +423,12 @@ TEST_CASE("grit train: on top of the train-mode vision graph (from_vision, gradi
       INFO(n);
       CHECK(!nonzero(p.grad));
     }
+    if (n == "model.56.grit_transformer.cap_generator.fc.weight" || n == "model.56.cv3.0.0.conv.weight") {
+      INFO(n);
+      CHECK(nonzero(p.grad));
+      ++n56;
+    }
   });
+  CHECK(n56 == 2);
   CHECK(nonzero(flat(in.t.grad())));
 }

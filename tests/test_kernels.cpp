@@ -1,6 +1,7 @@
 // Fast CPU kernels against the naive reference kernels, on random and edge shapes.
 #include <catch2/catch.hpp>
 
+#include <array>
 #include <cmath>
 #include <cstdlib>
 #include <random>
@@ -240,4 +241,61 @@ TEST_CASE("DFL decoding follows dist2bbox and the anchor grid", "[kernels]") {
   CHECK(pred.v().at(0, 3, 0, a) == Approx(48.0).epsilon(1e-6));
   CHECK(pred.v().at(0, 5, 0, a) == Approx(1.0 / (1.0 + std::exp(-2.0))).epsilon(1e-6));
   CHECK(pred.v().at(0, 4, 0, a) == Approx(0.5).epsilon(1e-6));
+}
+
+TEST_CASE("training kernels per kernel set: NT GEMM and BatchNorm(+SiLU) planes against double loops", "[kernels][isa]") {
+  std::mt19937 g(11);
+  for (auto isa : available_cpu_isas()) {
+    const auto& kt = *cpu_detail::isa_table(isa);
+    INFO("kernel set " << kt.name);
+    // C += A * B^T with row strides, sizes not multiples of any tile or chunk (L over 1024)
+    for (const auto [m, n, L] : {std::array<int, 3>{1, 1, 1}, {5, 7, 19}, {13, 9, 1500}, {4, 4, 16}, {33, 101, 2100}}) {
+      const std::int64_t lda = L + 3, ldb = L + 5, ldc = n + 2;
+      auto A = rndv(std::size_t(m * lda), g), B = rndv(std::size_t(n * ldb), g), C = rndv(std::size_t(m * ldc), g);
+      auto ref = C;
+      for (int i = 0; i < m; ++i)
+        for (int j = 0; j < n; ++j) {
+          double s = 0;
+          for (int t = 0; t < L; ++t) s += double(A[std::size_t(i * lda + t)]) * B[std::size_t(j * ldb + t)];
+          ref[std::size_t(i * ldc + j)] = float(ref[std::size_t(i * ldc + j)] + s);
+        }
+      kt.gemm_nt(A.data(), lda, m, B.data(), ldb, n, L, C.data(), ldc);
+      double md = 0;
+      for (std::size_t i = 0; i < C.size(); ++i) md = std::max(md, double(std::abs(C[i] - ref[i])));
+      INFO("gemm_nt " << m << "x" << n << " L " << L);
+      REQUIRE(md <= 1e-5 * std::sqrt(double(L)));  // every entry of C, the ldc padding untouched included
+    }
+    for (const std::int64_t P : {std::int64_t(1), std::int64_t(15), std::int64_t(16 * 8 + 3), std::int64_t(1000)}) {
+      auto x = rndv(std::size_t(P), g), dy = rndv(std::size_t(P), g);
+      for (auto& v : x) v = 5.0f + 3.0f * v;
+      double s1 = 0.5, s2 = 0.25;  // accumulated into
+      kt.bn_sums(x.data(), P, 4.5f, &s1, &s2);
+      double r1 = 0.5, r2 = 0.25;
+      for (auto v : x) r1 += double(v) - 4.5, r2 += (double(v) - 4.5) * (double(v) - 4.5);
+      REQUIRE(std::abs(s1 - r1) <= 1e-6 * (1 + std::abs(r1)));
+      REQUIRE(std::abs(s2 - r2) <= 1e-6 * r2);
+      const float sc = 0.7f, sh = -3.1f, mu = 4.9f, is = 0.4f;
+      for (const act a : {act::none, act::silu}) {
+        const auto n = static_cast<std::size_t>(P);
+        std::vector<float> y(n), du(n), dz(n, 1.0f);
+        kt.bn_act(x.data(), y.data(), P, sc, sh, a);
+        double sdu = 0, sdux = 0, rdu = 0, rdux = 0;
+        kt.bn_act_bwd(x.data(), dy.data(), du.data(), P, sc, sh, mu, a, &sdu, &sdux);
+        kt.bn_dx(x.data(), du.data(), dz.data(), P, mu, is, 1.3f, 0.1f, -0.2f, true);
+        for (std::int64_t i = 0; i < P; ++i) {
+          const double u = double(x[std::size_t(i)]) * sc + sh, sg = 1.0 / (1.0 + std::exp(-u));
+          const double ry = a == act::silu ? u * sg : u;
+          const double rd = a == act::silu ? dy[std::size_t(i)] * sg * (1.0 + u * (1.0 - sg)) : dy[std::size_t(i)];
+          REQUIRE(std::abs(y[std::size_t(i)] - ry) <= 1e-5 * (1 + std::abs(ry)));
+          REQUIRE(std::abs(du[std::size_t(i)] - rd) <= 1e-5 * (1 + std::abs(rd)));
+          const double rz = 1.0 + 1.3 * (du[std::size_t(i)] - 0.1 - (double(x[std::size_t(i)]) - mu) * is * -0.2);
+          REQUIRE(std::abs(dz[std::size_t(i)] - rz) <= 1e-5 * (1 + std::abs(rz)));
+          rdu += du[std::size_t(i)];
+          rdux += double(du[std::size_t(i)]) * (double(x[std::size_t(i)]) - mu);
+        }
+        REQUIRE(std::abs(sdu - rdu) <= 1e-5 * (1 + std::abs(rdu)));
+        REQUIRE(std::abs(sdux - rdux) <= 1e-5 * (1 + std::abs(rdux)));
+      }
+    }
+  }
 }

@@ -16,71 +16,20 @@
 
 #include "gyolo/gyolo.hpp"
 #include "gyolo/nn/module.hpp"
+#include "test_util.hpp"
 
 using namespace gyolo;
+using namespace gyolo::test;
 
 namespace {
 std::string dir = std::string(GYOLO_FIXTURES_DIR) + "/train/";  // the full-size run points it elsewhere
 
-tensor<float> load4(const std::string& name) {
-  auto a = npy::load(dir + name);
-  auto v = a.as<float>();
-  shape4 s{1, 1, 1, 1};
-  const auto& sh = a.shape;
-  REQUIRE(!sh.empty());
-  REQUIRE(sh.size() <= 4);
-  if (sh.size() == 4) s = {int(sh[0]), int(sh[1]), int(sh[2]), int(sh[3])};
-  if (sh.size() == 3) s = {int(sh[0]), int(sh[1]), 1, int(sh[2])};  // [B, C, A] -> [B, C, 1, A]
-  if (sh.size() == 2) s = {1, 1, int(sh[0]), int(sh[1])};
-  if (sh.size() == 1) s = {1, 1, 1, int(sh[0])};
-  tensor<float> t(s);
-  std::copy(v.begin(), v.end(), t.data());
-  return t;
-}
-
-/// Tensors of a GGUF fixture by name.
-struct tensor_file {
-  gguf::file f;
-  explicit tensor_file(const std::string& p) : f(dir + p) {}
-  bool has(const std::string& n) const { return f.find(n) != nullptr; }
-  std::vector<float> get(const std::string& n) const {
-    const auto* t = f.find(n);
-    REQUIRE(t != nullptr);
-    return f.read_f32(*t);
-  }
-};
-
-struct stats {
-  double max_err = 0, max_ref = 0;
-};
-
-/// max|a - b| <= rel * max|b| + floor. Returns the error figures.
-stats require_close(const float* a, const float* b, std::int64_t n, double rel, double floor, const std::string& what) {
-  stats s;
-  for (std::int64_t i = 0; i < n; ++i) {
-    s.max_err = std::max(s.max_err, double(std::abs(a[i] - b[i])));
-    s.max_ref = std::max(s.max_ref, double(std::abs(b[i])));
-  }
-  INFO(what << ": max|diff| " << s.max_err << ", max|ref| " << s.max_ref);
-  CHECK(s.max_err <= rel * s.max_ref + floor);
-  return s;
-}
-
-/// Copies a view's values to a contiguous vector.
-std::vector<float> flat(view<float> v) {
-  std::vector<float> r;
-  r.reserve(std::size_t(v.numel()));
-  for (int n = 0; n < v.n; ++n)
-    for (int c = 0; c < v.c; ++c) r.insert(r.end(), v.channel(n, c), v.channel(n, c) + v.plane());
-  return r;
-}
-
 /// Compares an output with the reference and seeds its gradient with the projection.
 void check_output_and_seed(tview out, const std::string& ref_file, const std::string& proj_file, double tol = 1e-3) {
-  auto ref = load4(ref_file), proj = load4(proj_file);
+  auto ref = load4(dir + ref_file), proj = load4(dir + proj_file);
   REQUIRE(out.numel() == ref.numel());
   const auto ours = flat(out.val());
-  require_close(ours.data(), ref.data(), ref.numel(), tol, 1e-6, ref_file);
+  check_close(ours.data(), ref.data(), ref.numel(), tol, 1e-6, ref_file);
   REQUIRE(out.has_grad());
   std::int64_t k = 0;
   for (int n = 0; n < out.n; ++n)
@@ -98,14 +47,14 @@ void check_params(M& m, const std::string& prefix, const tensor_file& grads, con
     auto ref = grads.get(key + name);
     REQUIRE(std::int64_t(ref.size()) == p.numel());
     REQUIRE(p.grad.size() == p.value.size());
-    require_close(p.grad.data(), ref.data(), p.numel(), tol, floor, "grad " + name);
+    check_close(p.grad.data(), ref.data(), p.numel(), tol, floor, "grad " + name);
     ++n;
   });
   CHECK(n > 0);
   nn::for_each_buffer(m, prefix, [&](const std::string& name, buffer& b) {
     if (name.find("running_") == std::string::npos) return;
     auto ref = bn_after.get(key + name);
-    require_close(b.value.data(), ref.data(), b.numel(), tol / 10, 1e-7, name);
+    check_close(b.value.data(), ref.data(), b.numel(), tol / 10, 1e-7, name);
   });
 }
 }  // namespace
@@ -114,7 +63,7 @@ TEST_CASE("train: the module description names exactly upstream's tensors", "[tr
   vision_graph<reference, train_mode> g;
   g.init(gyolo_tiny::value);
   const auto ex = nn::expected_tensors(g, "model");
-  tensor_file w("weights.gguf");
+  tensor_file w(dir + "weights.gguf");
   std::map<std::string, dims> file;
   for (auto& t : w.f.tensors()) {
     const std::string& n = t.name;
@@ -135,6 +84,25 @@ TEST_CASE("train: the module description names exactly upstream's tensors", "[tr
   CHECK(ex.size() == file.size());
 }
 
+TEST_CASE("train: the whole train model is one module (Grit is child 56): its walk is the file's tensors, in order", "[train]") {
+  tensor_file w(dir + "weights.gguf");
+  train_model<reference> m;
+  m.init(gyolo_tiny::value, grit_config::from_json(nlohmann::json::parse(w.f.get_string("gyolo.grit_config"))));
+  const auto ex = nn::expected_tensors(m, "model");
+  const auto& ts = w.f.tensors();
+  REQUIRE(ex.size() == ts.size());
+  for (std::size_t i = 0; i < ex.size(); ++i) {
+    INFO(i << ": " << ex[i].first << " vs " << ts[i].name);
+    CHECK(ex[i].first == ts[i].name);  // convert.py --training writes upstream's state_dict order
+    CHECK(ex[i].second == ts[i].torch_shape());
+  }
+  CHECK(ex.front().first.rfind("model.1.", 0) == 0);
+  CHECK(ex.back().first.rfind("model.56.", 0) == 0);
+  std::size_t n56 = 0;
+  for (const auto& [n, s] : ex) n56 += n.rfind("model.56.", 0) == 0;
+  CHECK(n56 == nn::expected_tensors(m.grit, "model.56").size());
+}
+
 TEST_CASE("train: folding a train-mode graph gives the inference graph's outputs", "[train]") {
   // eval-mode train graph (running statistics) == folded inference graph, same weights
   context<cpu> ctx(2);
@@ -153,11 +121,11 @@ TEST_CASE("train: folding a train-mode graph gives the inference graph's outputs
   auto r = inf.forward(ctx, x.cv(), true, true);
   for (int l = 0; l < 3; ++l) {
     const auto a = flat(o.head.d[2][std::size_t(l)].t.val());
-    require_close(a.data(), r.d3[std::size_t(l)].data(), r.d3[std::size_t(l)].numel(), 1e-4, 1e-5, "d3 level " + std::to_string(l));
+    check_close(a.data(), r.d3[std::size_t(l)].data(), r.d3[std::size_t(l)].numel(), 1e-4, 1e-5, "d3 level " + std::to_string(l));
   }
   const auto p = flat(o.head.p[1].t.val()), s = flat(o.head.s[1].t.val());
-  require_close(p.data(), r.proto.data(), r.proto.numel(), 1e-4, 1e-5, "proto");
-  require_close(s.data(), r.semantic.data(), r.semantic.numel(), 1e-4, 1e-5, "semantic");
+  check_close(p.data(), r.proto.data(), r.proto.numel(), 1e-4, 1e-5, "proto");
+  check_close(s.data(), r.semantic.data(), r.semantic.numel(), 1e-4, 1e-5, "semantic");
 }
 
 namespace {
@@ -173,7 +141,7 @@ void whole_network(double out_tol, double grad_tol, const variant_config& cfg = 
     nn::load_tensors(g, ws, "model");
   }
   tape<B> tp(ctx);
-  auto x = load4("net.input.npy");
+  auto x = load4(dir + "net.input.npy");
   auto in = tp.input(x.cv(), true);
   nn::zero_grad(g);
   auto o = g.forward(tp, in.t);
@@ -190,7 +158,7 @@ void whole_network(double out_tol, double grad_tol, const variant_config& cfg = 
     check_output_and_seed(o.head.s[std::size_t(k)].t, "net.out.s" + s + ".npy", "net.proj.s" + s + ".npy", out_tol);
   }
   tp.backward();
-  tensor_file grads("net.grads.gguf"), bn("net.bn_after.gguf");
+  tensor_file grads(dir + "net.grads.gguf"), bn(dir + "net.bn_after.gguf");
   // floor: 1e-6 of the largest parameter gradient (for gradients that are analytically zero)
   double gmax = 0;
   for (auto& t : grads.f.tensors())
@@ -198,7 +166,7 @@ void whole_network(double out_tol, double grad_tol, const variant_config& cfg = 
   check_params(g, "model", grads, bn, "", 1e-6 * gmax, grad_tol);
   const auto dx = flat(in.t.grad());
   const auto ref = grads.get("input");
-  require_close(dx.data(), ref.data(), std::int64_t(ref.size()), grad_tol, 0.0, "input gradient");
+  check_close(dx.data(), ref.data(), std::int64_t(ref.size()), grad_tol, 0.0, "input gradient");
 }
 }  // namespace
 
@@ -250,7 +218,7 @@ void check_block(const std::string& name, Blk& blk, int n_in, const std::vector<
   std::vector<tvar> in;
   std::vector<tensor<float>> keep;
   for (int i = 0; i < n_in; ++i) {
-    keep.push_back(load4(base + ".in" + std::to_string(i) + ".npy"));
+    keep.push_back(load4(dir + base + ".in" + std::to_string(i) + ".npy"));
     in.push_back(tp.input(keep.back().cv(), true));
   }
   tvar out = fwd(tp, in);
@@ -259,7 +227,7 @@ void check_block(const std::string& name, Blk& blk, int n_in, const std::vector<
     check_output_and_seed(out.t.slice(outs[j].first, outs[j].second), base + ".out" + std::to_string(j) + ".npy",
                           base + ".proj" + std::to_string(j) + ".npy");
   tp.backward();
-  tensor_file grads("blocks.grads.gguf"), bn("blocks.bn_after.gguf");
+  tensor_file grads(dir + "blocks.grads.gguf"), bn(dir + "blocks.bn_after.gguf");
   double gmax = 0;
   nn::for_each_param(blk, name, [&](const std::string& n, param&) {
     if (grads.has(name + "|" + n))
@@ -271,9 +239,9 @@ void check_block(const std::string& name, Blk& blk, int n_in, const std::vector<
   for (int i = 0; i < n_in; ++i) {
     const std::string f = base + ".dx" + std::to_string(i) + ".npy";
     if (!std::ifstream(dir + f)) continue;
-    auto ref = load4(f);
+    auto ref = load4(dir + f);
     const auto dx = flat(in[std::size_t(i)].t.grad());
-    require_close(dx.data(), ref.data(), ref.numel(), 1e-3, 0.0, f);
+    check_close(dx.data(), ref.data(), ref.numel(), 1e-3, 0.0, f);
   }
 }
 }  // namespace
@@ -352,8 +320,9 @@ TEST_CASE("train: fast CPU conv and BatchNorm backward equal the reference loops
   const cfg cases[] = {{2, 6, 9, 7, 12, 3, 1, 1},  {2, 6, 9, 7, 12, 3, 2, 1},  {1, 8, 10, 10, 8, 3, 1, 8},
                        {2, 8, 11, 6, 8, 3, 2, 8},   {2, 16, 5, 7, 10, 1, 1, 1}, {1, 16, 8, 8, 16, 3, 1, 4},
                        {2, 3, 33, 17, 13, 3, 2, 1}, {1, 64, 13, 9, 70, 1, 1, 1},
-                       // several row sub-blocks per task (accumulated through the GEMM epilogue)
-                       {1, 64, 40, 40, 32, 3, 1, 1}, {2, 32, 48, 48, 16, 1, 1, 1}};
+                       {1, 64, 40, 40, 32, 3, 1, 1}, {2, 32, 48, 48, 16, 1, 1, 1},
+                       // one-column / one-row inputs (every tap of a row outside), several im2col chunks and row blocks
+                       {1, 4, 5, 1, 6, 3, 1, 1}, {2, 4, 1, 5, 6, 3, 2, 1}, {1, 16, 40, 40, 8, 3, 1, 1}, {1, 12, 37, 41, 9, 3, 2, 1}};
   context<cpu> ctx(2);
   std::mt19937 rng(5);
   std::normal_distribution<float> nd;
@@ -375,29 +344,43 @@ TEST_CASE("train: fast CPU conv and BatchNorm backward equal the reference loops
       train_kernels<cpu>::conv2d_backward(ctx, x, w.data(), dy, d, DX2.v().slice(1, c.cin), dw2.data(), db2.data());
       const std::string what = "conv n" + std::to_string(c.n) + " cin" + std::to_string(c.cin) + " k" + std::to_string(c.k) + " s" +
                                std::to_string(c.s) + " g" + std::to_string(c.g) + " " + to_string(isa);
-      require_close(DX2.data(), DX1.data(), DX1.numel(), 1e-5, 1e-6, what + " dx");
-      require_close(dw2.data(), dw1.data(), std::int64_t(dw1.size()), 1e-5, 1e-6, what + " dw");
-      require_close(db2.data(), db1.data(), std::int64_t(db1.size()), 1e-5, 1e-6, what + " db");
+      check_close(DX2.data(), DX1.data(), DX1.numel(), 1e-5, 1e-6, what + " dx");
+      check_close(dw2.data(), dw1.data(), std::int64_t(dw1.size()), 1e-5, 1e-6, what + " dw");
+      check_close(db2.data(), db1.data(), std::int64_t(db1.size()), 1e-5, 1e-6, what + " db");
     }
-  // BatchNorm train forward/backward on a slice
-  tensor<float> X({2, 7, 5, 6}), DY({2, 7, 5, 6}), Y1({2, 5, 5, 6}), Y2({2, 5, 5, 6}), DX1({2, 5, 5, 6}), DX2({2, 5, 5, 6});
-  for (std::int64_t i = 0; i < X.numel(); ++i) X[i] = 3.0f + 2.0f * nd(rng);
-  for (std::int64_t i = 0; i < DY.numel(); ++i) DY[i] = nd(rng);
-  for (std::int64_t i = 0; i < DX1.numel(); ++i) DX1[i] = DX2[i] = nd(rng);
-  std::vector<float> g(5), b(5), m1(5), i1(5), m2(5), i2(5), rm1(5, 0.1f), rv1(5, 1.5f), rm2(rm1), rv2(rv1), dg1(5, 0.5f), dg2(dg1),
-      db1(5, -0.5f), db2(db1);
-  for (int i = 0; i < 5; ++i) g[std::size_t(i)] = 1.0f + 0.1f * float(i), b[std::size_t(i)] = 0.2f * float(i);
-  const auto x = X.cv().slice(1, 5), dy = DY.cv().slice(2, 5);
-  train::ref::batchnorm_train<float>(x, g.data(), b.data(), Y1.v(), m1.data(), i1.data(), rm1.data(), rv1.data(), 0.03, 1e-3);
-  train_kernels<cpu>::batchnorm_train(ctx, x, g.data(), b.data(), Y2.v(), m2.data(), i2.data(), rm2.data(), rv2.data(), 0.03, 1e-3);
-  require_close(Y2.data(), Y1.data(), Y1.numel(), 1e-6, 1e-6, "bn y");
-  require_close(rv2.data(), rv1.data(), 5, 1e-6, 0, "bn running_var");
-  require_close(rm2.data(), rm1.data(), 5, 1e-6, 1e-7, "bn running_mean");
-  train::ref::batchnorm_backward<float>(x, g.data(), m1.data(), i1.data(), dy, DX1.v(), dg1.data(), db1.data());
-  train_kernels<cpu>::batchnorm_backward(ctx, x, g.data(), m2.data(), i2.data(), dy, DX2.v(), dg2.data(), db2.data());
-  require_close(DX2.data(), DX1.data(), DX1.numel(), 1e-5, 1e-6, "bn dx");
-  require_close(dg2.data(), dg1.data(), 5, 1e-5, 1e-6, "bn dgamma");
-  require_close(db2.data(), db1.data(), 5, 1e-5, 1e-6, "bn dbeta");
+  // BatchNorm (+ activation) train forward/backward on slices, planes long enough for the kernels'
+  // blocked sums and their tails, against the reference loops (BatchNorm, then SiLU)
+  context<reference> rctx(1);
+  for (const act a : {act::none, act::silu})
+    for (auto isa : available_cpu_isas()) {
+      scoped_cpu_isa use(isa);
+      const std::string what = std::string("bn ") + (a == act::silu ? "silu " : "") + to_string(isa);
+      tensor<float> X({2, 7, 13, 17}), DY({2, 7, 13, 17}), Y1({2, 5, 13, 17}), Y2({2, 5, 13, 17}), DZ1({2, 5, 13, 17}),
+          DZ2({2, 5, 13, 17}), W({2, 5, 13, 17});
+      for (std::int64_t i = 0; i < X.numel(); ++i) X[i] = 3.0f + 2.0f * nd(rng);
+      for (std::int64_t i = 0; i < DY.numel(); ++i) DY[i] = nd(rng);
+      for (std::int64_t i = 0; i < DZ1.numel(); ++i) DZ1[i] = DZ2[i] = nd(rng);  // overwritten, not accumulated
+      std::vector<float> g(5), b(5), m1(5), i1(5), m2(5), i2(5), rm1(5, 0.1f), rv1(5, 1.5f), rm2(rm1), rv2(rv1), dg1(5, 0.5f), dg2(dg1),
+          db1(5, -0.5f), db2(db1);
+      for (int i = 0; i < 5; ++i) g[std::size_t(i)] = 1.0f + 0.1f * float(i), b[std::size_t(i)] = 0.2f * float(i);
+      const auto x = X.cv().slice(1, 5), dy = DY.cv().slice(2, 5);
+      train_kernels<reference>::batchnorm_act_train(rctx, x, g.data(), b.data(), Y1.v(), m1.data(), i1.data(), rm1.data(), rv1.data(),
+                                                    0.03, 1e-3, a);
+      train_kernels<cpu>::batchnorm_act_train(ctx, x, g.data(), b.data(), Y2.v(), m2.data(), i2.data(), rm2.data(), rv2.data(), 0.03,
+                                              1e-3, a);
+      check_close(Y2.data(), Y1.data(), Y1.numel(), 1e-6, 1e-6, what + " y");
+      check_close(m2.data(), m1.data(), 5, 1e-6, 0, what + " mean");
+      check_close(i2.data(), i1.data(), 5, 1e-6, 0, what + " invstd");
+      check_close(rv2.data(), rv1.data(), 5, 1e-6, 0, what + " running_var");
+      check_close(rm2.data(), rm1.data(), 5, 1e-6, 1e-7, what + " running_mean");
+      train_kernels<reference>::batchnorm_act_backward(rctx, x, g.data(), b.data(), m1.data(), i1.data(), dy, a, DZ1.v(), dg1.data(),
+                                                       db1.data(), W.data());
+      train_kernels<cpu>::batchnorm_act_backward(ctx, x, g.data(), b.data(), m2.data(), i2.data(), dy, a, DZ2.v(), dg2.data(), db2.data(),
+                                                 W.data());
+      check_close(DZ2.data(), DZ1.data(), DZ1.numel(), 1e-5, 1e-6, what + " dz");
+      check_close(dg2.data(), dg1.data(), 5, 1e-5, 1e-6, what + " dgamma");
+      check_close(db2.data(), db1.data(), 5, 1e-5, 1e-6, what + " dbeta");
+    }
 }
 
 TEST_CASE("train: the converter's default key list is the description's inference subset", "[train]") {

@@ -16,8 +16,10 @@
 
 #include "gyolo/kernels/reference.hpp"
 #include "gyolo/train/ops_ref.hpp"
+#include "test_util.hpp"
 
 using namespace gyolo;
+using namespace gyolo::test;
 namespace tr = gyolo::train::ref;
 
 namespace {
@@ -103,25 +105,6 @@ std::vector<double> values(const sbuf<T>& b) {
   for (T* p : b.el) r.push_back(double(*p));
   return r;
 }
-double max_abs(const std::vector<double>& v) {
-  double m = 0;
-  for (double x : v) m = std::max(m, std::abs(x));
-  return m;
-}
-/// max_i |a_i - b_i| <= tol * max(max|b|, floor)
-void require_close(const std::vector<double>& a, const std::vector<double>& b, double tol, const std::string& what,
-                   double floor = 1e-3) {
-  REQUIRE(a.size() == b.size());
-  double md = 0;
-  std::size_t at = 0;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (std::abs(a[i] - b[i]) > md || std::isnan(a[i] - b[i])) md = std::abs(a[i] - b[i]), at = i;
-  const double scale = std::max(max_abs(b), floor);
-  INFO(what << ": max|diff| " << md << " at " << at << " (" << (a.empty() ? 0 : a[at]) << " vs "
-            << (b.empty() ? 0 : b[at]) << "), max|ref| " << max_abs(b));
-  REQUIRE(md <= tol * scale);
-}
-
 /// Builds the op for double and float with `setup` (a generic lambda taking op_ctx<T>&), then:
 ///  * forward writes only inside y's slice; backward writes only inside the gradient slices;
 ///  * for every input, (gradient after backward) - (prefill) equals the central finite difference of
@@ -164,7 +147,7 @@ void check_op(const std::string& name, Setup setup, double fd_tol = 1e-6, double
       fd.push_back((lp - lm) / (2 * h));
       an.push_back(*p.g->el[i] - pre[k][i]);
     }
-    require_close(an, fd, fd_tol, name + ": d/d" + p.name + " (analytic vs finite difference)");
+    require_values_close(an, fd, fd_tol, name + ": d/d" + p.name + " (analytic vs finite difference)");
   }
   D.fwd();
   REQUIRE(values(*D.y) == y0);
@@ -177,12 +160,12 @@ void check_op(const std::string& name, Setup setup, double fd_tol = 1e-6, double
   F.fwd();
   F.bwd();
   REQUIRE(F.y->outside_intact());
-  require_close(values(*F.y), y0, ftol, name + ": float forward vs double");
+  require_values_close(values(*F.y), y0, ftol, name + ": float forward vs double");
   for (std::size_t k = 0; k < F.params.size(); ++k) {
     REQUIRE(F.params[k].g->outside_intact());
     auto gf = values(*F.params[k].g), gd = values(*D.params[k].g);
     for (std::size_t i = 0; i < gf.size(); ++i) gf[i] -= fpre[k][i], gd[i] -= pre[k][i];
-    require_close(gf, gd, ftol, name + ": float d/d" + F.params[k].name + " vs double");
+    require_values_close(gf, gd, ftol, name + ": float d/d" + F.params[k].name + " vs double");
   }
 }
 

@@ -15,8 +15,10 @@
 #include <vector>
 
 #include "gyolo/train/ops_seq.hpp"
+#include "test_util.hpp"
 
 using namespace gyolo;
+using namespace gyolo::test;
 namespace tr = gyolo::train::ref;
 
 namespace {
@@ -118,24 +120,6 @@ std::vector<double> values(const sbuf<T>& b) {
   for (T* p : b.el) r.push_back(double(*p));
   return r;
 }
-double max_abs(const std::vector<double>& v) {
-  double m = 0;
-  for (double x : v) m = std::max(m, std::abs(x));
-  return m;
-}
-void require_close(const std::vector<double>& a, const std::vector<double>& b, double tol, const std::string& what,
-                   double floor = 1e-3) {
-  REQUIRE(a.size() == b.size());
-  double md = 0;
-  std::size_t at = 0;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (std::abs(a[i] - b[i]) > md || std::isnan(a[i] - b[i])) md = std::abs(a[i] - b[i]), at = i;
-  const double scale = std::max(max_abs(b), floor);
-  INFO(what << ": max|diff| " << md << " at " << at << " (" << (a.empty() ? 0 : a[at]) << " vs " << (b.empty() ? 0 : b[at])
-            << "), max|ref| " << max_abs(b));
-  REQUIRE(md <= tol * scale);
-}
-
 /// As test_train_ops.cpp's check_op: sentinels intact, analytic gradient (after - prefill) equals
 /// the central finite difference of L = sum(y * r) in double, forward repeatable, float vs double.
 /// `expect` may adjust the finite-difference reference of an input (e.g. padding_idx rows).
@@ -179,7 +163,7 @@ void check_op(const std::string& name, Setup setup, double fd_tol = 1e-6, double
       an.push_back(*p.g->el[i] - pre[k][i]);
     }
     if (expect) expect(p.name, fd);
-    require_close(an, fd, fd_tol, name + ": d/d" + p.name + " (analytic vs finite difference)");
+    require_values_close(an, fd, fd_tol, name + ": d/d" + p.name + " (analytic vs finite difference)");
   }
   D.fwd();
   REQUIRE(values(*D.y) == y0);
@@ -192,12 +176,12 @@ void check_op(const std::string& name, Setup setup, double fd_tol = 1e-6, double
   F.fwd();
   F.bwd();
   REQUIRE(F.y->outside_intact());
-  require_close(values(*F.y), y0, ftol, name + ": float forward vs double");
+  require_values_close(values(*F.y), y0, ftol, name + ": float forward vs double");
   for (std::size_t k = 0; k < F.params.size(); ++k) {
     REQUIRE(F.params[k].g->outside_intact());
     auto gf = values(*F.params[k].g), gd = values(*D.params[k].g);
     for (std::size_t i = 0; i < gf.size(); ++i) gf[i] -= fpre[k][i], gd[i] -= pre[k][i];
-    require_close(gf, gd, ftol, name + ": float d/d" + F.params[k].name + " vs double");
+    require_values_close(gf, gd, ftol, name + ": float d/d" + F.params[k].name + " vs double");
   }
 }
 
@@ -485,6 +469,20 @@ TEST_CASE("train seq ops: token selection (top-k over levels, semantic arg-max t
     CHECK(idx == want);
   }
   CHECK_THROWS(tr::select_topk_anchors<float>(d3, 0, reg, 100));
+  // the error carries the caller's hint (the inference head adds its CLI advice)
+  CHECK_THROWS_WITH(tr::select_topk_anchors<float>(d3, 0, reg, 100, "try a larger input"),
+                    Catch::Contains("at least 100 anchors, the input has 19 (try a larger input)"));
+  // NaN: torch.max over the classes propagates it (even when a later class is larger) and
+  // torch.topk ranks NaN first (the inference head ranks by this same function)
+  maps[1].v().channel(1, 4 * reg + 1)[2] = std::numeric_limits<float>::quiet_NaN();
+  maps[1].v().channel(1, 4 * reg + 2)[2] = 1e30f;
+  const auto sc = tr::region_scores<float>(d3, 1, reg);
+  REQUIRE(sc.size() == 19);
+  CHECK(std::isnan(sc[12 + 2]));  // level 0 has 3 x 4 anchors
+  for (std::size_t a = 0; a < sc.size(); ++a)
+    if (a != 14) CHECK(sc[a] == score[1][a]);
+  const auto nidx = tr::select_topk_anchors<float>(d3, 1, reg, 7);
+  CHECK(nidx[0] == 14);
   tensor<float> sem({1, 3, 2, 3});
   const float vals[3][6] = {{0, 2, 1, 2, 0, 0}, {-1, -1, -1, -1, -1, -1}, {0, 0, 0, 0, 0, 5}};
   for (int c = 0; c < 3; ++c)

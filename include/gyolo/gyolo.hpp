@@ -11,6 +11,7 @@
 #include "gyolo/kernels/reference.hpp"
 #include "gyolo/model/config.hpp"
 #include "gyolo/model/model.hpp"
+#include "gyolo/model/train_model.hpp"
 #include "gyolo/model/vision.hpp"
 #include "gyolo/pipeline.hpp"
 #include "gyolo/version.hpp"

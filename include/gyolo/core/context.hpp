@@ -1,6 +1,7 @@
 // Runtime knobs of a backend: thread count and scratch memory. One context per concurrent caller.
 #pragma once
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <string>
 #include <string_view>
@@ -100,10 +101,26 @@ class context {
     if (t.numel() < n) t.resize({1, 1, 1, int(n)});
     return t.data();
   }
+  /// Buffer of at least n floats for weights packed per call (convolutions given unpacked weights:
+  /// the train-mode ones), separate from scratch(); kept across calls. Contents are undefined.
+  float* pack_scratch(std::int64_t n) {
+    if (pack_.numel() < n) pack_.resize({1, 1, 1, int(n)});
+    return pack_.data();
+  }
+  /// Workspace `i` (0..3) of at least n floats for the calling thread's kernels (the training
+  /// backward's packed weights and column buffers), separate from scratch() and pack_scratch();
+  /// kept across calls, so a loop with fixed shapes allocates nothing after its first step.
+  float* workspace(int i, std::int64_t n) {
+    auto& t = work_.at(std::size_t(i));
+    if (t.numel() < n) t.resize({1, 1, 1, int(n)});
+    return t.data();
+  }
 
  private:
   int threads_ = 1;
   std::vector<tensor<float>> scratch_;
+  tensor<float> pack_;
+  std::array<tensor<float>, 4> work_;
   layer_profiler* prof_ = nullptr;
 };
 

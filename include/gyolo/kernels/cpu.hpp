@@ -154,11 +154,11 @@ struct kernels<cpu> {
                           cview<float> residual) {
     const auto& kt = cpu_detail::active_kernels();  // resolved outside the parallel region
     const int cout_g = d.cout / d.groups, K = d.cin / d.groups * d.k * d.k;
-    std::vector<float> local;
     const float* pk = wt.packed;
-    if (!pk) {
-      local = cpu_detail::pack_weights(wt.w, d.groups, cout_g, K);
-      pk = local.data();
+    if (!pk) {  // unpacked weights (train-mode convs: they change every step): pack per call
+      float* buf = ctx.pack_scratch(cpu_detail::packed_size(d.groups, cout_g, K));
+      cpu_detail::pack_weights_into(wt.w, d.groups, cout_g, K, buf);
+      pk = buf;
     }
     const int panels = (cout_g + cpu_detail::gemm_mr - 1) / cpu_detail::gemm_mr;
     conv_tasks(ctx, x, wt, y, d, residual, row_tile, cpu_detail::gemm_mr,

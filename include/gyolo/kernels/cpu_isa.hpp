@@ -98,9 +98,26 @@ struct isa_kernels {
   void (*fma_dot)(const float* w, int nw, const float* d, std::int64_t stride, int n, float* out);
   /// Depthwise k x k convolution (stride s, padding p) of one H x W plane into oh x ow, no bias.
   void (*depthwise_plane)(const float* src, int H, int W, const float* w, int k, int s, int p, float* dst, int oh, int ow);
+  /// C[i * ldc + j] += sum_{t < L} A[i * lda + t] * B[j * ldb + t] for i < m, j < n: both operands
+  /// read along contiguous rows (a convolution's weight gradient dW += dY * X^T, no transposes).
+  void (*gemm_nt)(const float* A, std::int64_t lda, int m, const float* B, std::int64_t ldb, int n, int L, float* C,
+                  std::int64_t ldc);
+  // BatchNorm (+ SiLU) over one channel plane of P floats, for the training passes (sums in
+  // double, from float lanes over short blocks):
+  /// s1 += sum (x - c), s2 += sum (x - c)^2 (either may be null).
+  void (*bn_sums)(const float* x, std::int64_t P, float c, double* s1, double* s2);
+  /// y = a(x * sc + sh), a = none or silu (y may equal x).
+  void (*bn_act)(const float* x, float* y, std::int64_t P, float sc, float sh, act a);
+  /// du = dy * a'(z * sc + sh) (a = none: du = dy); sdu += sum du, sdux += sum du * (z - mu).
+  void (*bn_act_bwd)(const float* z, const float* dy, float* du, std::int64_t P, float sc, float sh, float mu, act a, double* sdu,
+                     double* sdux);
+  /// dz = (or +=, with accumulate) k1 * (du - m1 - (z - mu) * is * m2).
+  void (*bn_dx)(const float* z, const float* du, float* dz, std::int64_t P, float mu, float is, float k1, float m1, float m2,
+                bool accumulate);
 };
 
 constexpr int gemm_mr = 6;  // rows (output channels) per packed panel, shared by every ISA
+constexpr int gemm_kc = 512;  // the GEMM's inner (K) chunk: with K <= gemm_kc the epilogue's residual may alias C
 
 /// The kernels of one ISA if compiled in and runnable here, else null.
 const isa_kernels* isa_table(cpu_isa);

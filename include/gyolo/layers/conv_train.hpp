@@ -78,9 +78,9 @@ struct train_conv {
       kernels<B>::conv2d(t.ctx(), x.val(), conv_weights<>{w.value.data(), nullptr, nullptr}, z.t.val(), dn);
       mu = t.save(std::size_t(C));
       is = t.save(std::size_t(C));
-      if (batch) {
-        train_kernels<B>::batchnorm_train(t.ctx(), z.t.val(), gamma.value.data(), beta.value.data(), y.val(), mu, is,
-                                          mean.value.data(), var.value.data(), t.bn_momentum, t.bn_eps);
+      if (batch) {  // BatchNorm and the activation in one pass
+        train_kernels<B>::batchnorm_act_train(t.ctx(), z.t.val(), gamma.value.data(), beta.value.data(), y.val(), mu, is,
+                                              mean.value.data(), var.value.data(), t.bn_momentum, t.bn_eps, d.activation);
       } else {
         for (int c = 0; c < C; ++c) {
           mu[c] = mean.value[std::size_t(c)];
@@ -92,32 +92,33 @@ struct train_conv {
     } else {
       kernels<B>::conv2d(t.ctx(), x.val(), conv_weights<>{w.value.data(), bias.value.data(), nullptr}, y.val(), dn);
     }
-    if (d.activation == act::silu) train_kernels<B>::silu_inplace(t.ctx(), y.val());
+    if (d.activation == act::silu && !batch) train_kernels<B>::silu_inplace(t.ctx(), y.val());
     if (residual.data) train::fast::add_into(t.ctx(), residual.val(), y.val());
     if (!y.has_grad()) return;
     t.record([this, &t, x, y, residual, z, mu, is, batch, ys, dn, C] {
       const view<float> dy = y.grad();
       if (residual.has_grad()) train::fast::add_into(t.ctx(), dy, residual.grad());
-      // du = dy * act'(u), u = BN(z) (recomputed) or conv + bias
-      view<float> du = detail::contiguous_view(t.scratch(0, ys.numel()), ys);
-      if (d.activation == act::silu) {
-        if (bn) {
-          train_kernels<B>::silu_backward(t.ctx(), z.t.val(), mu, is, gamma.value.data(), beta.value.data(), dy, du);
-        } else {
-          // u is not kept for plain convs with SiLU (none in GYOLO's graph): recompute it.
-          kernels<B>::conv2d(t.ctx(), x.val(), conv_weights<>{w.value.data(), bias.value.data(), nullptr}, du, dn);
-          train_kernels<B>::silu_backward(t.ctx(), du, nullptr, nullptr, nullptr, nullptr, dy, du);
-        }
-      } else {
-        du = dy;
-      }
-      view<float> dz = du;
-      if (bn) {
+      view<float> dz = dy;
+      if (batch) {  // dz = dL/dz through the activation and BatchNorm (batch statistics), one fused pass
         dz = detail::contiguous_view(t.scratch(1, ys.numel()), ys);
-        std::fill(dz.data, dz.data + ys.numel(), 0.0f);
-        if (batch) {
-          train_kernels<B>::batchnorm_backward(t.ctx(), z.t.val(), gamma.value.data(), mu, is, du, dz, gamma.g(), beta.g());
-        } else {
+        train_kernels<B>::batchnorm_act_backward(t.ctx(), z.t.val(), gamma.value.data(), beta.value.data(), mu, is, dy, d.activation,
+                                                 dz, gamma.g(), beta.g(), t.scratch(0, ys.numel()));
+      } else {
+        // du = dy * act'(u), u = BN(z) with running statistics (recomputed) or conv + bias
+        view<float> du = dy;
+        if (d.activation == act::silu) {
+          du = detail::contiguous_view(t.scratch(0, ys.numel()), ys);
+          if (bn) {
+            train_kernels<B>::silu_backward(t.ctx(), z.t.val(), mu, is, gamma.value.data(), beta.value.data(), dy, du);
+          } else {
+            // u is not kept for plain convs with SiLU (none in GYOLO's graph): recompute it.
+            kernels<B>::conv2d(t.ctx(), x.val(), conv_weights<>{w.value.data(), bias.value.data(), nullptr}, du, dn);
+            train_kernels<B>::silu_backward(t.ctx(), du, nullptr, nullptr, nullptr, nullptr, dy, du);
+          }
+        }
+        dz = du;
+        if (bn) {  // eval-mode BatchNorm: a per-channel affine map
+          dz = detail::contiguous_view(t.scratch(1, ys.numel()), ys);
           for (int c = 0; c < C; ++c) {
             double sg = 0, sb = 0;
             const float sc = is[c] * gamma.value[std::size_t(c)];
@@ -173,27 +174,28 @@ struct train_repconvn {
     auto a = conv1(t, x);
     auto b = conv2(t, x);
     const tview av = a.t, bv = b.t;
-    for (int n = 0; n < y.n; ++n)
-      for (int c = 0; c < y.c; ++c) {
-        const float *p = av.channel(n, c), *q = bv.channel(n, c);
-        float* o = y.channel(n, c);
-        for (std::int64_t i = 0; i < y.plane(); ++i) o[i] = p[i] + q[i];
-      }
+    sum_planes(t, av, bv, y.val());
     train_kernels<B>::silu_inplace(t.ctx(), y.val());
     if (!y.has_grad()) return;
     t.record([&t, av, bv, y] {
       const shape4 s = y.shape();
       view<float> u = detail::contiguous_view(t.scratch(0, s.numel()), s), du = detail::contiguous_view(t.scratch(1, s.numel()), s);
-      for (int n = 0; n < s.n; ++n)
-        for (int c = 0; c < s.c; ++c) {
-          const float *p = av.channel(n, c), *q = bv.channel(n, c);
-          float* o = u.channel(n, c);
-          for (std::int64_t i = 0; i < u.plane(); ++i) o[i] = p[i] + q[i];
-        }
+      sum_planes(t, av, bv, u);
       train_kernels<B>::silu_backward(t.ctx(), u, nullptr, nullptr, nullptr, nullptr, y.grad(), du);
       train::fast::add_into(t.ctx(), du, av.grad());
       train::fast::add_into(t.ctx(), du, bv.grad());
     });
+  }
+  /// o = a + b, planes in parallel.
+  static void sum_planes(tape<B>& t, cview<float> a, cview<float> b, view<float> o) {
+    const std::int64_t planes = std::int64_t(o.n) * o.c, P = o.plane();
+#pragma omp parallel for schedule(static) num_threads(t.threads())
+    for (std::int64_t k = 0; k < planes; ++k) {
+      const int n = int(k / o.c), c = int(k % o.c);
+      const float *p = a.channel(n, c), *q = b.channel(n, c);
+      float* r = o.channel(n, c);
+      for (std::int64_t i = 0; i < P; ++i) r[i] = p[i] + q[i];
+    }
   }
   tvar operator()(tape<B>& t, tview x) const {
     auto y = t.alloc(out_shape(x.shape()));

@@ -13,7 +13,6 @@
 //  - masks are all False in predict/val (spec §6.3/§6.4) and are not built; the PAD key mask of
 //    the decoder's self-attention is kept.
 #pragma once
-#include <nlohmann/json.hpp>
 #include <algorithm>
 #include <array>
 #include <cmath>
@@ -22,77 +21,26 @@
 
 #include "gyolo/kernels/transformer.hpp"
 #include "gyolo/layers/conv.hpp"
+#include "gyolo/layers/grit_train.hpp"
+#include "gyolo/nn/module.hpp"
 #include "gyolo/text/beam_search.hpp"
 #include "gyolo/train/ops_seq.hpp"
 
 namespace gyolo {
 
-/// Grit's hard-coded configuration (upstream Grit.config), as exported in `gyolo.grit_config`.
-struct grit_config {
-  int d_model = 256, n_heads = 8, d_ff = 512, grid_feat_dim = 512, vocab_size = 10202;
-  int max_len = 128;         // position table has max_len + 1 rows
-  int beam_len = 20;         // generated tokens
-  int beam_size = 5;         // caption/predict.py and val.py set 5
-  int pad = 0, bos = 2, eos = 3;
-  int grid_layers = 1, decoder_layers = 1;
-  int topk = 300;            // Grit.k: detection-guided region tokens
-
-  /// Reads upstream's config dict (missing keys keep the official values). Throws on settings the
-  /// port does not implement (decoder other than 'parallel', grid or region features disabled).
-  static grit_config from_json(const nlohmann::json& j) {
-    grit_config c;
-    auto get = [&](const char* k, int& v) {
-      if (j.contains(k) && j.at(k).is_number_integer()) v = j.at(k).get<int>();
-    };
-    try {
-      get("d_model", c.d_model);
-      get("n_heads", c.n_heads);
-      get("d_ff", c.d_ff);
-      get("grid_feat_dim", c.grid_feat_dim);
-      get("vocab_size", c.vocab_size);
-      get("max_len", c.max_len);
-      get("beam_len", c.beam_len);
-      get("pad_idx", c.pad);
-      get("bos_idx", c.bos);
-      get("eos_idx", c.eos);
-      if (j.contains("grid_net") && j.at("grid_net").contains("n_layers")) c.grid_layers = j.at("grid_net").at("n_layers").get<int>();
-      if (j.contains("cap_generator")) {
-        const auto& g = j.at("cap_generator");
-        if (g.contains("n_layers")) c.decoder_layers = g.at("n_layers").get<int>();
-        if (g.contains("decoder_name") && g.at("decoder_name").get<std::string>() != "parallel")
-          throw error("grit_config: decoder '" + g.at("decoder_name").get<std::string>() + "' is not supported (only 'parallel')");
-      }
-      for (const char* k : {"use_gri_feat", "use_reg_feat"})
-        if (j.contains(k) && !j.at(k).get<bool>()) throw error(std::string("grit_config: ") + k + " = false is not supported");
-    } catch (const nlohmann::json::exception& e) {
-      throw error(std::string("grit_config is malformed: ") + e.what());
-    }
-    c.validate();
-    return c;
-  }
-  void validate() const {
-    GYOLO_CHECK(d_model > 0 && n_heads > 0 && d_model % n_heads == 0, "grit_config: d_model must be a positive multiple of n_heads");
-    GYOLO_CHECK(d_ff > 0 && grid_feat_dim > 0 && vocab_size > 0, "grit_config: non-positive size");
-    GYOLO_CHECK(beam_len > 0 && beam_len <= max_len, "grit_config: beam_len must be in [1, max_len]");
-    GYOLO_CHECK(beam_size > 0 && beam_size <= vocab_size, "grit_config: bad beam_size");
-    GYOLO_CHECK(grid_layers >= 0 && decoder_layers >= 1, "grit_config: bad layer counts");
-    for (int id : {pad, bos, eos}) GYOLO_CHECK(id >= 0 && id < vocab_size, "grit_config: special token id out of range");
-  }
-};
+// -------------------------------------------------------------------------------------------------
+// The inference form. Grit's structure (tensor names, shapes, state_dict order) is described once,
+// by the train-mode module grit_train<B> (layers/grit_train.hpp: init() and fields()); the types
+// below mirror its member names, so the lockstep walk nn::fold turns a loaded grit_train into a
+// grit_head. Only the leaves are folded here (fold_leaf: Linear -> packed linear, LayerNorm,
+// Embedding tables, Conv+BN through layers/conv_train.hpp); nothing here names a tensor.
+// -------------------------------------------------------------------------------------------------
 
 template <class B>
 struct linear_layer {
   dparam<B> w, b;    // torch layout [out, in] (dropped where the backend keeps only its packing)
   linear_pack pack;  // backend packing (tkernels<B>::prepack_linear)
   int in = 0, out = 0;
-  void load(weight_source& ws, const std::string& p, int out_, int in_, bool bias = true) {
-    in = in_;
-    out = out_;
-    auto wv = ws.get(p + ".weight", {out, in});
-    pack = tkernels<B>::prepack_linear(wv, out, in);
-    w = tkernels<B>::packed_only ? dparam<B>{} : storage<B>::upload(std::move(wv));
-    b = bias ? storage<B>::upload(ws.get(p + ".bias", {out})) : dparam<B>{};
-  }
   linear_params params() const {
     return {w.empty() ? nullptr : w.data(), b.empty() ? nullptr : b.data(), out, in, pack.wt.empty() ? nullptr : pack.wt.data()};
   }
@@ -100,62 +48,106 @@ struct linear_layer {
 };
 
 template <class B>
+void fold_leaf(const train_linear<B>& t, linear_layer<B>& i) {
+  i.in = t.in;
+  i.out = t.out;
+  i.pack = tkernels<B>::prepack_linear(t.w.value, t.out, t.in);
+  i.w = tkernels<B>::packed_only ? dparam<B>{} : storage<B>::upload(t.w.value);
+  i.b = t.bias ? storage<B>::upload(t.b.value) : dparam<B>{};
+}
+
+template <class B>
 struct layer_norm_layer {
   dparam<B> g, b;
   float eps = 1e-5f;
-  void load(weight_source& ws, const std::string& p, int d) {
-    g = storage<B>::upload(ws.get(p + ".weight", {d}));
-    b = storage<B>::upload(ws.get(p + ".bias", {d}));
-  }
   /// y = LN(x + r); r may be empty.
   void operator()(context<B>& ctx, cmview x, cmview r, mview y) const { tkernels<B>::add_layernorm(ctx, x, r, g.data(), b.data(), eps, y); }
+};
+
+template <class B>
+void fold_leaf(const train_layer_norm<B>& t, layer_norm_layer<B>& i) {
+  i.g = storage<B>::upload(t.g.value);
+  i.b = storage<B>::upload(t.b.value);
+}
+
+/// An embedding table [n, d] (nn.Embedding, trainable or frozen).
+template <class B>
+struct embedding_table {
+  dparam<B> w;
+  const float* row(std::int64_t r, int d) const { return w.data() + r * d; }
+};
+
+template <class B>
+void fold_leaf(const train_embedding<B>& t, embedding_table<B>& i) {
+  i.w = storage<B>::upload(t.w.value);
+}
+template <class B>
+void fold_leaf(const frozen_embedding& t, embedding_table<B>& i) {
+  i.w = storage<B>::upload(t.w.value);
+}
+
+/// models.grit.Attention: fc_q, fc_k, fc_v, fc_o.
+template <class B>
+struct attention_layer {
+  linear_layer<B> fc_q, fc_k, fc_v, fc_o;
 };
 
 /// models.grit.MultiHeadAttention (+ its Attention): LN(q + fc_o(MHA(fc_q q, fc_k k, fc_v v))).
 template <class B>
 struct mha_layer {
-  linear_layer<B> q, k, v, o;
-  layer_norm_layer<B> ln;
-  void load(weight_source& ws, const std::string& p, int d) {
-    q.load(ws, p + ".attention.fc_q", d, d);
-    k.load(ws, p + ".attention.fc_k", d, d);
-    v.load(ws, p + ".attention.fc_v", d, d);
-    o.load(ws, p + ".attention.fc_o", d, d);
-    ln.load(ws, p + ".layer_norm", d);
-  }
+  attention_layer<B> attention;
+  layer_norm_layer<B> layer_norm;
 };
 
 /// models.grit.FeedForward: LN(x + fc2(relu(fc1(x)))).
 template <class B>
 struct ffn_layer {
   linear_layer<B> fc1, fc2;
-  layer_norm_layer<B> ln;
-  void load(weight_source& ws, const std::string& p, int d, int dff) {
-    fc1.load(ws, p + ".fc1", dff, d);
-    fc2.load(ws, p + ".fc2", d, dff);
-    ln.load(ws, p + ".layer_norm", d);
-  }
+  layer_norm_layer<B> layer_norm;
   /// y = FFN(x); h is [rows, d_ff] scratch, y [rows, d] (may not alias x).
   void operator()(context<B>& ctx, cmview x, mview h, mview y) const {
     fc1(ctx, x, h, act::relu);
     fc2(ctx, h, y);
-    ln(ctx, y, x, y);
+    layer_norm(ctx, y, x, y);
   }
+};
+
+/// models.grit.TransformerLayer (grid_net.layers.i).
+template <class B>
+struct grid_layer {
+  mha_layer<B> mhatt;
+  ffn_layer<B> pwff;
+};
+
+/// models.grit.GridFeatureNetwork.
+template <class B>
+struct grid_network {
+  linear_layer<B> fc;
+  layer_norm_layer<B> layer_norm;
+  std::vector<grid_layer<B>> layers;
 };
 
 /// One ParallelAttentionLayer of the caption decoder.
 template <class B>
 struct decoder_layer {
   mha_layer<B> self_att, vis_att1, vis_att2;
-  linear_layer<B> fc_alpha1;  // used for both gates (upstream quirk); fc_alpha2 is never used
   ffn_layer<B> pwff;
-  void load(weight_source& ws, const std::string& p, int d, int dff) {
-    self_att.load(ws, p + ".self_att", d);
-    vis_att1.load(ws, p + ".vis_att1", d);
-    vis_att2.load(ws, p + ".vis_att2", d);
-    fc_alpha1.load(ws, p + ".fc_alpha1", d, 2 * d);
-    pwff.load(ws, p + ".pwff", d, dff);
-  }
+  linear_layer<B> fc_alpha1;  // used for both gates (upstream quirk)
+  nn::dropped fc_alpha2;      // never used upstream: not kept
+};
+
+/// models.grit.CaptionGenerator ('parallel').
+template <class B>
+struct caption_generator {
+  embedding_table<B> word_emb, pos_emb;
+  std::vector<decoder_layer<B>> layers;
+  linear_layer<B> fc;  // logits (no bias)
+};
+
+template <class B>
+struct grit_transformer_layers {
+  grid_network<B> grid_net;
+  caption_generator<B> cap_generator;
 };
 
 /// What the head reads from the vision graph (all batch-major, same batch size).
@@ -179,53 +171,26 @@ struct grit_tokens {
 template <class B>
 class grit_head {
  public:
-  static constexpr int reg_max = 16;
+  static constexpr int reg_max = grit_train<B>::reg_max;
+  // The members mirror grit_train<B> (nn::fold walks both in lockstep).
   grit_config cfg;
+  grit_transformer_layers<B> grit_transformer;
   std::array<std::array<conv_layer<B>, 2>, 3> cv3;
   std::array<conv_layer<B>, 2> cv4, cv5;
-  linear_layer<B> grid_fc;
-  layer_norm_layer<B> grid_ln;
-  std::vector<mha_layer<B>> grid_att;
-  std::vector<ffn_layer<B>> grid_ffn;
-  dparam<B> word_emb, pos_emb;
-  std::vector<decoder_layer<B>> layers;
-  linear_layer<B> logits_fc;
 
   bool loaded() const { return loaded_; }
+  /// Called by nn::fold once every member is folded.
+  void after_fold() { loaded_ = true; }
 
-  /// ch: channels of x17, x20, x23, x11, x44 (Grit's ch[:3], ch[-3], ch[-2]).
+  /// fold(load(train form)): builds grit_train for config c and input channels ch (x17, x20, x23,
+  /// x11, x44: Grit's ch[:3], ch[-3], ch[-2]), reads upstream's tensors under prefix p (names and
+  /// shapes from grit_train::fields) and folds them (Conv+BN; Linear packed for the backend).
   void load(weight_source& ws, const std::string& p, const grit_config& c, std::array<int, 5> ch) {
-    c.validate();
-    cfg = c;
-    const int c3 = std::max(ch[0], 128), c4 = std::max(ch[3], 128), d = c.d_model;
-    GYOLO_CHECK(c3 == d, "Grit: region feature width max(ch[0], 128) = " + std::to_string(c3) + " differs from d_model " + std::to_string(d));
-    GYOLO_CHECK(c4 == c.grid_feat_dim, "Grit: grid feature width max(ch[-3], 128) = " + std::to_string(c4) +
-                                           " differs from grid_feat_dim " + std::to_string(c.grid_feat_dim));
-    for (int l = 0; l < 3; ++l) {
-      const auto q = p + ".cv3." + std::to_string(l);
-      cv3[l][0].load_conv_bn(ws, q + ".0", ch[l], c3, 1, 1, 1, act::silu);
-      cv3[l][1].load_conv_bn(ws, q + ".1", c3, c3, 1, 1, 1, act::silu);
-    }
-    cv4[0].load_conv_bn(ws, p + ".cv4.0", ch[3], c4, 1, 1, 1, act::silu);
-    cv4[1].load_conv_bn(ws, p + ".cv4.1", c4, c4, 1, 1, 1, act::silu);
-    cv5[0].load_conv_bn(ws, p + ".cv5.0", ch[4], c3, 1, 1, 1, act::silu);
-    cv5[1].load_conv_bn(ws, p + ".cv5.1", c3, c3, 1, 1, 1, act::silu);
-    const auto g = p + ".grit_transformer.grid_net";
-    grid_fc.load(ws, g + ".fc", d, c.grid_feat_dim);
-    grid_ln.load(ws, g + ".layer_norm", d);
-    grid_att.resize(std::size_t(c.grid_layers));
-    grid_ffn.resize(std::size_t(c.grid_layers));
-    for (int i = 0; i < c.grid_layers; ++i) {
-      grid_att[i].load(ws, g + ".layers." + std::to_string(i) + ".mhatt", d);
-      grid_ffn[i].load(ws, g + ".layers." + std::to_string(i) + ".pwff", d, c.d_ff);
-    }
-    const auto cg = p + ".grit_transformer.cap_generator";
-    word_emb = storage<B>::upload(ws.get(cg + ".word_emb.weight", {c.vocab_size, d}));
-    pos_emb = storage<B>::upload(ws.get(cg + ".pos_emb.weight", {c.max_len + 1, d}));
-    layers.resize(std::size_t(c.decoder_layers));
-    for (int i = 0; i < c.decoder_layers; ++i) layers[i].load(ws, cg + ".layers." + std::to_string(i), d, c.d_ff);
-    logits_fc.load(ws, cg + ".fc", c.vocab_size, d, /*bias=*/false);
-    loaded_ = true;
+    grit_train<B> t;
+    t.init(c, ch);
+    nn::load_tensors(t, ws, p);
+    nn::fold_walker w;
+    w.fold_into(t, *this);
   }
 
   // ---------------------------------------------------------------------------------------------
@@ -233,36 +198,16 @@ class grit_head {
   // ---------------------------------------------------------------------------------------------
 
   /// Per anchor of image i (levels in order): the maximum raw class logit of the one-to-one head,
-  /// the score select_regions ranks by (torch.max: NaN propagates).
-  std::vector<float> region_scores(const std::array<cview<float>, 3>& d3, int i) const {
-    std::vector<float> score;
-    for (const auto& m : d3) {
-      const int nc = m.c - 4 * reg_max;
-      GYOLO_CHECK(nc > 0, "Grit: head map has no class channels");
-      const std::int64_t hw = m.plane(), a0 = std::int64_t(score.size());
-      score.resize(std::size_t(a0 + hw));
-      for (std::int64_t a = 0; a < hw; ++a) score[std::size_t(a0 + a)] = m.channel(i, 4 * reg_max)[a];
-      for (int c = 1; c < nc; ++c) {
-        const float* p = m.channel(i, 4 * reg_max + c);
-        for (std::int64_t a = 0; a < hw; ++a) {
-          float& s = score[std::size_t(a0 + a)];
-          if (!(p[a] <= s) && !std::isnan(s)) s = p[a];
-        }
-      }
-    }
-    return score;
+  /// the score select_regions ranks by (train::ref::region_scores, shared with training).
+  static std::vector<float> region_scores(const std::array<cview<float>, 3>& d3, int i) {
+    return train::ref::region_scores<float>(d3, i, reg_max);
   }
 
-  /// Top-k anchors of image i by region_scores (torch.topk order, ties included).
+  /// Top-k anchors of image i by region_scores (torch.topk order, ties included; the selection
+  /// train-mode Grit makes: train::ref::select_topk_anchors).
   std::vector<std::int64_t> select_regions(const std::array<cview<float>, 3>& d3, int i) const {
-    const auto score = region_scores(d3, i);
-    GYOLO_CHECK(std::int64_t(score.size()) >= cfg.topk,
-                "caption needs at least " + std::to_string(cfg.topk) + " anchors, the input has " + std::to_string(score.size()) +
-                    " (use an input of at least 128x128, or switch captioning off: --tasks det,mask,sem,pan)");
-    std::vector<torch_order::elem> work;
-    std::vector<std::int64_t> idx;
-    torch_order::topk_desc(score, cfg.topk, work, idx);
-    return idx;
+    return train::ref::select_topk_anchors<float>(d3, i, reg_max, cfg.topk,
+                                                  "use an input of at least 128x128, or switch captioning off: --tasks det,mask,sem,pan");
   }
 
   /// Per semantic channel c of image i: the first flat position of its maximum (torch max(dim)).
@@ -315,19 +260,20 @@ class grit_head {
     const int d = cfg.d_model, n = int(G.size() / std::size_t(cfg.grid_feat_dim));
     std::vector<float> x(std::size_t(n) * d), q(x.size()), k(x.size()), v(x.size()), a(x.size()), o(x.size()),
         h(std::size_t(n) * cfg.d_ff);
-    grid_fc(ctx, as_cmat(G.data(), n, cfg.grid_feat_dim), as_mat(x.data(), n, d), act::relu);
-    grid_ln(ctx, as_cmat(x.data(), n, d), {}, as_mat(x.data(), n, d));
-    for (std::size_t l = 0; l < grid_att.size(); ++l) {
-      const auto& m = grid_att[l];
+    const auto& gn = grit_transformer.grid_net;
+    gn.fc(ctx, as_cmat(G.data(), n, cfg.grid_feat_dim), as_mat(x.data(), n, d), act::relu);
+    gn.layer_norm(ctx, as_cmat(x.data(), n, d), {}, as_mat(x.data(), n, d));
+    for (const auto& gl : gn.layers) {
+      const auto& m = gl.mhatt;
       auto X = as_cmat(x.data(), n, d);
-      m.q(ctx, X, as_mat(q.data(), n, d));
-      m.k(ctx, X, as_mat(k.data(), n, d));
-      m.v(ctx, X, as_mat(v.data(), n, d));
+      m.attention.fc_q(ctx, X, as_mat(q.data(), n, d));
+      m.attention.fc_k(ctx, X, as_mat(k.data(), n, d));
+      m.attention.fc_v(ctx, X, as_mat(v.data(), n, d));
       tkernels<B>::attention(ctx, as_cmat(q.data(), n, d), as_cmat(k.data(), n, d), as_cmat(v.data(), n, d), cfg.n_heads,
                              as_mat(a.data(), n, d));
-      m.o(ctx, as_cmat(a.data(), n, d), as_mat(o.data(), n, d));
-      m.ln(ctx, X, as_cmat(o.data(), n, d), as_mat(a.data(), n, d));       // a = LN(x + att)
-      grid_ffn[l](ctx, as_cmat(a.data(), n, d), as_mat(h.data(), n, cfg.d_ff), as_mat(x.data(), n, d));
+      m.attention.fc_o(ctx, as_cmat(a.data(), n, d), as_mat(o.data(), n, d));
+      m.layer_norm(ctx, X, as_cmat(o.data(), n, d), as_mat(a.data(), n, d));       // a = LN(x + att)
+      gl.pwff(ctx, as_cmat(a.data(), n, d), as_mat(h.data(), n, cfg.d_ff), as_mat(x.data(), n, d));
     }
     return x;
   }
@@ -355,10 +301,10 @@ class grit_head {
     decoder(const grit_head& h, context<B>& ctx, const std::vector<grit_tokens>& toks)
         : h_(h), ctx_(ctx), ni_(int(toks.size())), d_(h.cfg.d_model), V_(h.cfg.vocab_size), L_(h.cfg.beam_len),
           R_(ni_ * h.cfg.beam_size) {
-      const int d = d_, nl = int(h.layers.size());
+      const int d = d_, nl = int(h.grit_transformer.cap_generator.layers.size());
       vis_.resize(static_cast<std::size_t>(nl));
       for (int l = 0; l < nl; ++l) {
-        const auto& ly = h.layers[std::size_t(l)];
+        const auto& ly = h.grit_transformer.cap_generator.layers[std::size_t(l)];
         auto& vk = vis_[std::size_t(l)];
         vk.resize(static_cast<std::size_t>(ni_));
         for (int i = 0; i < ni_; ++i) {
@@ -369,10 +315,10 @@ class grit_head {
           for (auto* buf : {&e.k1, &e.v1}) buf->resize(std::size_t(t.n_grid) * d);
           for (auto* buf : {&e.k2, &e.v2}) buf->resize(std::size_t(t.n_region) * d);
           auto G = as_cmat(t.grid.data(), t.n_grid, d), Rg = as_cmat(t.region.data(), t.n_region, d);
-          ly.vis_att1.k(ctx, G, as_mat(e.k1.data(), t.n_grid, d));
-          ly.vis_att1.v(ctx, G, as_mat(e.v1.data(), t.n_grid, d));
-          ly.vis_att2.k(ctx, Rg, as_mat(e.k2.data(), t.n_region, d));
-          ly.vis_att2.v(ctx, Rg, as_mat(e.v2.data(), t.n_region, d));
+          ly.vis_att1.attention.fc_k(ctx, G, as_mat(e.k1.data(), t.n_grid, d));
+          ly.vis_att1.attention.fc_v(ctx, G, as_mat(e.v1.data(), t.n_grid, d));
+          ly.vis_att2.attention.fc_k(ctx, Rg, as_mat(e.k2.data(), t.n_region, d));
+          ly.vis_att2.attention.fc_v(ctx, Rg, as_mat(e.v2.data(), t.n_region, d));
         }
       }
       const std::size_t cache = std::size_t(nl) * R_ * L_ * d;
@@ -406,23 +352,23 @@ class grit_head {
       for (int r = 0; r < nrow; ++r) was_active_[std::size_t(r)] = active[std::size_t(r)];
       steps_ = t + 1;
       if (n == 0) return;
-      const auto& we = h_.word_emb;
-      const float* pe = h_.pos_emb.data() + std::int64_t(t + 1) * d;  // position t + 1 (BOS is 1)
+      const auto& cg = h_.grit_transformer.cap_generator;
+      const float* pe = cg.pos_emb.row(t + 1, d);  // position t + 1 (BOS is 1)
       for (int j = 0; j < n; ++j) {
         const std::int64_t w = in[std::size_t(rows_[std::size_t(j)])];
         GYOLO_CHECK(w >= 0 && w < V_, "decoder: input token out of range");
-        const float* e = we.data() + w * d;
+        const float* e = cg.word_emb.row(w, d);
         float* x = x_.data() + std::size_t(j) * d;
         for (int c = 0; c < d; ++c) x[c] = e[c] + pe[c];
       }
       auto M = [&](std::vector<float>& b, int cols = 0) { return as_mat(b.data(), n, cols ? cols : d); };
       auto C = [&](std::vector<float>& b, int cols = 0) { return as_cmat(b.data(), n, cols ? cols : d); };
-      for (std::size_t l = 0; l < h_.layers.size(); ++l) {
-        const auto& ly = h_.layers[l];
+      for (std::size_t l = 0; l < cg.layers.size(); ++l) {
+        const auto& ly = cg.layers[l];
         // Self-attention over this row's inputs so far (PAD inputs are masked keys).
-        ly.self_att.q(ctx_, C(x_), M(q_));
-        ly.self_att.k(ctx_, C(x_), M(k_));
-        ly.self_att.v(ctx_, C(x_), M(v_));
+        ly.self_att.attention.fc_q(ctx_, C(x_), M(q_));
+        ly.self_att.attention.fc_k(ctx_, C(x_), M(k_));
+        ly.self_att.attention.fc_v(ctx_, C(x_), M(v_));
         for (int j = 0; j < n; ++j) {
           const int r = rows_[std::size_t(j)];
           float* kc = cache(kc_, l, r);
@@ -434,11 +380,11 @@ class grit_head {
           tkernels<B>::attention(ctx_, as_cmat(q_.data() + std::size_t(j) * d, 1, d), as_cmat(kc, t + 1, d),
                                  as_cmat(vc, t + 1, d), h_.cfg.n_heads, as_mat(att_.data() + std::size_t(j) * d, 1, d), pk);
         }
-        ly.self_att.o(ctx_, C(att_), M(o_));
-        ly.self_att.ln(ctx_, C(x_), C(o_), M(a_));  // A = LN(x + self-attention)
+        ly.self_att.attention.fc_o(ctx_, C(att_), M(o_));
+        ly.self_att.layer_norm(ctx_, C(x_), C(o_), M(a_));  // A = LN(x + self-attention)
         // Parallel cross-attention to the grid (vis_att1) and region (vis_att2) tokens.
-        ly.vis_att1.q(ctx_, C(a_), M(q1_));
-        ly.vis_att2.q(ctx_, C(a_), M(q2_));
+        ly.vis_att1.attention.fc_q(ctx_, C(a_), M(q1_));
+        ly.vis_att2.attention.fc_q(ctx_, C(a_), M(q2_));
         const auto& vk = vis_[l];
         for (int i = 0; i < ni_; ++i) {
           const int j0 = img_begin_[std::size_t(i)], nj = img_begin_[std::size_t(i) + 1] - j0;
@@ -449,10 +395,10 @@ class grit_head {
           tkernels<B>::attention(ctx_, as_cmat(q2_.data() + std::size_t(j0) * d, nj, d), as_cmat(e.k2.data(), e.nr, d),
                                  as_cmat(e.v2.data(), e.nr, d), h_.cfg.n_heads, as_mat(e2_.data() + std::size_t(j0) * d, nj, d));
         }
-        ly.vis_att1.o(ctx_, C(e1_), M(o_));
-        ly.vis_att1.ln(ctx_, C(a_), C(o_), M(e1_));  // E1 = LN(A + att1)
-        ly.vis_att2.o(ctx_, C(e2_), M(o_));
-        ly.vis_att2.ln(ctx_, C(a_), C(o_), M(e2_));  // E2 = LN(A + att2)
+        ly.vis_att1.attention.fc_o(ctx_, C(e1_), M(o_));
+        ly.vis_att1.layer_norm(ctx_, C(a_), C(o_), M(e1_));  // E1 = LN(A + att1)
+        ly.vis_att2.attention.fc_o(ctx_, C(e2_), M(o_));
+        ly.vis_att2.layer_norm(ctx_, C(a_), C(o_), M(e2_));  // E2 = LN(A + att2)
         // Gates: both use fc_alpha1 on [A, E].
         for (int j = 0; j < n; ++j) {
           std::copy_n(a_.data() + std::size_t(j) * d, d, cat_.data() + std::size_t(j) * 2 * d);
@@ -468,7 +414,7 @@ class grit_head {
           if (in[std::size_t(rows_[std::size_t(j)])] == h_.cfg.pad) std::fill_n(y_.data() + std::size_t(j) * d, d, 0.f);
         std::swap(x_, y_);
       }
-      h_.logits_fc(ctx_, C(x_), as_mat(logits_.data(), n, V_));
+      cg.fc(ctx_, C(x_), as_mat(logits_.data(), n, V_));
       tkernels<B>::log_softmax(ctx_, as_cmat(logits_.data(), n, V_), as_mat(logits_.data(), n, V_));
       for (int j = 0; j < n; ++j)
         std::copy_n(logits_.data() + std::size_t(j) * V_, V_, logp + std::size_t(rows_[std::size_t(j)]) * V_);
@@ -476,7 +422,7 @@ class grit_head {
 
     void reorder(std::span<const int> src) {
       const int d = d_;
-      for (std::size_t l = 0; l < h_.layers.size(); ++l)
+      for (std::size_t l = 0; l < h_.grit_transformer.cap_generator.layers.size(); ++l)
         for (int r = 0; r < R_; ++r) {
           const int s = src[std::size_t(r)];
           if (!was_active_[std::size_t(s)]) continue;  // finished beam: its state is never read again

@@ -26,7 +26,13 @@
 //    torch's. Parity tests run with dropout off, as the fixtures do.
 //  - grid key mask (upstream gri_mask, from src_mask) is optional: all False in training (square
 //    letterboxed images) and in predict/val. The region mask is all False upstream: none here.
+//
+// This file is the one description of Grit's structure: init() (shapes from the config and the
+// input channels) and fields() (upstream's tensor names, state_dict order). Loading, the expected
+// tensors, saving and the inference form (grit_head<B>::load = fold(load(grit_train))) derive
+// from it.
 #pragma once
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <cstdint>
@@ -36,7 +42,7 @@
 #include <vector>
 
 #include "gyolo/layers/conv_train.hpp"
-#include "gyolo/layers/grit.hpp"
+#include "gyolo/layers/grit_config.hpp"
 #include "gyolo/nn/module.hpp"
 #include "gyolo/nn/tape.hpp"
 #include "gyolo/train/ops_ref.hpp"
@@ -240,11 +246,11 @@ struct train_attention {
   void init(int d) {
     for (auto* l : {&fc_q, &fc_k, &fc_v, &fc_o}) l->init(d, d);
   }
-  template <class V> static void fields(V& v, train_attention& s) {
-    v.child("fc_q", s.fc_q);
-    v.child("fc_k", s.fc_k);
-    v.child("fc_v", s.fc_v);
-    v.child("fc_o", s.fc_o);
+  template <class V, class... S> static void fields(V& v, S&... s) {
+    v.child("fc_q", s.fc_q...);
+    v.child("fc_k", s.fc_k...);
+    v.child("fc_v", s.fc_v...);
+    v.child("fc_o", s.fc_o...);
   }
 };
 
@@ -260,9 +266,9 @@ struct train_mha {
     attention.init(d);
     layer_norm.init(d);
   }
-  template <class V> static void fields(V& v, train_mha& s) {
-    v.child("attention", s.attention);
-    v.child("layer_norm", s.layer_norm);
+  template <class V, class... S> static void fields(V& v, S&... s) {
+    v.child("attention", s.attention...);
+    v.child("layer_norm", s.layer_norm...);
   }
   seq::tmat operator()(tape<B>& t, seq::tmat q, seq::tmat kv, int batch, std::shared_ptr<const std::vector<unsigned char>> mask,
                        train::ref::attn_mask m, const seq::dropout_ctx& dr) const {
@@ -293,10 +299,10 @@ struct train_ffn {
     fc2.init(dff, d);
     layer_norm.init(d);
   }
-  template <class V> static void fields(V& v, train_ffn& s) {
-    v.child("fc1", s.fc1);
-    v.child("fc2", s.fc2);
-    v.child("layer_norm", s.layer_norm);
+  template <class V, class... S> static void fields(V& v, S&... s) {
+    v.child("fc1", s.fc1...);
+    v.child("fc2", s.fc2...);
+    v.child("layer_norm", s.layer_norm...);
   }
   seq::tmat operator()(tape<B>& t, seq::tmat x, const seq::dropout_ctx& dr) const {
     auto h = seq::dropout(t, seq::relu(t, fc1(t, x)), dr);
@@ -310,9 +316,9 @@ template <class B>
 struct train_grid_layer {
   train_mha<B> mhatt;
   train_ffn<B> pwff;
-  template <class V> static void fields(V& v, train_grid_layer& s) {
-    v.child("mhatt", s.mhatt);
-    v.child("pwff", s.pwff);
+  template <class V, class... S> static void fields(V& v, S&... s) {
+    v.child("mhatt", s.mhatt...);
+    v.child("pwff", s.pwff...);
   }
 };
 
@@ -322,10 +328,10 @@ struct train_grid_net {
   train_linear<B> fc;
   train_layer_norm<B> layer_norm;
   std::vector<train_grid_layer<B>> layers;
-  template <class V> static void fields(V& v, train_grid_net& s) {
-    v.child("fc", s.fc);
-    v.child("layer_norm", s.layer_norm);
-    v.child("layers", s.layers);
+  template <class V, class... S> static void fields(V& v, S&... s) {
+    v.child("fc", s.fc...);
+    v.child("layer_norm", s.layer_norm...);
+    v.child("layers", s.layers...);
   }
 };
 
@@ -335,13 +341,13 @@ struct train_parallel_layer {
   train_mha<B> self_att, vis_att1, vis_att2;
   train_ffn<B> pwff;
   train_linear<B> fc_alpha1, fc_alpha2;  // fc_alpha2: never used upstream (both gates use fc_alpha1)
-  template <class V> static void fields(V& v, train_parallel_layer& s) {
-    v.child("self_att", s.self_att);
-    v.child("pwff", s.pwff);
-    v.child("vis_att1", s.vis_att1);
-    v.child("vis_att2", s.vis_att2);
-    v.child("fc_alpha1", s.fc_alpha1);
-    v.child("fc_alpha2", s.fc_alpha2);
+  template <class V, class... S> static void fields(V& v, S&... s) {
+    v.child("self_att", s.self_att...);
+    v.child("pwff", s.pwff...);
+    v.child("vis_att1", s.vis_att1...);
+    v.child("vis_att2", s.vis_att2...);
+    v.child("fc_alpha1", s.fc_alpha1...);
+    v.child("fc_alpha2", s.fc_alpha2...);
   }
 };
 
@@ -352,11 +358,11 @@ struct train_cap_generator {
   frozen_embedding pos_emb;
   std::vector<train_parallel_layer<B>> layers;
   train_linear<B> fc;
-  template <class V> static void fields(V& v, train_cap_generator& s) {
-    v.child("word_emb", s.word_emb);
-    v.child("pos_emb", s.pos_emb);
-    v.child("layers", s.layers);
-    v.child("fc", s.fc);
+  template <class V, class... S> static void fields(V& v, S&... s) {
+    v.child("word_emb", s.word_emb...);
+    v.child("pos_emb", s.pos_emb...);
+    v.child("layers", s.layers...);
+    v.child("fc", s.fc...);
   }
 };
 
@@ -364,9 +370,9 @@ template <class B>
 struct train_grit_transformer {
   train_grid_net<B> grid_net;
   train_cap_generator<B> cap_generator;
-  template <class V> static void fields(V& v, train_grit_transformer& s) {
-    v.child("grid_net", s.grid_net);
-    v.child("cap_generator", s.cap_generator);
+  template <class V, class... S> static void fields(V& v, S&... s) {
+    v.child("grid_net", s.grid_net...);
+    v.child("cap_generator", s.cap_generator...);
   }
 };
 
@@ -470,12 +476,14 @@ struct grit_train {
     cg.fc.init(d, c.vocab_size, /*bias=*/false);
   }
 
-  /// upstream Grit's state_dict order: grit_transformer, cv3, cv4, cv5.
-  template <class V> static void fields(V& v, grit_train& s) {
-    v.child("grit_transformer", s.grit_transformer);
-    v.child("cv3", s.cv3);
-    v.child("cv4", s.cv4);
-    v.child("cv5", s.cv5);
+  /// upstream Grit's state_dict order: grit_transformer, cv3, cv4, cv5. The inference head
+  /// (grit_head<B>, layers/grit.hpp) mirrors these members and is folded from this description.
+  template <class V, class... S> static void fields(V& v, S&... s) {
+    v.value("cfg", s.cfg...);
+    v.child("grit_transformer", s.grit_transformer...);
+    v.child("cv3", s.cv3...);
+    v.child("cv4", s.cv4...);
+    v.child("cv5", s.cv5...);
   }
 
   /// Teacher-forced forward: log-probabilities [B, seq_len, 1, V] (log_softmax over the

@@ -2,8 +2,10 @@
 // forward() is ordinary variable flow that mirrors gyolo.yaml's layer indices.
 #pragma once
 #include <array>
+#include <initializer_list>
 #include <numeric>
 #include <string>
+#include <vector>
 
 #include "gyolo/layers/head.hpp"
 #include "gyolo/model/config.hpp"
@@ -227,6 +229,11 @@ class vision_graph {
     auto c25 = l25(t, x7.cv());                                     // 25 CBLinear(7)
     auto c26 = l26(t, x9.cv());                                     // 26 CBLinear(9)
     auto chunk = [&](const cb_linear<B, M>& l, const tvar& v, int i) { return v.cv().slice(l.offset(i), l.c2s.c[std::size_t(i)]); };
+    // cb_fuse takes a std::vector: reuse one (no allocation per step)
+    auto cb_fuse = [this](tape<B>& tp, std::initializer_list<tview> chunks, tview xin) {
+      fuse_in_.assign(chunks);
+      return gyolo::cb_fuse(tp, fuse_in_, xin);
+    };
     auto x27 = l27(t, x);                                           // 27 Conv 3/2 (from 0)
     auto x28 = l28(t, x27.cv());                                    // 28 Conv 3/2
     auto x29 = l29(t, x28.cv());                                    // 29 RepNCSPELAN4
@@ -266,6 +273,9 @@ class vision_graph {
   typename T::conv l27, l28, l41, l42, l49, l50;
   rep_ncsp_elan4<B, M> l29, l32, l35, l38, l39, l47;
   adown<B, M> l30, l33, l36;
+
+ private:
+  mutable std::vector<tview> fuse_in_;  // CBFuse inputs of the train-mode forward, reused across steps
 };
 
 /// Compiled once in gyolo's library (src/graph_cpu.cpp).

@@ -175,10 +175,33 @@ std::vector<std::pair<std::string, dims>> expected_tensors(M& m, const std::stri
   return r;
 }
 
-/// Sets every gradient to zero.
+/// Walks one module like name_walker but without building names (no allocation: for per-step
+/// work such as zero_grad). F provides param(param&) and buffer(buffer&).
+template <class F>
+struct leaf_walker {
+  F& f;
+  parts p{};
+  template <class C> void child(std::string_view, C& c) { visit_fields(*this, c); }
+  template <class C> void aux(std::string_view name, C& c) {
+    if (p.aux) child(name, c);
+  }
+  template <class C> void o2m(std::string_view name, C& c) {
+    if (p.o2m) child(name, c);
+  }
+  template <class P> void param(std::string_view, P& x) { f.param(x); }
+  template <class P> void buffer(std::string_view, P& x) { f.buffer(x); }
+  template <class I> void value(std::string_view, I&) {}
+};
+
+/// Sets every gradient to zero (allocates only the first time a gradient buffer is needed).
 template <class M>
 void zero_grad(M& m) {
-  for_each_param(m, "", [](const std::string&, param& p) { p.grad.assign(p.value.size(), 0.0f); });
+  struct {
+    void param(param& p) { p.grad.assign(p.value.size(), 0.0f); }
+    void buffer(buffer&) {}
+  } f;
+  leaf_walker<decltype(f)> w{f};
+  visit_fields(w, m);
 }
 
 /// Number of trainable values.
@@ -220,6 +243,11 @@ class module_weights final : public weight_source {
   std::map<std::string, entry> t_;
   std::vector<std::string> order_;
 };
+
+/// The inference form of a described member that inference never reads (e.g. Grit's fc_alpha2,
+/// which upstream builds and loads but never calls): folded to nothing.
+struct dropped {};
+template <class T> void fold_leaf(const T&, dropped&) {}
 
 /// Lockstep walk of a train-mode module and its inference form: leaves are folded by
 /// fold_leaf(const train_leaf&, infer_leaf&) found by ADL/overload, structural integers copied,

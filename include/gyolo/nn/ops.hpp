@@ -27,6 +27,16 @@ template <class B> void psa_attention(context<B>& ctx, cview<float> qkv, view<fl
 // ---- training ---------------------------------------------------------------------------------
 template <class B> tvar alloc(tape<B>& t, shape4 s) { return t.alloc(s); }
 
+namespace detail {
+/// f(i, ws) for every image i < n of a batch, images in parallel on the context's threads, each
+/// thread with its own reference-kernel workspace (the reference loops are serial).
+template <class B, class F> void per_image(tape<B>& t, int n, F&& f) {
+  const int T = std::max(1, std::min(t.threads(), n));
+#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
+  for (int i = 0; i < n; ++i) f(i, t.ref_workspace(train::fast::detail::thread_id()));
+}
+}  // namespace detail
+
 template <class B> void copy(tape<B>& t, tview x, tview y) {
   GYOLO_CHECK(x.shape() == y.shape(), "copy: shapes differ: " + x.shape().str() + " vs " + y.shape().str());
   for (int n = 0; n < y.n; ++n)
@@ -36,28 +46,51 @@ template <class B> void copy(tape<B>& t, tview x, tview y) {
 }
 
 template <class B> void maxpool2d(tape<B>& t, tview x, tview y, int k, int s, int p) {
-  train::ref::maxpool2d<float>(x.val(), y.val(), k, s, p);
+  detail::per_image(t, x.n, [&](int i, train::ref::workspace&) { train::ref::maxpool2d<float>(x.batch(i).val(), y.batch(i).val(), k, s, p); });
   if (x.has_grad() && y.has_grad())
-    t.record([x, y, k, s, p] { train::ref::maxpool2d_backward<float>(x.val(), y.grad(), k, s, p, x.grad()); });
+    t.record([&t, x, y, k, s, p] {
+      detail::per_image(t, x.n, [&](int i, train::ref::workspace& ws) {
+        train::ref::maxpool2d_backward<float>(x.batch(i).val(), y.batch(i).grad(), k, s, p, x.batch(i).grad(), &ws);
+      });
+    });
 }
 
 template <class B> void avgpool2x2s1(tape<B>& t, tview x, tview y) {
-  train::ref::avgpool2x2s1<float>(x.val(), y.val());
-  if (x.has_grad() && y.has_grad()) t.record([x, y] { train::ref::avgpool2x2s1_backward<float>(y.grad(), x.grad()); });
+  detail::per_image(t, x.n, [&](int i, train::ref::workspace&) { train::ref::avgpool2x2s1<float>(x.batch(i).val(), y.batch(i).val()); });
+  if (x.has_grad() && y.has_grad())
+    t.record([&t, x, y] {
+      detail::per_image(t, x.n, [&](int i, train::ref::workspace&) {
+        train::ref::avgpool2x2s1_backward<float>(y.batch(i).grad(), x.batch(i).grad());
+      });
+    });
 }
 
 template <class B> void upsample2x(tape<B>& t, tview x, tview y) {
-  train::ref::resize_nearest<float>(x.val(), y.val());
-  if (x.has_grad() && y.has_grad()) t.record([x, y] { train::ref::resize_nearest_backward<float>(y.grad(), x.grad()); });
+  detail::per_image(t, x.n, [&](int i, train::ref::workspace& ws) {
+    train::ref::resize_nearest<float>(x.batch(i).val(), y.batch(i).val(), &ws);
+  });
+  if (x.has_grad() && y.has_grad())
+    t.record([&t, x, y] {
+      detail::per_image(t, x.n, [&](int i, train::ref::workspace& ws) {
+        train::ref::resize_nearest_backward<float>(y.batch(i).grad(), x.batch(i).grad(), &ws);
+      });
+    });
 }
 
 /// Nearest resize to y's size (CBFuse).
 template <class B> void resize_nearest(tape<B>& t, tview x, tview y) { upsample2x(t, x, y); }
 
 template <class B> void psa_attention(tape<B>& t, tview qkv, tview y, int heads, int kd, int hd, float scale) {
-  train::ref::psa_attention<float>(qkv.val(), y.val(), heads, kd, hd, double(scale));
+  detail::per_image(t, qkv.n, [&](int i, train::ref::workspace& ws) {
+    train::ref::psa_attention<float>(qkv.batch(i).val(), y.batch(i).val(), heads, kd, hd, double(scale), &ws);
+  });
   if (qkv.has_grad() && y.has_grad())
-    t.record([=] { train::ref::psa_attention_backward<float>(qkv.val(), y.grad(), heads, kd, hd, double(scale), qkv.grad()); });
+    t.record([&t, qkv, y, heads, kd, hd, scale] {
+      detail::per_image(t, qkv.n, [&](int i, train::ref::workspace& ws) {
+        train::ref::psa_attention_backward<float>(qkv.batch(i).val(), y.batch(i).grad(), heads, kd, hd, double(scale),
+                                                  qkv.batch(i).grad(), &ws);
+      });
+    });
 }
 
 /// y += x (elementwise, same shape), differentiable in both.

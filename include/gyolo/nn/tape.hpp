@@ -4,16 +4,24 @@
 // per operation; backward() runs them in reverse. Gradients ACCUMULATE everywhere (+=).
 //
 // Memory: the tape keeps its slots across steps (reset() rewinds, it does not free), so a
-// training loop with fixed shapes allocates nothing after its first step.
+// training loop with fixed shapes allocates nothing after its first step. That includes the
+// recorded backward steps: their closures live in a byte arena owned by the tape (step_arena),
+// not in std::functions, and the arena's chunks are kept across reset().
 #pragma once
+#include <algorithm>
+#include <array>
+#include <cstddef>
 #include <cstring>
-#include <functional>
 #include <memory>
+#include <new>
 #include <string_view>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "gyolo/core/context.hpp"
 #include "gyolo/core/tensor.hpp"
+#include "gyolo/train/ops_ref.hpp"
 
 namespace gyolo {
 
@@ -44,10 +52,105 @@ struct tvar {
   tview cv() const { return t; }
 };
 
+/// Type-erased callables (the tape's backward steps) placement-constructed in chunked storage that
+/// is kept across clear(): recording the same sequence of closures again allocates nothing.
+class step_arena {
+ public:
+  step_arena() = default;
+  step_arena(const step_arena&) = delete;
+  step_arena& operator=(const step_arena&) = delete;
+  ~step_arena() {
+    clear();
+    for (auto& c : chunks_) ::operator delete(c.p, std::align_val_t{chunk_align});
+  }
+
+  /// Stores a copy (or the moved value) of f; it is run by run_reverse() and destroyed by clear().
+  template <class F>
+  void push(F&& f) {
+    using T = std::decay_t<F>;
+    static_assert(std::is_invocable_v<T&>, "tape::record: the step must be callable with no arguments");
+    static_assert(alignof(T) <= chunk_align, "tape::record: over-aligned step");
+    void* mem = place(sizeof(T), alignof(T));
+    T* obj = ::new (mem) T(std::forward<F>(f));
+    entry e{obj, [](void* o) { (*static_cast<T*>(o))(); }, nullptr};
+    if constexpr (!std::is_trivially_destructible_v<T>) e.destroy = [](void* o) { static_cast<T*>(o)->~T(); };
+    try {
+      steps_.push_back(e);
+    } catch (...) {
+      if (e.destroy) e.destroy(obj);
+      throw;
+    }
+  }
+  std::size_t size() const { return steps_.size(); }
+  /// Runs the steps newest first.
+  void run_reverse() const {
+    for (std::size_t i = steps_.size(); i-- > 0;) steps_[i].call(steps_[i].obj);
+  }
+  /// Destroys the steps (newest first); the storage and the step vector's capacity are kept.
+  void clear() {
+    for (std::size_t i = steps_.size(); i-- > 0;)
+      if (steps_[i].destroy) steps_[i].destroy(steps_[i].obj);
+    steps_.clear();
+    chunk_ = 0;
+    used_ = 0;
+  }
+  /// Bytes of closure storage held.
+  std::size_t capacity_bytes() const {
+    std::size_t b = 0;
+    for (auto& c : chunks_) b += c.size;
+    return b;
+  }
+
+  static constexpr std::size_t chunk_align = 64;
+  static constexpr std::size_t chunk_bytes = std::size_t(64) << 10;
+
+ private:
+  struct entry {
+    void* obj;
+    void (*call)(void*);
+    void (*destroy)(void*);
+  };
+  struct chunk {
+    std::byte* p;
+    std::size_t size;
+  };
+  /// size bytes aligned to align in the current chunk, else in the next one that fits (chunks too
+  /// small for an object are skipped, not freed; a new chunk is inserted when none fits).
+  void* place(std::size_t size, std::size_t align) {
+    for (;;) {
+      if (chunk_ < chunks_.size()) {
+        const std::size_t off = (used_ + align - 1) / align * align;
+        if (off + size <= chunks_[chunk_].size) {
+          used_ = off + size;
+          return chunks_[chunk_].p + off;
+        }
+        if (used_ == 0 && chunks_[chunk_].size < size) {
+          insert_chunk(chunk_, size);  // steady state: the same object lands here again next step
+          continue;
+        }
+        ++chunk_;
+        used_ = 0;
+        continue;
+      }
+      insert_chunk(chunk_, size);
+    }
+  }
+  void insert_chunk(std::size_t at, std::size_t need) {
+    const std::size_t sz = std::max(chunk_bytes, (need + chunk_align - 1) / chunk_align * chunk_align);
+    chunks_.reserve(chunks_.size() + 1);
+    auto* p = static_cast<std::byte*>(::operator new(sz, std::align_val_t{chunk_align}));
+    chunks_.insert(chunks_.begin() + std::ptrdiff_t(at), chunk{p, sz});
+  }
+
+  std::vector<chunk> chunks_;
+  std::size_t chunk_ = 0, used_ = 0;  // bump position: chunk index, bytes used in it
+  std::vector<entry> steps_;
+};
+
 template <class B>
 class tape {
  public:
-  explicit tape(context<B>& ctx) : ctx_(ctx) {}
+  explicit tape(context<B>& ctx) : ctx_(ctx), ref_ws_(std::size_t(std::max(1, ctx.threads()))) {}
   tape(const tape&) = delete;
   tape& operator=(const tape&) = delete;
 
@@ -94,19 +197,24 @@ class tape {
     if (t.numel() < n) t.resize({1, 1, 1, int(n)});
     return t.data();
   }
+  /// Temporary arrays of the reference kernels (train::ref::maxpool2d_backward, ...), reused
+  /// across calls and steps: one per thread of the context (slot i for OpenMP thread i; the ops
+  /// run images of a batch in parallel).
+  train::ref::workspace& ref_workspace(int i = 0) { return ref_ws_.at(std::size_t(i)); }
 
-  /// Records the backward step of the operation just run.
-  void record(std::function<void()> f) { steps_.push_back(std::move(f)); }
+  /// Records the backward step of the operation just run: any callable with no arguments (a
+  /// lambda), stored in the tape's step arena (no allocation once the arena has grown to a step's
+  /// size). It is destroyed by reset() or the tape's destructor.
+  template <class F>
+  void record(F&& f) { steps_.push(std::forward<F>(f)); }
   std::size_t steps() const { return steps_.size(); }
 
   /// Runs every recorded backward step, newest first. The caller has written dL/d(output) into
   /// the outputs' gradient buffers.
-  void backward() {
-    for (std::size_t i = steps_.size(); i-- > 0;) steps_[i]();
-  }
+  void backward() { steps_.run_reverse(); }
   /// Forgets the recorded steps and rewinds the arena (buffers are kept for the next step).
   void reset() {
-    steps_.clear();
+    steps_.clear();  // destroys the closures, keeps their storage
     cursor_ = 0;
     saved_cursor_ = 0;
   }
@@ -147,7 +255,8 @@ class tape {
   std::vector<std::vector<float>> saved_;
   std::size_t saved_cursor_ = 0;
   std::array<tensor<float>, 4> scratch_;
-  std::vector<std::function<void()>> steps_;
+  std::vector<train::ref::workspace> ref_ws_;
+  step_arena steps_;  // declared last: closures are destroyed before the buffers they may point to
 };
 
 }  // namespace gyolo

@@ -1,7 +1,11 @@
 // Fast CPU kernels of the training operations (float, OpenMP), checked against train/ops_ref.hpp.
-//   conv2d_backward: dW += dY * im2row(X) and dX += col2im(W^T * dY), both on the run-time chosen
-//                    packed GEMM of kernels/cpu_isa.hpp; depthwise convolutions by direct loops.
-//   batchnorm_*:     per channel in parallel, sums in double.
+//   conv2d_backward: dW += dY * col(X)^T on the NT GEMM (both operands read along their rows: X
+//                    itself for 1x1 convs, im2col chunks otherwise; no transposes), dX += col2im(W^T *
+//                    dY) on the packed GEMM, both of the run-time chosen kernel set (kernels/cpu_isa.hpp);
+//                    depthwise convolutions by direct loops.
+//   batchnorm_train / batchnorm_act_backward: BatchNorm with batch statistics fused with the SiLU
+//                    after it (forward: one pass; backward: dL/dz from dL/dy in two passes over a
+//                    channel still in cache), per channel in parallel, sums in double.
 // train_kernels<B> picks these for the cpu backend and the reference loops for every other one.
 #pragma once
 #include <algorithm>
@@ -11,6 +15,7 @@
 
 #include "gyolo/core/context.hpp"
 #include "gyolo/core/tensor.hpp"
+#include "gyolo/kernels/cpu.hpp"
 #include "gyolo/kernels/cpu_gemm.hpp"
 #include "gyolo/kernels/cpu_isa.hpp"
 #include "gyolo/kernels/desc.hpp"
@@ -21,45 +26,40 @@
 #endif
 
 namespace gyolo::train::fast {
-
 namespace detail {
-/// Packs rows [0, m) x cols [0, K) of a row-major matrix (row stride ld) into gemm_mr-row panels.
-inline void pack_rows(const float* src, std::int64_t ld, int m, int K, float* dst) {
-  constexpr int MR = cpu_detail::gemm_mr;
-  const int panels = (m + MR - 1) / MR;
-  for (int pi = 0; pi < panels; ++pi) {
-    float* d = dst + std::int64_t(pi) * K * MR;
-    for (int r = 0; r < MR; ++r) {
-      const int row = pi * MR + r;
-      if (row >= m) {
-        for (int k = 0; k < K; ++k) d[std::int64_t(k) * MR + r] = 0.0f;
-        continue;
-      }
-      const float* s = src + std::int64_t(row) * ld;
-      for (int k = 0; k < K; ++k) d[std::int64_t(k) * MR + r] = s[k];
-    }
-  }
-}
 inline std::int64_t packed_floats(int m, int K) {
   return std::int64_t((m + cpu_detail::gemm_mr - 1) / cpu_detail::gemm_mr) * cpu_detail::gemm_mr * K;
 }
-/// im2row of output positions [r0, r0 + rows) of one image and group: out[r][ci*k*k + ky*k + kx].
-inline void im2row(const float* x, std::int64_t plane, int cin_g, int H, int W, int k, int s, int p, int Wo, std::int64_t r0,
-                   int rows, float* out) {
-  const int K = cin_g * k * k;
-  for (int r = 0; r < rows; ++r) {
-    const std::int64_t pos = r0 + r;
-    const int oy = int(pos / Wo), ox = int(pos % Wo);
-    float* o = out + std::int64_t(r) * K;
-    for (int ci = 0; ci < cin_g; ++ci) {
-      const float* xc = x + ci * plane;
-      for (int ky = 0; ky < k; ++ky) {
-        const int iy = oy * s - p + ky;
-        for (int kx = 0; kx < k; ++kx) {
-          const int ix = ox * s - p + kx;
-          *o++ = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? xc[std::int64_t(iy) * W + ix] : 0.0f;
+inline int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }  // b > 0
+/// im2col rows kk in [kb, kb + nb) (kk = ci*k*k + ky*k + kx) for output positions [p0, p0 + len)
+/// of one image and group: out[r * len + t] = x[ci][oy*s - p + ky][ox*s - p + kx] (0 outside).
+inline void im2col(const float* x, std::int64_t plane, int H, int W, int k, int s, int p, int Wo, int kb, int nb,
+                   std::int64_t p0, int len, float* out) {
+  for (int r = 0; r < nb; ++r) {
+    const int kk = kb + r, ci = kk / (k * k), ky = kk / k % k, kx = kk % k;
+    const float* xc = x + ci * plane;
+    float* o = out + std::int64_t(r) * len;
+    for (int done = 0; done < len;) {
+      const std::int64_t pos = p0 + done;
+      const int oy = int(pos / Wo), ox0 = int(pos % Wo), cnt = std::min(Wo - ox0, len - done);
+      const int iy = oy * s - p + ky;
+      float* orow = o + done - ox0;  // orow[ox] for ox in [ox0, ox0 + cnt)
+      if (iy < 0 || iy >= H) {
+        std::fill(orow + ox0, orow + ox0 + cnt, 0.0f);
+      } else {
+        const float* xr = xc + std::int64_t(iy) * W;
+        // ox whose ix = ox*s - p + kx lies in [0, W): [lo, hi)
+        const int lo = std::clamp(-floor_div(kx - p, s), ox0, ox0 + cnt);
+        const int hi = std::clamp(floor_div(W - 1 + p - kx, s) + 1, lo, ox0 + cnt);
+        std::fill(orow + ox0, orow + lo, 0.0f);
+        if (s == 1) {
+          std::memcpy(orow + lo, xr + (lo - p + kx), sizeof(float) * std::size_t(hi - lo));
+        } else {
+          for (int ox = lo; ox < hi; ++ox) orow[ox] = xr[ox * s - p + kx];
         }
+        std::fill(orow + hi, orow + ox0 + cnt, 0.0f);
       }
+      done += cnt;
     }
   }
 }
@@ -70,7 +70,16 @@ inline int thread_id() {
   return 0;
 #endif
 }
+inline int team_size() {
+#ifdef _OPENMP
+  return omp_get_num_threads();
+#else
+  return 1;
+#endif
+}
 }  // namespace detail
+
+template <class B> void add_into(context<B>& ctx, cview<float> x, view<float> y);
 
 /// dW += dY (*) X and dX += conv_transpose(dY, W) for y = conv(x, w) (bias handled by the caller).
 /// dx.data == nullptr: no input gradient; dw == nullptr: no weight gradient.
@@ -131,19 +140,66 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
   }
   const auto& kt = cpu_detail::active_kernels();
   const bool pointwise = k == 1 && s == 1 && p == 0;
-  constexpr int col_tile = 256;  // GEMM output columns per call (as the forward's row tiles)
-  // W_g^T packed (K rows x cout_g), per group, for the input gradient.
-  std::vector<float> wt_packed;
-  if (dx.data) {  // W_g^T packed directly: panel pi holds rows kk = pi*MR + r of W^T, i.e. W[co][kk]
-    constexpr int MR = cpu_detail::gemm_mr;
-    const std::int64_t per = detail::packed_floats(K, cout_g);
+  if (dw) {
+    // dW_g[co][kk] += sum_p dY_g[co][p] * col_g[kk][p] (col = X itself for pointwise convs, else
+    // im2col rows built per chunk of positions): the NT GEMM reads both operands along their rows.
+    // Threads split the columns kk of dW (each builds only its own col rows; no reduction).
+    constexpr int LCH = 1024, NBK = 96;  // positions per im2col chunk, col rows per block
+#pragma omp parallel num_threads(T)
+    {
+      const int nt = detail::team_size(), tid = detail::thread_id();
+      const int per = ((K + nt - 1) / nt + 3) / 4 * 4;
+      const int k_lo = std::min(K, tid * per), k_hi = std::min(K, k_lo + per);
+      float* col = pointwise || k_lo >= k_hi ? nullptr : ctx.scratch(tid, std::int64_t(NBK) * LCH);
+      for (int n = 0; n < x.n && k_lo < k_hi; ++n)
+        for (int g = 0; g < G; ++g) {
+          const float* xg = x.channel(n, g * cin_g);
+          const float* dyg = dy.channel(n, g * cout_g);
+          float* dwg = dw + std::int64_t(g) * cout_g * K;
+          if (pointwise) {
+            kt.gemm_nt(dyg, dy.plane(), cout_g, xg + std::int64_t(k_lo) * HWi, HWi, k_hi - k_lo, int(HWo), dwg + k_lo, K);
+            continue;
+          }
+          for (std::int64_t p0 = 0; p0 < HWo; p0 += LCH) {
+            const int len = int(std::min<std::int64_t>(LCH, HWo - p0));
+            for (int kb = k_lo; kb < k_hi; kb += NBK) {
+              const int nb = std::min(NBK, k_hi - kb);
+              detail::im2col(xg, HWi, x.h, x.w, k, s, p, Wo, kb, nb, p0, len, col);
+              kt.gemm_nt(dyg + p0, dy.plane(), cout_g, col, len, nb, len, dwg + kb, K);
+            }
+          }
+        }
+    }
+  }
+  if (!dx.data) return;
+  if (G == 1 && s == 1 && k > 1 && 2 * p == k - 1) {
+    // Stride 1, same padding: dX = conv(dY, W') with W'[ci][co][ky][kx] = W[co][ci][k-1-ky][k-1-kx], on
+    // the forward convolution kernel (its im2col tiles stay in cache; no full-size column buffer and
+    // col2im), into a workspace, then added to dX.
+    const std::int64_t kk2 = std::int64_t(k) * k, wn = std::int64_t(d.cout) * d.cin * kk2;
+    float* wf = ctx.workspace(2, wn);
+#pragma omp parallel for schedule(static) num_threads(T) if (wn > 65536)
+    for (int ci = 0; ci < d.cin; ++ci)
+      for (int co = 0; co < d.cout; ++co)
+        for (std::int64_t q = 0; q < kk2; ++q)
+          wf[(std::int64_t(ci) * d.cout + co) * kk2 + q] = w[(std::int64_t(co) * d.cin + ci) * kk2 + (kk2 - 1 - q)];
+    const std::int64_t per_img = std::int64_t(d.cin) * x.h * x.w;
+    const view<float> t{ctx.workspace(3, x.n * per_img), x.n, d.cin, x.h, x.w, per_img};
+    kernels<cpu>::conv2d(ctx, dy, conv_weights<>{wf, nullptr, nullptr}, t, conv_desc{d.cout, d.cin, k, 1, p, 1, act::none});
+    add_into(ctx, t, dx);
+    return;
+  }
+  // W_g^T packed (K rows x cout_g), per group: panel pi holds rows kk = pi*MR + r of W^T, i.e. W[co][kk].
+  constexpr int MR = cpu_detail::gemm_mr;
+  const std::int64_t per_g = detail::packed_floats(K, cout_g);
+  float* wt_packed = ctx.workspace(0, G * per_g);
+  {
     const int panels = (K + MR - 1) / MR;
-    wt_packed.resize(std::size_t(G * per));
 #pragma omp parallel for schedule(static) num_threads(T) if (std::int64_t(G) * K * cout_g > 65536)
     for (std::int64_t t = 0; t < std::int64_t(G) * panels; ++t) {
       const int g = int(t / panels), pi = int(t % panels);
       const float* wg = w + std::int64_t(g) * cout_g * K;
-      float* dst = wt_packed.data() + g * per + std::int64_t(pi) * cout_g * MR;
+      float* dst = wt_packed + g * per_g + std::int64_t(pi) * cout_g * MR;
       for (int co = 0; co < cout_g; ++co)
         for (int r = 0; r < MR; ++r) {
           const int kk = pi * MR + r;
@@ -151,150 +207,104 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
         }
     }
   }
+  constexpr int col_tile = 256;  // GEMM output columns per call (as the forward's row tiles)
   // Row chunks of the output positions, one per task.
   const std::int64_t chunk = std::max<std::int64_t>(64, (HWo + T - 1) / T);
   const int nchunks = int((HWo + chunk - 1) / chunk);
-  tensor<float> partial;  // per-chunk dW_g [nchunks][cout_g][K]
-  if (dw) partial.resize({1, 1, nchunks, cout_g * K});
-  tensor<float> dcol;  // [K][HWo] for the input gradient of one image and group
-  if (dx.data && !pointwise) dcol.resize({1, 1, K, int(HWo)});
+  float* dcol = pointwise ? nullptr : ctx.workspace(1, std::int64_t(K) * HWo);  // [K][HWo], one image and group
   for (int n = 0; n < x.n; ++n)
     for (int g = 0; g < G; ++g) {
-      const float* xg = x.channel(n, g * cin_g);
       const float* dyg = dy.channel(n, g * cout_g);
-      if (dw) {
+      const float* a = wt_packed + g * per_g;
+      if (pointwise) {
+        // dX_g[:, r0:r1] += W_g^T dY_g[:, r0:r1]; with one inner chunk of the GEMM (cout_g <= its KC)
+        // the product is added to dX in the GEMM's epilogue, else through a scratch tile.
+        const bool direct = cout_g <= cpu_detail::gemm_kc;
 #pragma omp parallel for schedule(static) num_threads(T)
         for (int ci = 0; ci < nchunks; ++ci) {
           const std::int64_t r0 = std::int64_t(ci) * chunk;
           const int rows = int(std::min<std::int64_t>(chunk, HWo - r0));
-          const int slot = detail::thread_id();
-          // rows in sub-blocks of at most KC (the GEMM's inner chunk) so that im2row's output stays
-          // in cache; every sub-block after the first accumulates into C through the epilogue's
-          // residual (= C itself: with one inner chunk the kernel reads it before storing).
-          const int sub = std::clamp(int((std::int64_t(1) << 19) / std::max(K, 1)), 64, 512);
-          float* buf = ctx.scratch(slot, detail::packed_floats(cout_g, sub) + std::int64_t(sub) * K);
-          float* a = buf;                                           // dY_g[:, rows] packed
-          float* colT = buf + detail::packed_floats(cout_g, sub);   // [sub][K]
-          float* C = partial.data() + std::int64_t(ci) * cout_g * K;
-          for (int s0 = 0; s0 < rows; s0 += sub) {
-            const int sr = std::min(sub, rows - s0);
-            const std::int64_t q0 = r0 + s0;
-            detail::pack_rows(dyg + q0, dy.plane(), cout_g, sr, a);
-            if (pointwise) {  // transpose X[:, q0:q0+sr] in blocks of 8 rows
-              int r = 0;
-              for (; r + 8 <= sr; r += 8)
-                for (int c = 0; c < cin_g; ++c) {
-                  const float* src = xg + std::int64_t(c) * HWi + q0 + r;
-                  float* dst = colT + std::int64_t(r) * K + c;
-                  for (int j = 0; j < 8; ++j) dst[std::int64_t(j) * K] = src[j];
-                }
-              for (; r < sr; ++r)
-                for (int c = 0; c < cin_g; ++c) colT[std::int64_t(r) * K + c] = xg[std::int64_t(c) * HWi + q0 + r];
-            } else {
-              detail::im2row(xg, HWi, cin_g, x.h, x.w, k, s, p, Wo, q0, sr, colT);
+          if (direct) {  // C = dX itself, accumulated through the epilogue's residual (read before the store)
+            float* c = dx.channel(n, g * cin_g) + r0;
+            const cpu_detail::gemm_epilogue acc{nullptr, act::none, c, dx.plane()};
+            for (int t0 = 0; t0 < rows; t0 += col_tile) {
+              cpu_detail::gemm_epilogue e = acc;
+              e.residual += t0;
+              kt.gemm(a, K, cout_g, dyg + r0 + t0, dy.plane(), c + t0, dx.plane(), std::min(col_tile, rows - t0), &e);
             }
-            for (int k0 = 0; k0 < K; k0 += col_tile) {
-              cpu_detail::gemm_epilogue acc{nullptr, act::none, C + k0, K};
-              kt.gemm(a, cout_g, sr, colT + k0, K, C + k0, K, std::min(col_tile, K - k0), s0 == 0 ? nullptr : &acc);
+            continue;
+          }
+          const int slot = detail::thread_id();
+          float* c = ctx.scratch(slot, std::int64_t(K) * col_tile);
+          for (int t0 = 0; t0 < rows; t0 += col_tile) {
+            const int tn = std::min(col_tile, rows - t0);
+            kt.gemm(a, K, cout_g, dyg + r0 + t0, dy.plane(), c, tn, tn, nullptr);
+            for (int kk = 0; kk < K; ++kk) {
+              float* dst = dx.channel(n, g * cin_g + kk) + r0 + t0;
+              const float* src = c + std::int64_t(kk) * tn;
+#pragma omp simd
+              for (int r = 0; r < tn; ++r) dst[r] += src[r];
             }
           }
         }
-        float* dwg = dw + std::int64_t(g) * cout_g * K;
-        const std::int64_t tot = std::int64_t(cout_g) * K;
+        continue;
+      }
+      {
 #pragma omp parallel for schedule(static) num_threads(T)
-        for (std::int64_t i = 0; i < tot; ++i) {
-          float acc = 0.0f;
-          for (int ci = 0; ci < nchunks; ++ci) acc += partial.data()[std::int64_t(ci) * tot + i];
-          dwg[i] += acc;
+        for (int ci = 0; ci < nchunks; ++ci) {
+          const std::int64_t r0 = std::int64_t(ci) * chunk;
+          const int rows = int(std::min<std::int64_t>(chunk, HWo - r0));
+          for (int t0 = 0; t0 < rows; t0 += col_tile)
+            kt.gemm(a, K, cout_g, dyg + r0 + t0, dy.plane(), dcol + r0 + t0, HWo, std::min(col_tile, rows - t0), nullptr);
         }
       }
-      if (dx.data) {
-        const float* a = wt_packed.data() + g * detail::packed_floats(K, cout_g);
-        if (pointwise) {
-          // dX_g[:, r0:r1] += W_g^T dY_g[:, r0:r1]
+      // col2im, parallel over input channels (each writes only its own plane)
 #pragma omp parallel for schedule(static) num_threads(T)
-          for (int ci = 0; ci < nchunks; ++ci) {
-            const std::int64_t r0 = std::int64_t(ci) * chunk;
-            const int rows = int(std::min<std::int64_t>(chunk, HWo - r0));
-            const int slot = detail::thread_id();
-            float* c = ctx.scratch(slot, std::int64_t(K) * col_tile);
-            for (int t0 = 0; t0 < rows; t0 += col_tile) {
-              const int tn = std::min(col_tile, rows - t0);
-              kt.gemm(a, K, cout_g, dyg + r0 + t0, dy.plane(), c, tn, tn, nullptr);
-              for (int kk = 0; kk < K; ++kk) {
-                float* dst = dx.channel(n, g * cin_g + kk) + r0 + t0;
-                const float* src = c + std::int64_t(kk) * tn;
+      for (int c = 0; c < cin_g; ++c) {
+        float* dxc = dx.channel(n, g * cin_g + c);
+        for (int ky = 0; ky < k; ++ky)
+          for (int kx = 0; kx < k; ++kx) {
+            const float* src = dcol + (std::int64_t(c) * k * k + ky * k + kx) * HWo;
+            int lo = 0, hi = Wo - 1;  // columns with ix = ox*s - p + kx inside [0, W)
+            while (lo < Wo && lo * s - p + kx < 0) ++lo;
+            while (hi >= 0 && hi * s - p + kx >= x.w) --hi;
+            for (int oy = 0; oy < Ho; ++oy) {
+              const int iy = oy * s - p + ky;
+              if (iy < 0 || iy >= x.h) continue;
+              float* drow = dxc + std::int64_t(iy) * x.w + (kx - p);
+              const float* srow = src + std::int64_t(oy) * Wo;
+              if (s == 1) {
 #pragma omp simd
-                for (int r = 0; r < tn; ++r) dst[r] += src[r];
+                for (int ox = lo; ox <= hi; ++ox) drow[ox] += srow[ox];
+              } else {
+                for (int ox = lo; ox <= hi; ++ox) drow[std::int64_t(ox) * s] += srow[ox];
               }
             }
           }
-        } else {
-#pragma omp parallel for schedule(static) num_threads(T)
-          for (int ci = 0; ci < nchunks; ++ci) {
-            const std::int64_t r0 = std::int64_t(ci) * chunk;
-            const int rows = int(std::min<std::int64_t>(chunk, HWo - r0));
-            for (int t0 = 0; t0 < rows; t0 += col_tile)
-              kt.gemm(a, K, cout_g, dyg + r0 + t0, dy.plane(), dcol.data() + r0 + t0, HWo, std::min(col_tile, rows - t0), nullptr);
-          }
-          // col2im, parallel over input channels (each writes only its own plane)
-#pragma omp parallel for schedule(static) num_threads(T)
-          for (int c = 0; c < cin_g; ++c) {
-            float* dxc = dx.channel(n, g * cin_g + c);
-            for (int ky = 0; ky < k; ++ky)
-              for (int kx = 0; kx < k; ++kx) {
-                const float* src = dcol.data() + (std::int64_t(c) * k * k + ky * k + kx) * HWo;
-                int lo = 0, hi = Wo - 1;  // columns with ix = ox*s - p + kx inside [0, W)
-                while (lo < Wo && lo * s - p + kx < 0) ++lo;
-                while (hi >= 0 && hi * s - p + kx >= x.w) --hi;
-                for (int oy = 0; oy < Ho; ++oy) {
-                  const int iy = oy * s - p + ky;
-                  if (iy < 0 || iy >= x.h) continue;
-                  float* drow = dxc + std::int64_t(iy) * x.w + (kx - p);
-                  const float* srow = src + std::int64_t(oy) * Wo;
-                  if (s == 1) {
-#pragma omp simd
-                    for (int ox = lo; ox <= hi; ++ox) drow[ox] += srow[ox];
-                  } else {
-                    for (int ox = lo; ox <= hi; ++ox) drow[std::int64_t(ox) * s] += srow[ox];
-                  }
-                }
-              }
-          }
-        }
       }
     }
 }
 
-/// BatchNorm2d training forward (as ref::batchnorm_train), channels in parallel.
+/// BatchNorm2d training forward (as ref::batchnorm_train) followed by the activation `a` (none or
+/// SiLU), channels in parallel, on the run-time chosen kernel set.
 inline void batchnorm_train(context<cpu>& ctx, cview<float> x, const float* gamma, const float* beta, view<float> y, float* mean_out,
-                            float* invstd_out, float* running_mean, float* running_var, double momentum, double eps) {
+                            float* invstd_out, float* running_mean, float* running_var, double momentum, double eps,
+                            act a = act::none) {
   const std::int64_t P = x.plane(), cnt = std::int64_t(x.n) * P;
   GYOLO_CHECK(cnt > 1, "batchnorm_train: expected more than 1 value per channel when training");
+  const auto& kt = cpu_detail::active_kernels();
 #pragma omp parallel for schedule(static) num_threads(ctx.threads())
   for (int c = 0; c < x.c; ++c) {
-    double s = 0;
-    for (int n = 0; n < x.n; ++n) {
-      const float* p = x.channel(n, c);
-      for (std::int64_t i = 0; i < P; ++i) s += p[i];
-    }
+    double s = 0, v = 0;
+    for (int n = 0; n < x.n; ++n) kt.bn_sums(x.channel(n, c), P, 0.0f, &s, nullptr);
     const double mean = s / double(cnt);
-    double v = 0;
-    for (int n = 0; n < x.n; ++n) {
-      const float* p = x.channel(n, c);
-      for (std::int64_t i = 0; i < P; ++i) {
-        const double d = p[i] - mean;
-        v += d * d;
-      }
-    }
-    const double var = v / double(cnt), invstd = 1.0 / std::sqrt(var + eps);
+    double s1 = 0;  // sum (x - float(mean)): corrects for the rounding of the centre
+    for (int n = 0; n < x.n; ++n) kt.bn_sums(x.channel(n, c), P, float(mean), &s1, &v);
+    const double dm = s1 / double(cnt);
+    const double var = std::max(0.0, v / double(cnt) - dm * dm), invstd = 1.0 / std::sqrt(var + eps);
     const double g = gamma ? gamma[c] : 1.0, b = beta ? beta[c] : 0.0;
     const float sc = float(g * invstd), sh = float(b - g * invstd * mean);
-    for (int n = 0; n < x.n; ++n) {
-      const float* p = x.channel(n, c);
-      float* o = y.channel(n, c);
-      for (std::int64_t i = 0; i < P; ++i) o[i] = p[i] * sc + sh;
-    }
+    for (int n = 0; n < x.n; ++n) kt.bn_act(x.channel(n, c), y.channel(n, c), P, sc, sh, a);
     if (mean_out) mean_out[c] = float(mean);
     if (invstd_out) invstd_out[c] = float(invstd);
     if (running_mean) running_mean[c] = float((1.0 - momentum) * running_mean[c] + momentum * mean);
@@ -302,37 +312,27 @@ inline void batchnorm_train(context<cpu>& ctx, cview<float> x, const float* gamm
   }
 }
 
-/// BatchNorm2d training backward (as ref::batchnorm_backward), channels in parallel.
-inline void batchnorm_backward(context<cpu>& ctx, cview<float> x, const float* gamma, const float* mean, const float* invstd,
-                               cview<float> dy, view<float> dx, float* dgamma, float* dbeta) {
-  const std::int64_t P = x.plane(), cnt = std::int64_t(x.n) * P;
+/// The backward of y = a(BatchNorm(z)) in training mode (batch statistics mean/invstd saved by
+/// batchnorm_train): dz = (overwritten, not accumulated) dL/dz, dgamma/dbeta accumulated.
+/// Per channel: one pass computes du = dy * a'(u) into dz and the two sums, a second turns it into
+/// dz in place (the plane is still in cache).
+inline void batchnorm_act_backward(context<cpu>& ctx, cview<float> z, const float* gamma, const float* beta, const float* mean,
+                                   const float* invstd, cview<float> dy, act a, view<float> dz, float* dgamma, float* dbeta) {
+  const std::int64_t P = z.plane(), cnt = std::int64_t(z.n) * P;
+  const auto& kt = cpu_detail::active_kernels();
 #pragma omp parallel for schedule(static) num_threads(ctx.threads())
-  for (int c = 0; c < x.c; ++c) {
-    const double mu = mean[c], is = invstd[c];
+  for (int c = 0; c < z.c; ++c) {
+    const double mu = mean[c], is = invstd[c], g = gamma ? gamma[c] : 1.0, b = beta ? beta[c] : 0.0;
+    const float sc = float(g * is), sh = float(b - g * is * mu);
     double sdy = 0, sdyx = 0;
-    for (int n = 0; n < x.n; ++n) {
-      const float* p = x.channel(n, c);
-      const float* g = dy.channel(n, c);
-      for (std::int64_t i = 0; i < P; ++i) {
-        sdy += g[i];
-        sdyx += double(g[i]) * (p[i] - mu);
-      }
-    }
-    const double xhat_dot = sdyx * is;  // sum dy * xhat
+    for (int n = 0; n < z.n; ++n)
+      kt.bn_act_bwd(z.channel(n, c), dy.channel(n, c), dz.channel(n, c), P, sc, sh, float(mu), a, &sdy, &sdyx);
+    const double xhat_dot = sdyx * is;  // sum du * xhat
     if (dgamma) dgamma[c] += float(xhat_dot);
     if (dbeta) dbeta[c] += float(sdy);
-    if (!dx.data) continue;
-    const double g = gamma ? gamma[c] : 1.0;
     const double k1 = g * is, m1 = sdy / double(cnt), m2 = xhat_dot / double(cnt);
-    for (int n = 0; n < x.n; ++n) {
-      const float* p = x.channel(n, c);
-      const float* gy = dy.channel(n, c);
-      float* o = dx.channel(n, c);
-      for (std::int64_t i = 0; i < P; ++i) {
-        const double xh = (p[i] - mu) * is;
-        o[i] += float(k1 * (gy[i] - m1 - xh * m2));
-      }
-    }
+    for (int n = 0; n < z.n; ++n)
+      kt.bn_dx(z.channel(n, c), dz.channel(n, c), dz.channel(n, c), P, float(mu), float(is), float(k1), float(m1), float(m2), false);
   }
 }
 
@@ -368,8 +368,8 @@ void silu_backward(context<B>& ctx, cview<float> z, const float* mean, const flo
   const int T = ctx.threads();
 #pragma omp parallel num_threads(T)
   {
-    std::vector<float> ub(std::size_t(2 * P));
-    float *u = ub.data(), *sg = ub.data() + P;
+    float* u = ctx.scratch(detail::thread_id(), 2 * P);
+    float* sg = u + P;
 #pragma omp for schedule(static)
     for (std::int64_t t = 0; t < planes; ++t) {
       const int n = int(t / z.c), c = int(t % z.c);
@@ -429,6 +429,23 @@ struct train_kernels {
                                  view<float> dx, float* dg, float* db) {
     train::ref::batchnorm_backward<float>(x, g, mu, is, dy, dx, dg, db);
   }
+  /// y = a(BatchNorm(x)) with batch statistics (a = none or silu).
+  static void batchnorm_act_train(context<B>& ctx, cview<float> x, const float* g, const float* b, view<float> y, float* mu, float* is,
+                                  float* rm, float* rv, double mom, double eps, act a) {
+    batchnorm_train(ctx, x, g, b, y, mu, is, rm, rv, mom, eps);
+    if (a == act::silu) silu_inplace(ctx, y);
+  }
+  /// dz = (overwritten) the gradient of y = a(BatchNorm(z)) (batch statistics), dg/db accumulated;
+  /// `work`: z.numel() floats of scratch.
+  static void batchnorm_act_backward(context<B>& ctx, cview<float> z, const float* g, const float* b, const float* mu, const float* is,
+                                     cview<float> dy, act a, view<float> dz, float* dg, float* db, float* work) {
+    const shape4 s = z.shape();
+    const view<float> du = {work, s.n, s.c, s.h, s.w, std::int64_t(s.c) * s.h * s.w};
+    if (a == act::silu) silu_backward(ctx, z, mu, is, g, b, dy, du);
+    for (int n = 0; n < s.n; ++n)
+      for (int c = 0; c < s.c; ++c) std::fill(dz.channel(n, c), dz.channel(n, c) + dz.plane(), 0.0f);
+    batchnorm_backward(ctx, z, g, mu, is, a == act::silu ? cview<float>(du) : dy, dz, dg, db);
+  }
 };
 
 template <>
@@ -457,9 +474,13 @@ struct train_kernels<cpu> {
                               float* rm, float* rv, double mom, double eps) {
     train::fast::batchnorm_train(ctx, x, g, b, y, mu, is, rm, rv, mom, eps);
   }
-  static void batchnorm_backward(context<cpu>& ctx, cview<float> x, const float* g, const float* mu, const float* is, cview<float> dy,
-                                 view<float> dx, float* dg, float* db) {
-    train::fast::batchnorm_backward(ctx, x, g, mu, is, dy, dx, dg, db);
+  static void batchnorm_act_train(context<cpu>& ctx, cview<float> x, const float* g, const float* b, view<float> y, float* mu, float* is,
+                                  float* rm, float* rv, double mom, double eps, act a) {
+    train::fast::batchnorm_train(ctx, x, g, b, y, mu, is, rm, rv, mom, eps, a);
+  }
+  static void batchnorm_act_backward(context<cpu>& ctx, cview<float> z, const float* g, const float* b, const float* mu, const float* is,
+                                     cview<float> dy, act a, view<float> dz, float* dg, float* db, float*) {
+    train::fast::batchnorm_act_backward(ctx, z, g, b, mu, is, dy, a, dz, dg, db);
   }
 };
 

@@ -21,7 +21,17 @@
 
 namespace gyolo::train::ref {
 
+/// Reusable temporary arrays of the kernels below that need some (maxpool2d_backward,
+/// resize_nearest(_backward), psa_attention(_backward)): a caller that passes the same workspace
+/// to every call (the tape owns one) allocates nothing once it has grown; nullptr: a local one.
+/// Not for concurrent calls.
+struct workspace {
+  std::vector<double> d0, d1;
+  std::vector<int> i0, i1;
+};
+
 namespace detail {
+inline workspace& pick(workspace* ws, workspace& local) { return ws ? *ws : local; }
 
 /// Numerically stable logistic function in double.
 inline double sigmoid(double u) {
@@ -350,14 +360,16 @@ void maxpool2d(cview<T> x, view<T> y, int k, int s, int p) {
 /// dx[argmax] += dy for every output element; the argmax is recomputed from x with the forward's
 /// tie rule, so each dy is routed to exactly one input element.
 template <class T>
-void maxpool2d_backward(cview<T> x, cview<T> dy, int k, int s, int p, view<T> dx) {
+void maxpool2d_backward(cview<T> x, cview<T> dy, int k, int s, int p, view<T> dx, workspace* ws = nullptr) {
   if (!dx.data) return;
   GYOLO_CHECK(k > 0 && s > 0 && p >= 0 && 2 * p <= k,
               "train::ref::maxpool2d_backward: pad should be at most half the kernel");
   GYOLO_CHECK(x.n == dy.n && x.c == dy.c && dy.h == (x.h + 2 * p - k) / s + 1 && dy.w == (x.w + 2 * p - k) / s + 1,
               "train::ref::maxpool2d_backward: shape mismatch");
   GYOLO_CHECK(x.shape() == dx.shape(), "train::ref::maxpool2d_backward: dx shape");
-  std::vector<double> acc(std::size_t(x.plane()));
+  workspace local;
+  std::vector<double>& acc = detail::pick(ws, local).d0;
+  acc.resize(std::size_t(x.plane()));
   for (int n = 0; n < x.n; ++n)
     for (int c = 0; c < x.c; ++c) {
       std::fill(acc.begin(), acc.end(), 0.0);
@@ -408,9 +420,13 @@ void avgpool2x2s1_backward(cview<T> dy, view<T> dx) {
 /// size=(y.h, y.w)): src = min(floor(dst * ((float)in / out)), in - 1) in float arithmetic.
 /// Covers Upsample x2 and CBFuse's down/up-sampling.
 template <class T>
-void resize_nearest(cview<T> x, view<T> y) {
+void resize_nearest(cview<T> x, view<T> y, workspace* ws = nullptr) {
   GYOLO_CHECK(x.n == y.n && x.c == y.c && (y.plane() == 0 || x.plane() > 0), "train::ref::resize_nearest: shape mismatch");
-  std::vector<int> sy(std::size_t(y.h)), sx(std::size_t(y.w));
+  workspace local;
+  workspace& w = detail::pick(ws, local);
+  std::vector<int>&sy = w.i0, &sx = w.i1;
+  sy.resize(std::size_t(y.h));
+  sx.resize(std::size_t(y.w));
   for (int i = 0; i < y.h; ++i) sy[std::size_t(i)] = detail::nearest_src(i, x.h, y.h);
   for (int i = 0; i < y.w; ++i) sx[std::size_t(i)] = detail::nearest_src(i, x.w, y.w);
   for (int n = 0; n < y.n; ++n)
@@ -421,14 +437,19 @@ void resize_nearest(cview<T> x, view<T> y) {
 
 /// dx[src(oy), src(ox)] += dy[oy, ox] (the adjoint of resize_nearest; dx's shape is the input's).
 template <class T>
-void resize_nearest_backward(cview<T> dy, view<T> dx) {
+void resize_nearest_backward(cview<T> dy, view<T> dx, workspace* ws = nullptr) {
   if (!dx.data) return;
   GYOLO_CHECK(dx.n == dy.n && dx.c == dy.c && (dy.plane() == 0 || dx.plane() > 0),
               "train::ref::resize_nearest_backward: shape mismatch");
-  std::vector<int> sy(std::size_t(dy.h)), sx(std::size_t(dy.w));
+  workspace local;
+  workspace& w = detail::pick(ws, local);
+  std::vector<int>&sy = w.i0, &sx = w.i1;
+  sy.resize(std::size_t(dy.h));
+  sx.resize(std::size_t(dy.w));
   for (int i = 0; i < dy.h; ++i) sy[std::size_t(i)] = detail::nearest_src(i, dx.h, dy.h);
   for (int i = 0; i < dy.w; ++i) sx[std::size_t(i)] = detail::nearest_src(i, dx.w, dy.w);
-  std::vector<double> acc(std::size_t(dx.plane()));
+  std::vector<double>& acc = w.d0;
+  acc.resize(std::size_t(dx.plane()));
   for (int n = 0; n < dx.n; ++n)
     for (int c = 0; c < dx.c; ++c) {
       std::fill(acc.begin(), acc.end(), 0.0);
@@ -469,11 +490,12 @@ void psa_probs(const T* q, const T* k, int N, int kd, double scale, std::vector<
 /// [B, heads*(2kd+hd), H, W], per head q (kd channels), k (kd channels), v (hd channels);
 /// y [B, heads*hd, H, W] = v @ softmax_j(scale * q^T k)^T, i.e. y[d, i] = sum_j v[d, j] P[i, j].
 template <class T>
-void psa_attention(cview<T> qkv, view<T> y, int heads, int kd, int hd, double scale) {
+void psa_attention(cview<T> qkv, view<T> y, int heads, int kd, int hd, double scale, workspace* ws = nullptr) {
   const int blk = 2 * kd + hd, N = qkv.h * qkv.w;
   GYOLO_CHECK(qkv.c == heads * blk && y.c == heads * hd && y.n == qkv.n && y.h == qkv.h && y.w == qkv.w,
               "train::ref::psa_attention: shape mismatch");
-  std::vector<double> P;
+  workspace local;
+  std::vector<double>& P = detail::pick(ws, local).d0;
   for (int n = 0; n < qkv.n; ++n)
     for (int h = 0; h < heads; ++h) {
       const T* q = qkv.channel(n, h * blk);
@@ -498,13 +520,17 @@ void psa_attention(cview<T> qkv, view<T> y, int heads, int kd, int hd, double sc
 ///   dS[i, j] = P[i, j] (dP[i, j] - sum_j' P[i, j'] dP[i, j']),
 ///   dq[d, i] = scale sum_j dS[i, j] k[d, j],  dk[d, j] = scale sum_i dS[i, j] q[d, i].
 template <class T>
-void psa_attention_backward(cview<T> qkv, cview<T> dy, int heads, int kd, int hd, double scale, view<T> dqkv) {
+void psa_attention_backward(cview<T> qkv, cview<T> dy, int heads, int kd, int hd, double scale, view<T> dqkv,
+                            workspace* ws = nullptr) {
   if (!dqkv.data) return;
   const int blk = 2 * kd + hd, N = qkv.h * qkv.w;
   GYOLO_CHECK(qkv.c == heads * blk && dy.c == heads * hd && dy.n == qkv.n && dy.h == qkv.h && dy.w == qkv.w,
               "train::ref::psa_attention_backward: shape mismatch");
   GYOLO_CHECK(qkv.shape() == dqkv.shape(), "train::ref::psa_attention_backward: dqkv shape");
-  std::vector<double> P, dS(std::size_t(N) * std::size_t(N));
+  workspace local;
+  workspace& w = detail::pick(ws, local);
+  std::vector<double>&P = w.d0, &dS = w.d1;
+  dS.resize(std::size_t(N) * std::size_t(N));
   for (int n = 0; n < qkv.n; ++n)
     for (int h = 0; h < heads; ++h) {
       const T* q = qkv.channel(n, h * blk);

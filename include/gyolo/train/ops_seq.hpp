@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gyolo/core/error.hpp"
@@ -507,28 +508,41 @@ void gather_tokens_backward(cmat<T> dy, int img, const std::vector<std::int64_t>
 // Token selection from detached maps (no gradient)
 // ---------------------------------------------------------------------------------------------
 
-/// Grit's detection-guided selection for image i: per anchor (levels in order, row-major), the
-/// maximum raw class logit of the one-to-one head maps (channels 4 * reg_max ..; torch.max: NaN
-/// propagates), then torch.topk(k) (descending; torch's CPU order). Returns flat anchor indices.
+/// Grit's detection-guided region score of every anchor of image img (levels in order): the
+/// maximum raw class logit of the one-to-one head maps (channels 4 * reg_max ..), as torch.max over
+/// the class dimension: a NaN logit propagates (the first NaN wins; a later larger value never
+/// replaces it). Used by the inference caption head and the train-mode Grit alike.
 template <class T>
-std::vector<std::int64_t> select_topk_anchors(const std::array<cview<T>, 3>& d3, int img, int reg_max, int k) {
+std::vector<float> region_scores(const std::array<cview<T>, 3>& d3, int img, int reg_max) {
   std::vector<float> score;
+  std::vector<T> best;
   for (const auto& m : d3) {
     const int nc = m.c - 4 * reg_max;
-    GYOLO_CHECK(nc > 0, "select_topk_anchors: head map has no class channels");
+    GYOLO_CHECK(nc > 0, "Grit: head map has no class channels");
     const std::int64_t hw = m.plane(), a0 = std::int64_t(score.size());
-    score.resize(std::size_t(a0 + hw));
-    for (std::int64_t a = 0; a < hw; ++a) {
-      double s = double(m.channel(img, 4 * reg_max)[a]);
-      for (int c = 1; c < nc; ++c) {
-        const double p = double(m.channel(img, 4 * reg_max + c)[a]);
-        if (!(p <= s) && !std::isnan(s)) s = p;
+    best.assign(m.channel(img, 4 * reg_max), m.channel(img, 4 * reg_max) + hw);
+    for (int c = 1; c < nc; ++c) {
+      const T* p = m.channel(img, 4 * reg_max + c);
+      for (std::int64_t a = 0; a < hw; ++a) {
+        T& s = best[std::size_t(a)];
+        if (!(p[a] <= s) && !std::isnan(s)) s = p[a];
       }
-      score[std::size_t(a0 + a)] = float(s);
     }
+    score.resize(std::size_t(a0 + hw));
+    for (std::int64_t a = 0; a < hw; ++a) score[std::size_t(a0 + a)] = float(best[std::size_t(a)]);
   }
+  return score;
+}
+
+/// Grit's detection-guided selection for image img: torch.topk(region_scores, k) (descending,
+/// torch's CPU order: NaN first, ties by torch_order::topk_desc). Returns flat anchor indices.
+/// `hint` (may be empty) is appended to the error raised when the maps hold fewer than k anchors.
+template <class T>
+std::vector<std::int64_t> select_topk_anchors(const std::array<cview<T>, 3>& d3, int img, int reg_max, int k,
+                                              const std::string& hint = {}) {
+  const auto score = region_scores<T>(d3, img, reg_max);
   GYOLO_CHECK(std::int64_t(score.size()) >= k, "caption needs at least " + std::to_string(k) + " anchors, the input has " +
-                                                   std::to_string(score.size()));
+                                                   std::to_string(score.size()) + (hint.empty() ? "" : " (" + hint + ")"));
   std::vector<torch_order::elem> work;
   std::vector<std::int64_t> idx;
   torch_order::topk_desc(score, k, work, idx);
