@@ -448,9 +448,10 @@ void grit_steady_state() {
 }
 }  // namespace
 
-// layers/grit_train.hpp still allocates per step (std::make_shared'd token-selection jobs, masks
-// and id lists captured by its backward steps, per-call std::vectors); hidden until those move to
-// tape-owned storage. Run it with gyolo_tests "[train-alloc-grit]".
-TEST_CASE("train alloc: a second vision + Grit step allocates nothing (reference backend)", "[.][train-alloc-grit]") {
+// layers/grit_train.hpp keeps its per-step state on the tape: token-selection jobs, positions, row
+// lists, caption ids and masks in the tape's typed save buffers (save_i32 / save_i64 / save_u8 /
+// save), the reference kernels' temporaries (LayerNorm, attention) in tape.ref_workspace(0), and the
+// top-k selection's storage in a member reused across forwards.
+TEST_CASE("train alloc: a second vision + Grit step allocates nothing (reference backend)", "[train][alloc][train-alloc-grit]") {
   grit_steady_state<reference>();
 }

@@ -123,12 +123,12 @@ tmat add(tape<B>& t, tmat a, tmat b) {
   return y;
 }
 
-/// y = x * r[row] (upstream's "* mask_pad"); r lives until backward (shared).
+/// y = x * r[row] (upstream's "* mask_pad"); r must live until backward (tape-owned: t.save).
 template <class B>
-tmat mul_rows(tape<B>& t, tmat x, std::shared_ptr<const std::vector<float>> r) {
+tmat mul_rows(tape<B>& t, tmat x, const float* r) {
   auto y = alloc(t, x.rows(), x.cols(), x.has_grad());
-  train::ref::mul_rows<float>(x.val(), r->data(), y.v);
-  if (y.has_grad()) t.record([x, y, r] { train::ref::mul_rows_backward<float>(y.grad(), r->data(), x.grad()); });
+  train::ref::mul_rows<float>(x.val(), r, y.v);
+  if (y.has_grad()) t.record([x, y, r] { train::ref::mul_rows_backward<float>(y.grad(), r, x.grad()); });
   return y;
 }
 
@@ -213,8 +213,9 @@ struct train_layer_norm {
   seq::tmat operator()(tape<B>& t, seq::tmat x) const {
     auto y = seq::alloc(t, x.rows(), x.cols());
     train::ref::layer_norm<float>(x.val(), g.value.data(), b.value.data(), eps, y.v);
-    t.record([this, x, y] {
-      train::ref::layer_norm_backward<float>(x.val(), g.value.data(), eps, y.grad(), x.grad(), g.g(), b.g());
+    train::ref::workspace* ws = &t.ref_workspace(0);  // temporaries reused across steps
+    t.record([this, x, y, ws] {
+      train::ref::layer_norm_backward<float>(x.val(), g.value.data(), eps, y.grad(), x.grad(), g.g(), b.g(), &ws->d0);
     });
     return y;
   }
@@ -270,19 +271,22 @@ struct train_mha {
     v.child("attention", s.attention...);
     v.child("layer_norm", s.layer_norm...);
   }
-  seq::tmat operator()(tape<B>& t, seq::tmat q, seq::tmat kv, int batch, std::shared_ptr<const std::vector<unsigned char>> mask,
-                       train::ref::attn_mask m, const seq::dropout_ctx& dr) const {
+  /// mask (may be null): the boolean mask m indexes, tape-owned (it must live until backward).
+  seq::tmat operator()(tape<B>& t, seq::tmat q, seq::tmat kv, int batch, const unsigned char* mask, train::ref::attn_mask m,
+                       const seq::dropout_ctx& dr) const {
     auto Q = attention.fc_q(t, q);
     auto K = attention.fc_k(t, kv);
     auto V = attention.fc_v(t, kv);
     auto A = seq::alloc(t, q.rows(), q.cols());
     const int nq = q.rows() / batch, nk = kv.rows() / batch;
     const float* dm = dr.active(t) ? dr.mask(t, std::int64_t(batch) * heads * nq * nk) : nullptr;
-    if (mask) m.m = mask->data();
-    train::ref::attention<float>(Q.val(), K.val(), V.val(), batch, heads, m, nullptr, dm, A.v);
+    if (mask) m.m = mask;
+    train::ref::workspace* ws = &t.ref_workspace(0);  // probabilities' storage reused across calls and steps
+    train::ref::attention<float>(Q.val(), K.val(), V.val(), batch, heads, m, nullptr, dm, A.v, &ws->d0);
     const int h = heads;
-    t.record([Q, K, V, A, batch, h, m, dm, mask] {
-      train::ref::attention_backward<float>(Q.val(), K.val(), V.val(), batch, h, m, dm, A.grad(), Q.grad(), K.grad(), V.grad());
+    t.record([Q, K, V, A, batch, h, m, dm, ws] {
+      train::ref::attention_backward<float>(Q.val(), K.val(), V.val(), batch, h, m, dm, A.grad(), Q.grad(), K.grad(), V.grad(),
+                                            &ws->d0, &ws->d1);
     });
     auto O = seq::dropout(t, attention.fc_o(t, A), dr);
     return layer_norm(t, seq::add(t, q, O));
@@ -432,6 +436,8 @@ struct grit_train {
   /// Dropout probability of every upstream Dropout (upstream trains with 0.2); 0 = off (default).
   double dropout = 0.0;
   mutable std::mt19937_64 rng{0};
+  /// Storage of the top-k region selection, reused across forwards (no allocation once grown).
+  mutable train::ref::topk_anchor_workspace<float> topk_ws_;
   void set_dropout(double p, std::uint64_t seed) {
     GYOLO_CHECK(p >= 0 && p < 1, "grit_train: dropout must be in [0, 1)");
     dropout = p;
@@ -504,51 +510,71 @@ struct grit_train {
     // ---- region tokens: top-k anchors (detached d3), semantic arg-max (detached s2) ----
     const int k = cfg.topk, ns = in.semantic.c, nr = k + ns;
     auto Y2 = seq::alloc(t, Bn * nr, d);
-    struct gather_job {
-      int img, src;  // src: 0..2 = cv3 level, 3 = cv5
-      std::vector<std::int64_t> pos;
-      std::vector<int> rows;
+    // Gather jobs (image, source, first entry, entry count; source 0..2 = cv3 level, 3 = cv5) over
+    // flat position / row lists, all tape-owned: at most 4 jobs and nr entries per image.
+    int* jobs = t.save_i32(std::size_t(Bn) * 4 * 4);
+    std::int64_t* jpos = t.save_i64(std::size_t(Bn) * std::size_t(nr));
+    int* jrows = t.save_i32(std::size_t(Bn) * std::size_t(nr));
+    int njobs = 0, nent = 0;
+    auto add_job = [&](int img, int src, int first) {
+      if (nent == first) return;  // empty
+      int* j = jobs + 4 * njobs++;
+      j[0] = img;
+      j[1] = src;
+      j[2] = first;
+      j[3] = nent - first;
     };
-    auto jobs = std::make_shared<std::vector<gather_job>>();
     std::array<std::int64_t, 4> a0{};
     for (int l = 1; l < 3; ++l) a0[std::size_t(l)] = a0[std::size_t(l - 1)] + R[std::size_t(l - 1)].t.plane();
     a0[3] = a0[2] + R[2].t.plane();
     for (int b = 0; b < Bn; ++b) {
-      const auto idx = train::ref::select_topk_anchors<float>(in.d3, b, reg_max, k);
+      train::ref::select_topk_anchors<float>(in.d3, b, reg_max, k, topk_ws_);
+      const auto& idx = topk_ws_.idx;
       for (int l = 0; l < 3; ++l) {
-        gather_job j{b, l, {}, {}};
+        const int first = nent;
         for (int r = 0; r < k; ++r)
           if (idx[std::size_t(r)] >= a0[std::size_t(l)] && idx[std::size_t(r)] < a0[std::size_t(l) + 1]) {
-            j.pos.push_back(idx[std::size_t(r)] - a0[std::size_t(l)]);
-            j.rows.push_back(b * nr + r);
+            jpos[nent] = idx[std::size_t(r)] - a0[std::size_t(l)];
+            jrows[nent++] = b * nr + r;
           }
-        if (!j.pos.empty()) jobs->push_back(std::move(j));
+        add_job(b, l, first);
       }
-      gather_job j{b, 3, train::ref::semantic_argmax<float>(in.semantic, b), {}};
-      for (int c = 0; c < ns; ++c) j.rows.push_back(b * nr + k + c);
-      jobs->push_back(std::move(j));
+      const int first = nent;
+      train::ref::semantic_argmax<float>(in.semantic, b, jpos + first);
+      for (int c = 0; c < ns; ++c) jrows[nent++] = b * nr + k + c;
+      add_job(b, 3, first);
     }
     auto src_of = [R, S](int s) { return s < 3 ? R[std::size_t(s)].t : S.t; };
-    for (const auto& j : *jobs)
-      train::ref::gather_tokens<float>(cview<float>(src_of(j.src).val()), j.img, j.pos, j.rows.data(), Y2.v);
-    t.record([jobs, Y2, src_of] {
-      for (const auto& j : *jobs) {
-        const tview s = src_of(j.src);
-        if (s.has_grad()) train::ref::gather_tokens_backward<float>(Y2.grad(), j.img, j.pos, j.rows.data(), s.grad());
+    for (int i = 0; i < njobs; ++i) {
+      const int* j = jobs + 4 * i;
+      train::ref::gather_tokens<float>(cview<float>(src_of(j[1]).val()), j[0], jpos + j[2], std::size_t(j[3]), jrows + j[2], Y2.v);
+    }
+    t.record([jobs, njobs, jpos, jrows, Y2, src_of] {
+      for (int i = 0; i < njobs; ++i) {
+        const int* j = jobs + 4 * i;
+        const tview s = src_of(j[1]);
+        if (s.has_grad())
+          train::ref::gather_tokens_backward<float>(Y2.grad(), j[0], jpos + j[2], std::size_t(j[3]), jrows + j[2], s.grad());
       }
     });
 
     // ---- grid tokens: cv4 output flattened row-major, then grid_net ----
     const int ng = int(G.t.plane()), gd = G.t.c;
     auto X = seq::alloc(t, Bn * ng, gd);
-    auto all = std::make_shared<std::vector<std::int64_t>>(std::size_t(ng));
-    for (int i = 0; i < ng; ++i) (*all)[std::size_t(i)] = i;
-    for (int b = 0; b < Bn; ++b) train::ref::gather_tokens<float>(cview<float>(G.t.val()), b, *all, nullptr, X.middle_rows(b * ng, ng).v);
+    std::int64_t* all = t.save_i64(std::size_t(ng));
+    for (int i = 0; i < ng; ++i) all[i] = i;
+    for (int b = 0; b < Bn; ++b)
+      train::ref::gather_tokens<float>(cview<float>(G.t.val()), b, all, std::size_t(ng), nullptr, X.middle_rows(b * ng, ng).v);
     t.record([X, G, all, Bn, ng] {
-      for (int b = 0; b < Bn; ++b) train::ref::gather_tokens_backward<float>(X.middle_rows(b * ng, ng).grad(), b, *all, nullptr, G.t.grad());
+      for (int b = 0; b < Bn; ++b)
+        train::ref::gather_tokens_backward<float>(X.middle_rows(b * ng, ng).grad(), b, all, std::size_t(ng), nullptr, G.t.grad());
     });
-    std::shared_ptr<const std::vector<unsigned char>> gmask;
-    if (in.grid_mask) gmask = std::make_shared<const std::vector<unsigned char>>(in.grid_mask, in.grid_mask + std::int64_t(Bn) * ng);
+    const unsigned char* gmask = nullptr;  // tape-owned copy of the caller's mask
+    if (in.grid_mask) {
+      unsigned char* m = t.save_u8(std::size_t(Bn) * std::size_t(ng));
+      std::copy(in.grid_mask, in.grid_mask + std::int64_t(Bn) * ng, m);
+      gmask = m;
+    }
     const train::ref::attn_mask gm{nullptr, ng, 0};
     const auto& gn = grit_transformer.grid_net;
     auto Y1 = gn.layer_norm(t, seq::dropout(t, seq::relu(t, gn.fc(t, X)), dr));
@@ -556,28 +582,30 @@ struct grit_train {
 
     // ---- caption decoder, teacher-forced ----
     const auto& cg = grit_transformer.cap_generator;
-    auto ids = std::make_shared<std::vector<std::int64_t>>(in.caps, in.caps + std::int64_t(Bn) * L);
-    auto pos = std::make_shared<std::vector<std::int64_t>>(ids->size());
-    auto mask_pad = std::make_shared<std::vector<float>>(ids->size());
-    auto mask_x = std::make_shared<std::vector<unsigned char>>(std::size_t(Bn) * L * L);
+    // ids, positions, row mask and self-attention mask: tape-owned (read by the backward steps)
+    const std::size_t nt = std::size_t(Bn) * std::size_t(L);
+    std::int64_t* ids = t.save_i64(nt);
+    std::copy(in.caps, in.caps + std::int64_t(nt), ids);
+    std::int64_t* pos = t.save_i64(nt);
+    float* mask_pad = t.save(nt);
+    unsigned char* mask_x = t.save_u8(nt * std::size_t(L));
     for (int b = 0; b < Bn; ++b)
       for (int i = 0; i < L; ++i) {
         const std::size_t r = std::size_t(b) * L + std::size_t(i);
-        const bool pad = (*ids)[r] == cfg.pad;
-        (*pos)[r] = pad ? 0 : i + 1;
-        (*mask_pad)[r] = pad ? 0.0f : 1.0f;
-        for (int j = 0; j < L; ++j)
-          (*mask_x)[(r * L) + std::size_t(j)] = j > i || (*ids)[std::size_t(b) * L + std::size_t(j)] == cfg.pad;
+        const bool pad = ids[r] == cfg.pad;
+        pos[r] = pad ? 0 : i + 1;
+        mask_pad[r] = pad ? 0.0f : 1.0f;
+        for (int j = 0; j < L; ++j) mask_x[(r * L) + std::size_t(j)] = j > i || ids[std::size_t(b) * L + std::size_t(j)] == cfg.pad;
       }
     auto x = seq::alloc(t, Bn * L, d);
-    train::ref::embedding<float>(ids->data(), cg.word_emb.w.value.data(), V, x.v);
-    train::ref::embedding<float>(pos->data(), cg.pos_emb.w.value.data(), cfg.max_len + 1, x.v, true);
+    train::ref::embedding<float>(ids, cg.word_emb.w.value.data(), V, x.v);
+    train::ref::embedding<float>(pos, cg.pos_emb.w.value.data(), cfg.max_len + 1, x.v, true);
     const std::int64_t pad_idx = cfg.pad;
     t.record([this, x, ids, pad_idx] {
-      train::ref::embedding_backward<float>(ids->data(), x.grad(), grit_transformer.cap_generator.word_emb.w.g(), pad_idx);
+      train::ref::embedding_backward<float>(ids, x.grad(), grit_transformer.cap_generator.word_emb.w.g(), pad_idx);
     });
     const train::ref::attn_mask sm{nullptr, std::int64_t(L) * L, L}, none{};
-    std::shared_ptr<const std::vector<float>> mp = mask_pad;
+    const float* mp = mask_pad;
     for (const auto& ly : cg.layers) {
       auto A = seq::mul_rows(t, ly.self_att(t, x, x, Bn, mask_x, sm, dr), mp);
       auto E1 = seq::mul_rows(t, ly.vis_att1(t, A, Y1, Bn, gmask, gm, dr), mp);

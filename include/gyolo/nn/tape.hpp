@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <array>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -191,6 +192,11 @@ class tape {
     v.resize(n);
     return v.data();
   }
+  /// Typed counterparts of save() (token ids and positions, boolean masks, row lists): n elements
+  /// (contents undefined) that live until reset(); the buffers are kept across reset().
+  std::int64_t* save_i64(std::size_t n) { return saved_i64_.get(n); }
+  int* save_i32(std::size_t n) { return saved_i32_.get(n); }
+  unsigned char* save_u8(std::size_t n) { return saved_u8_.get(n); }
   /// Temporary buffer for one backward step (index 0..3), contents undefined.
   float* scratch(int i, std::int64_t n) {
     auto& t = scratch_[std::size_t(i)];
@@ -217,6 +223,9 @@ class tape {
     steps_.clear();  // destroys the closures, keeps their storage
     cursor_ = 0;
     saved_cursor_ = 0;
+    saved_i64_.cursor = 0;
+    saved_i32_.cursor = 0;
+    saved_u8_.cursor = 0;
   }
   /// Bytes held by activations and gradients.
   std::size_t bytes() const {
@@ -249,11 +258,27 @@ class tape {
   struct slot {
     tensor<float> value, grad;
   };
+  /// Buffers of T handed out in order and rewound by reset() (a buffer's storage survives the
+  /// outer vector's growth: moving a std::vector keeps its data pointer).
+  template <class T>
+  struct saved_pool {
+    std::vector<std::vector<T>> bufs;
+    std::size_t cursor = 0;
+    T* get(std::size_t n) {
+      if (cursor == bufs.size()) bufs.emplace_back();
+      auto& v = bufs[cursor++];
+      v.resize(std::max<std::size_t>(n, 1));
+      return v.data();
+    }
+  };
   context<B>& ctx_;
   std::vector<std::unique_ptr<slot>> slots_;
   std::size_t cursor_ = 0;
   std::vector<std::vector<float>> saved_;
   std::size_t saved_cursor_ = 0;
+  saved_pool<std::int64_t> saved_i64_;
+  saved_pool<int> saved_i32_;
+  saved_pool<unsigned char> saved_u8_;
   std::array<tensor<float>, 4> scratch_;
   std::vector<train::ref::workspace> ref_ws_;
   step_arena steps_;  // declared last: closures are destroyed before the buffers they may point to

@@ -124,12 +124,20 @@ void layer_norm(cmat<T> x, const T* gamma, const T* beta, double eps, mmat<T> y)
 
 /// Backward of layer_norm (statistics recomputed from x): with xh = (x - mean) rstd, g = dy * gamma,
 ///   dx += rstd (g - mean(g) - xh mean(g xh)),  dgamma += sum_rows dy xh,  dbeta += sum_rows dy.
+/// tmp (optional): storage for the 4 D doubles of temporaries, reused across calls (else local).
 template <class T>
-void layer_norm_backward(cmat<T> x, const T* gamma, double eps, cmat<T> dy, mmat<T> dx, T* dgamma, T* dbeta) {
+void layer_norm_backward(cmat<T> x, const T* gamma, double eps, cmat<T> dy, mmat<T> dx, T* dgamma, T* dbeta,
+                         std::vector<double>* tmp = nullptr) {
   detail::check_same<T>(dy, x.rows, x.cols, "layer_norm_backward");
   if (dx.data) detail::check_same<T>(dx, x.rows, x.cols, "layer_norm_backward(dx)");
   const int D = x.cols;
-  std::vector<double> dg(std::size_t(D), 0.0), dbt(std::size_t(D), 0.0), xh(std::size_t(D), 0.0), g(std::size_t(D), 0.0);
+  std::vector<double> local;
+  std::vector<double>& buf = tmp ? *tmp : local;
+  buf.assign(4 * std::size_t(D), 0.0);
+  double* dg = buf.data();
+  double* dbt = dg + D;
+  double* xh = dbt + D;
+  double* g = xh + D;
   for (int i = 0; i < x.rows; ++i) {
     double mean, rstd;
     detail::row_stats(x.row(i), D, eps, mean, rstd);
@@ -396,14 +404,16 @@ void attn_probs(cmat<T> q, cmat<T> k, int b, int h, int nq, int nk, int dk, cons
 /// [batch * nq] (image-major), k / v rows [batch * nk], d = cols, heads own consecutive blocks of
 /// dk = d / heads channels. probs (optional out, [batch, heads, nq, nk]) receives the softmax
 /// before dropout; drop (optional, same layout) holds the dropout multipliers of the probabilities.
+/// work (optional): the probabilities' storage, reused across calls (else local).
 template <class T>
 void attention(cmat<T> q, cmat<T> k, cmat<T> v, int batch, int heads, const attn_mask& mask, T* probs, const T* drop,
-               mmat<T> y) {
+               mmat<T> y, std::vector<double>* work = nullptr) {
   GYOLO_CHECK(batch > 0 && q.rows % batch == 0 && k.rows % batch == 0 && v.rows == k.rows, "train::ref::attention: rows");
   GYOLO_CHECK(q.cols == k.cols && v.cols == q.cols && y.cols == q.cols && y.rows == q.rows && heads > 0 && q.cols % heads == 0,
               "train::ref::attention: shape mismatch");
   const int nq = q.rows / batch, nk = k.rows / batch, dk = q.cols / heads;
-  std::vector<double> P;
+  std::vector<double> local;
+  std::vector<double>& P = work ? *work : local;
   for (int b = 0; b < batch; ++b)
     for (int h = 0; h < heads; ++h) {
       detail::attn_probs(q, k, b, h, nq, nk, dk, mask, P);
@@ -427,13 +437,18 @@ void attention(cmat<T> q, cmat<T> k, cmat<T> v, int batch, int heads, const attn
 /// Gradients of attention (probabilities recomputed in double from q and k):
 ///   dPd = dy V^T,  dV += Pd^T dy,  dP = dPd * drop,  dS = P (dP - sum_j P dP),
 ///   dQ += dS K / sqrt(dk),  dK += dS^T Q / sqrt(dk).
+/// work_p, work_ds (optional): storage of the probabilities and their gradient, reused across calls.
 template <class T>
 void attention_backward(cmat<T> q, cmat<T> k, cmat<T> v, int batch, int heads, const attn_mask& mask, const T* drop, cmat<T> dy,
-                        mmat<T> dq, mmat<T> dk_, mmat<T> dv) {
+                        mmat<T> dq, mmat<T> dk_, mmat<T> dv, std::vector<double>* work_p = nullptr,
+                        std::vector<double>* work_ds = nullptr) {
   const int nq = q.rows / batch, nk = k.rows / batch, dk = q.cols / heads;
   GYOLO_CHECK(dy.rows == q.rows && dy.cols == q.cols, "train::ref::attention_backward: dy shape");
   const double sd = std::sqrt(double(dk));
-  std::vector<double> P, dS(std::size_t(nq) * std::size_t(nk));
+  std::vector<double> local_p, local_ds;
+  std::vector<double>& P = work_p ? *work_p : local_p;
+  std::vector<double>& dS = work_ds ? *work_ds : local_ds;
+  dS.assign(std::size_t(nq) * std::size_t(nk), 0.0);
   for (int b = 0; b < batch; ++b)
     for (int h = 0; h < heads; ++h) {
       detail::attn_probs(q, k, b, h, nq, nk, dk, mask, P);
@@ -484,24 +499,32 @@ void attention_backward(cmat<T> q, cmat<T> k, cmat<T> v, int batch, int heads, c
 /// y[rows[k], c] = x[img, c, pos[k]] (pos: flat in-plane index h * W + w): token-major rows from a
 /// channel-major map ('b c h w -> b (h w) c' followed by a gather). rows null: row k.
 template <class T>
-void gather_tokens(cview<T> x, int img, const std::vector<std::int64_t>& pos, const int* rows, mmat<T> y) {
+void gather_tokens(cview<T> x, int img, const std::int64_t* pos, std::size_t npos, const int* rows, mmat<T> y) {
   GYOLO_CHECK(y.cols == x.c && img >= 0 && img < x.n, "train::ref::gather_tokens: shape mismatch");
-  for (std::size_t k = 0; k < pos.size(); ++k) {
+  for (std::size_t k = 0; k < npos; ++k) {
     GYOLO_CHECK(pos[k] >= 0 && pos[k] < x.plane(), "train::ref::gather_tokens: position out of range");
     const int r = rows ? rows[k] : int(k);
     GYOLO_CHECK(r >= 0 && r < y.rows, "train::ref::gather_tokens: row out of range");
     for (int c = 0; c < x.c; ++c) y.row(r)[c] = x.channel(img, c)[pos[k]];
   }
 }
+template <class T>
+void gather_tokens(cview<T> x, int img, const std::vector<std::int64_t>& pos, const int* rows, mmat<T> y) {
+  gather_tokens<T>(x, img, pos.data(), pos.size(), rows, y);
+}
 /// dx[img, c, pos[k]] += dy[rows[k], c] (repeated positions accumulate).
 template <class T>
-void gather_tokens_backward(cmat<T> dy, int img, const std::vector<std::int64_t>& pos, const int* rows, view<T> dx) {
+void gather_tokens_backward(cmat<T> dy, int img, const std::int64_t* pos, std::size_t npos, const int* rows, view<T> dx) {
   if (!dx.data) return;
   GYOLO_CHECK(dy.cols == dx.c, "train::ref::gather_tokens_backward: shape mismatch");
-  for (std::size_t k = 0; k < pos.size(); ++k) {
+  for (std::size_t k = 0; k < npos; ++k) {
     const int r = rows ? rows[k] : int(k);
     for (int c = 0; c < dx.c; ++c) dx.channel(img, c)[pos[k]] += dy.row(r)[c];
   }
+}
+template <class T>
+void gather_tokens_backward(cmat<T> dy, int img, const std::vector<std::int64_t>& pos, const int* rows, view<T> dx) {
+  gather_tokens_backward<T>(dy, img, pos.data(), pos.size(), rows, dx);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -512,10 +535,10 @@ void gather_tokens_backward(cmat<T> dy, int img, const std::vector<std::int64_t>
 /// maximum raw class logit of the one-to-one head maps (channels 4 * reg_max ..), as torch.max over
 /// the class dimension: a NaN logit propagates (the first NaN wins; a later larger value never
 /// replaces it). Used by the inference caption head and the train-mode Grit alike.
+/// Writes the scores into `score` (resized) with `best` as temporary storage (both reused).
 template <class T>
-std::vector<float> region_scores(const std::array<cview<T>, 3>& d3, int img, int reg_max) {
-  std::vector<float> score;
-  std::vector<T> best;
+void region_scores(const std::array<cview<T>, 3>& d3, int img, int reg_max, std::vector<float>& score, std::vector<T>& best) {
+  score.clear();
   for (const auto& m : d3) {
     const int nc = m.c - 4 * reg_max;
     GYOLO_CHECK(nc > 0, "Grit: head map has no class channels");
@@ -531,29 +554,49 @@ std::vector<float> region_scores(const std::array<cview<T>, 3>& d3, int img, int
     score.resize(std::size_t(a0 + hw));
     for (std::int64_t a = 0; a < hw; ++a) score[std::size_t(a0 + a)] = float(best[std::size_t(a)]);
   }
+}
+template <class T>
+std::vector<float> region_scores(const std::array<cview<T>, 3>& d3, int img, int reg_max) {
+  std::vector<float> score;
+  std::vector<T> best;
+  region_scores<T>(d3, img, reg_max, score, best);
   return score;
 }
+
+/// Reused storage of select_topk_anchors (no allocation once grown).
+template <class T>
+struct topk_anchor_workspace {
+  std::vector<float> score;
+  std::vector<T> best;
+  std::vector<torch_order::elem> work;
+  std::vector<std::int64_t> idx;
+};
 
 /// Grit's detection-guided selection for image img: torch.topk(region_scores, k) (descending,
 /// torch's CPU order: NaN first, ties by torch_order::topk_desc). Returns flat anchor indices.
 /// `hint` (may be empty) is appended to the error raised when the maps hold fewer than k anchors.
+/// This form leaves the indices in ws.idx (ws reused: no allocation once grown).
+template <class T>
+void select_topk_anchors(const std::array<cview<T>, 3>& d3, int img, int reg_max, int k, topk_anchor_workspace<T>& ws,
+                         const std::string& hint = {}) {
+  region_scores<T>(d3, img, reg_max, ws.score, ws.best);
+  GYOLO_CHECK(std::int64_t(ws.score.size()) >= k, "caption needs at least " + std::to_string(k) + " anchors, the input has " +
+                                                      std::to_string(ws.score.size()) + (hint.empty() ? "" : " (" + hint + ")"));
+  torch_order::topk_desc(ws.score, k, ws.work, ws.idx);
+}
 template <class T>
 std::vector<std::int64_t> select_topk_anchors(const std::array<cview<T>, 3>& d3, int img, int reg_max, int k,
                                               const std::string& hint = {}) {
-  const auto score = region_scores<T>(d3, img, reg_max);
-  GYOLO_CHECK(std::int64_t(score.size()) >= k, "caption needs at least " + std::to_string(k) + " anchors, the input has " +
-                                                   std::to_string(score.size()) + (hint.empty() ? "" : " (" + hint + ")"));
-  std::vector<torch_order::elem> work;
-  std::vector<std::int64_t> idx;
-  torch_order::topk_desc(score, k, work, idx);
-  return idx;
+  topk_anchor_workspace<T> ws;
+  select_topk_anchors<T>(d3, img, reg_max, k, ws, hint);
+  return std::move(ws.idx);
 }
 
 /// Grit's semantics-guided selection for image i: per channel, the first flat position of its
 /// maximum (torch max over the flattened plane).
+/// This form writes the sem.c positions to pos.
 template <class T>
-std::vector<std::int64_t> semantic_argmax(cview<T> sem, int img) {
-  std::vector<std::int64_t> pos(std::size_t(sem.c));
+void semantic_argmax(cview<T> sem, int img, std::int64_t* pos) {
   for (int c = 0; c < sem.c; ++c) {
     const T* p = sem.channel(img, c);
     T m = p[0];
@@ -566,6 +609,11 @@ std::vector<std::int64_t> semantic_argmax(cview<T> sem, int img) {
       }
     pos[std::size_t(c)] = k;
   }
+}
+template <class T>
+std::vector<std::int64_t> semantic_argmax(cview<T> sem, int img) {
+  std::vector<std::int64_t> pos(std::size_t(sem.c));
+  semantic_argmax<T>(sem, img, pos.data());
   return pos;
 }
 
