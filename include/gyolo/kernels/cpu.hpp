@@ -24,43 +24,48 @@ namespace gyolo {
 
 namespace cpu_detail {
 
-/// im2col of output rows [r0, r0+rows) for input channels [0, cin) of one image, col-major:
-/// col[(ci*k + ky)*k + kx][r].
-inline void im2col(const float* x, int cin, int H, int W, int k, int s, int p, int Wo, std::int64_t r0, int rows,
-                   float* col) {
+/// im2col rows kk in [kb, kb + nb) (kk = (ci*k + ky)*k + kx) of output positions [r0, r0+rows) of
+/// one image, col-major: col[(kk - kb) * rows + r] (0 outside the input).
+inline void im2col_rows(const float* x, int H, int W, int k, int s, int p, int Wo, int kb, int nb, std::int64_t r0, int rows,
+                        float* col) {
   const std::int64_t plane = std::int64_t(H) * W;
-  for (int ci = 0; ci < cin; ++ci)
-    for (int ky = 0; ky < k; ++ky)
-      for (int kx = 0; kx < k; ++kx) {
-        float* dst = col + (std::int64_t(ci * k + ky) * k + kx) * rows;
-        const float* src = x + ci * plane;
-        int oy = int(r0 / Wo), ox = int(r0 % Wo);
-        for (int r = 0; r < rows;) {
-          const int iy = oy * s - p + ky;
-          const int run = std::min(rows - r, Wo - ox);
-          if (iy < 0 || iy >= H) {
-            std::fill(dst + r, dst + r + run, 0.0f);
-          } else {
-            const float* row = src + std::int64_t(iy) * W;
-            if (s == 1) {
-              // ix = ox + t - p + kx is contiguous: zeros left of 0, a copy, zeros right of W.
-              const int ix0 = ox - p + kx;
-              const int lo = std::clamp(-ix0, 0, run), hi = std::clamp(W - ix0, lo, run);
-              std::fill(dst + r, dst + r + lo, 0.0f);
-              std::copy(row + ix0 + lo, row + ix0 + hi, dst + r + lo);
-              std::fill(dst + r + hi, dst + r + run, 0.0f);
-            } else {
-              for (int t = 0; t < run; ++t) {
-                const int ix = (ox + t) * s - p + kx;
-                dst[r + t] = (ix >= 0 && ix < W) ? row[ix] : 0.0f;
-              }
-            }
+  for (int kk = kb; kk < kb + nb; ++kk) {
+    const int ci = kk / (k * k), ky = kk / k % k, kx = kk % k;
+    float* dst = col + std::int64_t(kk - kb) * rows;
+    const float* src = x + ci * plane;
+    int oy = int(r0 / Wo), ox = int(r0 % Wo);
+    for (int r = 0; r < rows;) {
+      const int iy = oy * s - p + ky;
+      const int run = std::min(rows - r, Wo - ox);
+      if (iy < 0 || iy >= H) {
+        std::fill(dst + r, dst + r + run, 0.0f);
+      } else {
+        const float* row = src + std::int64_t(iy) * W;
+        if (s == 1) {
+          // ix = ox + t - p + kx is contiguous: zeros left of 0, a copy, zeros right of W.
+          const int ix0 = ox - p + kx;
+          const int lo = std::clamp(-ix0, 0, run), hi = std::clamp(W - ix0, lo, run);
+          std::fill(dst + r, dst + r + lo, 0.0f);
+          std::copy(row + ix0 + lo, row + ix0 + hi, dst + r + lo);
+          std::fill(dst + r + hi, dst + r + run, 0.0f);
+        } else {
+          for (int t = 0; t < run; ++t) {
+            const int ix = (ox + t) * s - p + kx;
+            dst[r + t] = (ix >= 0 && ix < W) ? row[ix] : 0.0f;
           }
-          r += run;
-          ox = 0;
-          ++oy;
         }
       }
+      r += run;
+      ox = 0;
+      ++oy;
+    }
+  }
+}
+
+/// im2col of every row (input channels [0, cin)) of output positions [r0, r0+rows).
+inline void im2col(const float* x, int cin, int H, int W, int k, int s, int p, int Wo, std::int64_t r0, int rows,
+                   float* col) {
+  im2col_rows(x, H, W, k, s, p, Wo, 0, cin * k * k, r0, rows, col);
 }
 
 }  // namespace cpu_detail

@@ -30,39 +30,6 @@ namespace detail {
 inline std::int64_t packed_floats(int m, int K) {
   return std::int64_t((m + cpu_detail::gemm_mr - 1) / cpu_detail::gemm_mr) * cpu_detail::gemm_mr * K;
 }
-inline int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }  // b > 0
-/// im2col rows kk in [kb, kb + nb) (kk = ci*k*k + ky*k + kx) for output positions [p0, p0 + len)
-/// of one image and group: out[r * len + t] = x[ci][oy*s - p + ky][ox*s - p + kx] (0 outside).
-inline void im2col(const float* x, std::int64_t plane, int H, int W, int k, int s, int p, int Wo, int kb, int nb,
-                   std::int64_t p0, int len, float* out) {
-  for (int r = 0; r < nb; ++r) {
-    const int kk = kb + r, ci = kk / (k * k), ky = kk / k % k, kx = kk % k;
-    const float* xc = x + ci * plane;
-    float* o = out + std::int64_t(r) * len;
-    for (int done = 0; done < len;) {
-      const std::int64_t pos = p0 + done;
-      const int oy = int(pos / Wo), ox0 = int(pos % Wo), cnt = std::min(Wo - ox0, len - done);
-      const int iy = oy * s - p + ky;
-      float* orow = o + done - ox0;  // orow[ox] for ox in [ox0, ox0 + cnt)
-      if (iy < 0 || iy >= H) {
-        std::fill(orow + ox0, orow + ox0 + cnt, 0.0f);
-      } else {
-        const float* xr = xc + std::int64_t(iy) * W;
-        // ox whose ix = ox*s - p + kx lies in [0, W): [lo, hi)
-        const int lo = std::clamp(-floor_div(kx - p, s), ox0, ox0 + cnt);
-        const int hi = std::clamp(floor_div(W - 1 + p - kx, s) + 1, lo, ox0 + cnt);
-        std::fill(orow + ox0, orow + lo, 0.0f);
-        if (s == 1) {
-          std::memcpy(orow + lo, xr + (lo - p + kx), sizeof(float) * std::size_t(hi - lo));
-        } else {
-          for (int ox = lo; ox < hi; ++ox) orow[ox] = xr[ox * s - p + kx];
-        }
-        std::fill(orow + hi, orow + ox0 + cnt, 0.0f);
-      }
-      done += cnt;
-    }
-  }
-}
 inline int thread_id() {
 #ifdef _OPENMP
   return omp_get_thread_num();
@@ -164,7 +131,7 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
             const int len = int(std::min<std::int64_t>(LCH, HWo - p0));
             for (int kb = k_lo; kb < k_hi; kb += NBK) {
               const int nb = std::min(NBK, k_hi - kb);
-              detail::im2col(xg, HWi, x.h, x.w, k, s, p, Wo, kb, nb, p0, len, col);
+              cpu_detail::im2col_rows(xg, x.h, x.w, k, s, p, Wo, kb, nb, p0, len, col);
               kt.gemm_nt(dyg + p0, dy.plane(), cout_g, col, len, nb, len, dwg + kb, K);
             }
           }
