@@ -1,13 +1,15 @@
 // One training forward + backward of layers 0-55 (auxiliary branch included, caption head not
 // yet): L = sum of every training output of head 55, as benchmarks/train_side_by_side.py does
 // with upstream. Prints one JSON line.
-//   gyolo_train_bench [--imgsz 640] [--batch 2] [--threads 2] [--runs 3] [--weights FILE.gguf|random]
+//   gyolo_train_bench [--imgsz 640] [--batch 2] [--threads 2] [--runs 3] [--weights FILE.gguf|random] [--per-layer]
+// --per-layer: the last step's forward and backward time per gyolo.yaml layer, a table on stderr.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gyolo/gyolo.hpp"
@@ -31,8 +33,19 @@ int main(int argc, char** argv) {
   using namespace gyolo;
   int imgsz = 640, batch = 2, threads = 2, runs = 3;
   std::string weights = "random";
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const std::string a = argv[i], v = argv[i + 1];
+  bool per_layer = false;
+  for (int i = 1; i < argc; i += 2) {
+    const std::string a = argv[i];
+    if (a == "--per-layer") {
+      per_layer = true;
+      --i;
+      continue;
+    }
+    if (i + 1 >= argc) {
+      std::fprintf(stderr, "option %s needs a value\n", a.c_str());
+      return 2;
+    }
+    const std::string v = argv[i + 1];
     if (a == "--imgsz") imgsz = std::atoi(v.c_str());
     else if (a == "--batch") batch = std::atoi(v.c_str());
     else if (a == "--threads") threads = std::atoi(v.c_str());
@@ -59,8 +72,13 @@ int main(int argc, char** argv) {
     tensor<float> x({batch, 3, imgsz, imgsz});
     for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = float((i * 7919) % 1000) / 1000.0f;
     std::vector<double> fwd, bwd;
+    layer_profiler prof;
     for (int r = 0; r < runs; ++r) {
       tp.reset();
+      if (per_layer && r == runs - 1) {
+        tp.set_profiler(&prof);   // layer marks, forward and backward times
+        ctx.set_profiler(&prof);  // the forward convolutions' FLOPs
+      }
       nn::zero_grad(g);
       const auto t0 = std::chrono::steady_clock::now();
       auto in = tp.input(x.cv(), false);
@@ -78,6 +96,42 @@ int main(int argc, char** argv) {
       const auto t2 = std::chrono::steady_clock::now();
       fwd.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
       bwd.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
+    }
+    if (per_layer) {  // forward and backward ms per layer, in graph order
+      struct row {
+        std::string layer;
+        double fwd_ms = 0, bwd_ms = 0, gflop = 0;
+      };
+      std::vector<row> t;
+      auto find = [&](const std::string& n) -> row& {
+        for (auto& e : t)
+          if (e.layer == n) return e;
+        t.push_back({n});
+        return t.back();
+      };
+      for (auto& r : prof.rows) {
+        if (r.layer.rfind("bwd ", 0) == 0) {
+          find(r.layer.substr(4)).bwd_ms += r.ms;
+        } else {
+          auto& e = find(r.layer);
+          e.fwd_ms += r.ms;
+          e.gflop += r.flop / 1e9;
+        }
+      }
+      // backward GFLOP/s counts dW + dX as twice the forward's convolution FLOPs
+      row sum{"total"};
+      std::fprintf(stderr, "%-18s %9s %9s %9s %9s %9s\n", "layer", "GFLOP", "fwd ms", "fwd GF/s", "bwd ms", "bwd GF/s");
+      for (auto& e : t) {
+        if (e.fwd_ms == 0 && e.bwd_ms == 0) continue;
+        sum.fwd_ms += e.fwd_ms;
+        sum.bwd_ms += e.bwd_ms;
+        sum.gflop += e.gflop;
+      }
+      t.push_back(sum);
+      for (auto& e : t)
+        if (e.fwd_ms > 0 || e.bwd_ms > 0)
+          std::fprintf(stderr, "%-18s %9.1f %9.1f %9.1f %9.1f %9.1f\n", e.layer.c_str(), e.gflop, e.fwd_ms,
+                       e.gflop / (e.fwd_ms * 1e-3), e.bwd_ms, 2 * e.gflop / (e.bwd_ms * 1e-3));
     }
     std::vector<double> tot(fwd.size());
     for (std::size_t i = 0; i < fwd.size(); ++i) tot[i] = fwd[i] + bwd[i];

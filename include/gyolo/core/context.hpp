@@ -58,10 +58,29 @@ struct layer_profiler {
   }
   void add_flop(double f) { flop_ += f; }
 
+  /// Backward profile (a tape's): each layer's mark in the forward also records a backward step
+  /// that calls mark_backward(); steps run newest first, so the time between two such steps is
+  /// the backward of the layer marked after the earlier one. Rows are named "bwd <layer>".
+  void start_backward() {
+    last_ = std::chrono::steady_clock::now();
+    open_ = {};
+  }
+  void mark_backward(std::string_view layer) {
+    const auto now = std::chrono::steady_clock::now();
+    rows.push_back({"bwd " + std::string(open_.empty() ? "(after last mark)" : open_),
+                    std::chrono::duration<double, std::milli>(now - last_).count(), 0});
+    open_ = layer;
+    last_ = now;
+  }
+  void end_backward() {
+    if (!open_.empty()) mark_backward({});
+  }
+
  private:
   std::chrono::steady_clock::time_point last_{};
   double flop_ = 0;
   std::size_t first_unmarked_ = 0;
+  std::string_view open_;  // layer whose backward runs now (names are string literals)
 };
 
 template <class B>

@@ -5,6 +5,8 @@
 #include <initializer_list>
 #include <numeric>
 #include <string>
+#include <type_traits>
+#include <variant>
 #include <vector>
 
 #include "gyolo/layers/head.hpp"
@@ -153,114 +155,114 @@ class vision_graph {
   vision_outputs<B> forward(context<B>& ctx, cview<float> x, bool run_o2m = false, bool keep_features = false) const
     requires(!is_train_mode<M>)
   {
-    GYOLO_CHECK(x.c == 3, "input must have 3 channels, got " + std::to_string(x.c));
-    GYOLO_CHECK(x.h >= 32 && x.w >= 32 && x.h % 32 == 0 && x.w % 32 == 0,
-                "input height and width must be positive multiples of 32, got " + std::to_string(x.h) + "x" + std::to_string(x.w));
-    vision_outputs<B> o;
-    if (auto* p = ctx.profiler()) p->start();
-    auto L = [&](const char* layer, auto&& v) { return ctx.layer(layer, std::move(v)); };  // per-layer profile marks
-    auto x1 = L("1", l1(ctx, x));                                   // 1  Conv 3/2
-    auto x2 = L("2", l2(ctx, x1.cv()));                             // 2  Conv 3/2
-    x1 = {};
-    auto x3 = L("3", l3(ctx, x2.cv()));                             // 3  RepNCSPELAN4
-    auto x4 = L("4", l4(ctx, x3.cv()));                             // 4  ADown
-    auto x5 = L("5", l5(ctx, x4.cv()));                             // 5  RepNCSPELAN4      (P3)
-    auto x6 = L("6", l6(ctx, x5.cv()));                             // 6  ADown
-    auto x7 = L("7", l7(ctx, x6.cv()));                             // 7  RepNCSPELAN4      (P4)
-    auto x8 = L("8", l8(ctx, x7.cv()));                             // 8  ADown
-    auto x9 = L("9", l9(ctx, x8.cv()));                             // 9  RepNCSPELAN4
-    auto x10 = L("10", l10(ctx, x9.cv()));                          // 10 SPPELAN
-    auto x11 = L("11", l11(ctx, x10.cv()));                         // 11 PSA
-    auto x13 = L("12-13", concat2(ctx, upsample2x(ctx, x11.cv()).cv(), x7.cv()));  // 12 Upsample, 13 Concat[12, 7]
-    auto x14 = L("14", l14(ctx, x13.cv()));                         // 14 RepNCSPELAN4
-    auto x16 = L("15-16", concat2(ctx, upsample2x(ctx, x14.cv()).cv(), x5.cv()));  // 15 Upsample, 16 Concat[15, 5]
-    auto x17 = L("17", l17(ctx, x16.cv()));                         // 17 RepNCSPELAN4B     (P3 out)
-    auto x19 = L("18-19", concat2(ctx, l18(ctx, x17.cv()).cv(), x14.cv()));        // 18 ADown, 19 Concat[18, 14]
-    auto x20 = L("20", l20(ctx, x19.cv()));                         // 20 RepNCSPELAN4B     (P4 out)
-    auto x22 = L("21-22", concat2(ctx, l21(ctx, x20.cv()).cv(), x11.cv()));        // 21 ADown, 22 Concat[21, 11]
-    auto x23 = L("23", l23(ctx, x22.cv()));                         // 23 RepNCSPELAN4B     (P5 out)
-    auto x44 = L("43-44", upsample2x(ctx, l43(ctx, x17.cv()).cv()));    // 43 RepNCSPELAN4, 44 Upsample
-    auto x46 = L("45-46", l46(ctx, l45(ctx, x44.cv()).cv()));           // 45 DWConv, 46 Conv   (semantic input)
-    auto x54 = L("51-54", l54(ctx, l53(ctx, upsample2x(ctx, l51(ctx, x17.cv()).cv()).cv()).cv()));  // 51-54 (prototype input)
-    const std::array<float, 3> strides{float(x.h / x17.shape().h), float(x.h / x20.shape().h), float(x.h / x23.shape().h)};
-    auto h = L("55", head(ctx, {x17.cv(), x20.cv(), x23.cv()}, x46.cv(), x54.cv(), strides, run_o2m));  // 55
-    o.pred = std::move(h.pred);
-    o.proto = std::move(h.proto);
-    o.semantic = std::move(h.semantic);
-    o.d3 = std::move(h.d3);
-    o.pred_o2m = std::move(h.pred_o2m);
-    if (keep_features) {
-      o.x11 = std::move(x11);
-      o.x17 = std::move(x17);
-      o.x20 = std::move(x20);
-      o.x23 = std::move(x23);
-      o.x44 = std::move(x44);
-    }
-    return o;
+    return run(ctx, x, run_o2m, keep_features);
   }
 
   /// Train-mode forward of layers 0-55 (auxiliary branch included): head 55's training outputs.
   vision_train_outputs<B> forward(tape<B>& t, tview x) const
     requires(is_train_mode<M>)
   {
+    return run(t, x, false, true);
+  }
+
+ private:
+  /// The graph, written once for both modes: gyolo.yaml's layers in order. Ctx is a context<B>
+  /// (inference: intermediates are freed as soon as they are used) or a tape<B> (train mode: the
+  /// tape keeps every activation for backward; the auxiliary branch 24-42, 47-50 runs and head 55
+  /// returns its training outputs). L() marks the end of a layer for the per-layer profiles.
+  template <class Ctx, class X>
+  auto run(Ctx& c, X x, [[maybe_unused]] bool run_o2m, [[maybe_unused]] bool keep_features) const {
+    constexpr bool train = is_train_mode<M>;
     GYOLO_CHECK(x.c == 3, "input must have 3 channels, got " + std::to_string(x.c));
     GYOLO_CHECK(x.h >= 32 && x.w >= 32 && x.h % 32 == 0 && x.w % 32 == 0,
                 "input height and width must be positive multiples of 32, got " + std::to_string(x.h) + "x" + std::to_string(x.w));
-    auto x1 = l1(t, x);                                             // 1  Conv 3/2
-    auto x2 = l2(t, x1.cv());                                       // 2  Conv 3/2
-    auto x3 = l3(t, x2.cv());                                       // 3  RepNCSPELAN4
-    auto x4 = l4(t, x3.cv());                                       // 4  ADown
-    auto x5 = l5(t, x4.cv());                                       // 5  RepNCSPELAN4
-    auto x6 = l6(t, x5.cv());                                       // 6  ADown
-    auto x7 = l7(t, x6.cv());                                       // 7  RepNCSPELAN4
-    auto x8 = l8(t, x7.cv());                                       // 8  ADown
-    auto x9 = l9(t, x8.cv());                                       // 9  RepNCSPELAN4
-    auto x10 = l10(t, x9.cv());                                     // 10 SPPELAN
-    auto x11 = l11(t, x10.cv());                                    // 11 PSA
-    auto x13 = concat2(t, upsample2x(t, x11.cv()).cv(), x7.cv());   // 12 Upsample, 13 Concat[12, 7]
-    auto x14 = l14(t, x13.cv());                                    // 14 RepNCSPELAN4
-    auto x16 = concat2(t, upsample2x(t, x14.cv()).cv(), x5.cv());   // 15 Upsample, 16 Concat[15, 5]
-    auto x17 = l17(t, x16.cv());                                    // 17 RepNCSPELAN4B
-    auto x19 = concat2(t, l18(t, x17.cv()).cv(), x14.cv());         // 18 ADown, 19 Concat[18, 14]
-    auto x20 = l20(t, x19.cv());                                    // 20 RepNCSPELAN4B
-    auto x22 = concat2(t, l21(t, x20.cv()).cv(), x11.cv());         // 21 ADown, 22 Concat[21, 11]
-    auto x23 = l23(t, x22.cv());                                    // 23 RepNCSPELAN4B
-    auto c24 = l24(t, x5.cv());                                     // 24 CBLinear(5)
-    auto c25 = l25(t, x7.cv());                                     // 25 CBLinear(7)
-    auto c26 = l26(t, x9.cv());                                     // 26 CBLinear(9)
-    auto chunk = [&](const cb_linear<B, M>& l, const tvar& v, int i) { return v.cv().slice(l.offset(i), l.c2s.c[std::size_t(i)]); };
-    // cb_fuse takes a std::vector: reuse one (no allocation per step)
-    auto cb_fuse = [this](tape<B>& tp, std::initializer_list<tview> chunks, tview xin) {
-      fuse_in_.assign(chunks);
-      return gyolo::cb_fuse(tp, fuse_in_, xin);
+    if (auto* p = c.profiler()) p->start();
+    auto L = [&](const char* layer, auto&& v) { return c.layer(layer, std::move(v)); };
+    auto x1 = L("1", l1(c, x));                                     // 1  Conv 3/2
+    auto x2 = L("2", l2(c, x1.cv()));                               // 2  Conv 3/2
+    x1 = {};
+    auto x3 = L("3", l3(c, x2.cv()));                               // 3  RepNCSPELAN4
+    auto x4 = L("4", l4(c, x3.cv()));                               // 4  ADown
+    auto x5 = L("5", l5(c, x4.cv()));                               // 5  RepNCSPELAN4      (P3)
+    auto x6 = L("6", l6(c, x5.cv()));                               // 6  ADown
+    auto x7 = L("7", l7(c, x6.cv()));                               // 7  RepNCSPELAN4      (P4)
+    auto x8 = L("8", l8(c, x7.cv()));                               // 8  ADown
+    auto x9 = L("9", l9(c, x8.cv()));                               // 9  RepNCSPELAN4
+    auto x10 = L("10", l10(c, x9.cv()));                            // 10 SPPELAN
+    auto x11 = L("11", l11(c, x10.cv()));                           // 11 PSA
+    auto x13 = L("12-13", concat2(c, upsample2x(c, x11.cv()).cv(), x7.cv()));  // 12 Upsample, 13 Concat[12, 7]
+    auto x14 = L("14", l14(c, x13.cv()));                           // 14 RepNCSPELAN4
+    auto x16 = L("15-16", concat2(c, upsample2x(c, x14.cv()).cv(), x5.cv()));  // 15 Upsample, 16 Concat[15, 5]
+    auto x17 = L("17", l17(c, x16.cv()));                           // 17 RepNCSPELAN4B     (P3 out)
+    auto x19 = L("18-19", concat2(c, l18(c, x17.cv()).cv(), x14.cv()));        // 18 ADown, 19 Concat[18, 14]
+    auto x20 = L("20", l20(c, x19.cv()));                           // 20 RepNCSPELAN4B     (P4 out)
+    auto x22 = L("21-22", concat2(c, l21(c, x20.cv()).cv(), x11.cv()));        // 21 ADown, 22 Concat[21, 11]
+    auto x23 = L("23", l23(c, x22.cv()));                           // 23 RepNCSPELAN4B     (P5 out)
+    // The auxiliary reversible branch's outputs (train mode only; an empty struct otherwise).
+    struct aux_features {
+      tvar x32, x35, x38, x42, x50;
     };
-    auto x27 = l27(t, x);                                           // 27 Conv 3/2 (from 0)
-    auto x28 = l28(t, x27.cv());                                    // 28 Conv 3/2
-    auto x29 = l29(t, x28.cv());                                    // 29 RepNCSPELAN4
-    auto x30 = l30(t, x29.cv());                                    // 30 ADown
-    auto x31 = cb_fuse(t, {chunk(l24, c24, 0), chunk(l25, c25, 0), chunk(l26, c26, 0)}, x30.cv());  // 31 CBFuse
-    auto x32 = l32(t, x31.cv());                                    // 32 RepNCSPELAN4
-    auto x33 = l33(t, x32.cv());                                    // 33 ADown
-    auto x34 = cb_fuse(t, {chunk(l25, c25, 1), chunk(l26, c26, 1)}, x33.cv());  // 34 CBFuse
-    auto x35 = l35(t, x34.cv());                                    // 35 RepNCSPELAN4
-    auto x36 = l36(t, x35.cv());                                    // 36 ADown
-    auto x37 = cb_fuse(t, {chunk(l26, c26, 2)}, x36.cv());          // 37 CBFuse
-    auto x38 = l38(t, x37.cv());                                    // 38 RepNCSPELAN4
-    auto x42 = l42(t, l41(t, upsample2x(t, l39(t, x32.cv()).cv()).cv()).cv());  // 39-42 (aux semantic input)
-    auto x44 = upsample2x(t, l43(t, x17.cv()).cv());                // 43 RepNCSPELAN4, 44 Upsample
-    auto x46 = l46(t, l45(t, x44.cv()).cv());                       // 45 DWConv, 46 Conv (semantic input)
-    auto x50 = l50(t, l49(t, upsample2x(t, l47(t, x32.cv()).cv()).cv()).cv());  // 47-50 (aux prototype input)
-    auto x54 = l54(t, l53(t, upsample2x(t, l51(t, x17.cv()).cv()).cv()).cv());  // 51-54 (prototype input)
-    vision_train_outputs<B> o;
-    o.head = head(t, {x32.cv(), x35.cv(), x38.cv()}, {x17.cv(), x20.cv(), x23.cv()}, x42.cv(), x46.cv(), x50.cv(), x54.cv());  // 55
-    o.x11 = x11;
-    o.x17 = x17;
-    o.x20 = x20;
-    o.x23 = x23;
-    o.x44 = x44;
-    return o;
+    [[maybe_unused]] std::conditional_t<train, aux_features, std::monostate> aux{};
+    if constexpr (train) {
+      auto c24 = L("24", l24(c, x5.cv()));                          // 24 CBLinear(5)
+      auto c25 = L("25", l25(c, x7.cv()));                          // 25 CBLinear(7)
+      auto c26 = L("26", l26(c, x9.cv()));                          // 26 CBLinear(9)
+      auto chunk = [](const cb_linear<B, M>& l, const tvar& v, int i) { return v.cv().slice(l.offset(i), l.c2s.c[std::size_t(i)]); };
+      // cb_fuse takes a std::vector: reuse one (no allocation per step)
+      auto cb_fuse = [this](tape<B>& tp, std::initializer_list<tview> chunks, tview xin) {
+        fuse_in_.assign(chunks);
+        return gyolo::cb_fuse(tp, fuse_in_, xin);
+      };
+      auto x27 = L("27", l27(c, x));                                // 27 Conv 3/2 (from 0)
+      auto x28 = L("28", l28(c, x27.cv()));                         // 28 Conv 3/2
+      auto x29 = L("29", l29(c, x28.cv()));                         // 29 RepNCSPELAN4
+      auto x30 = L("30", l30(c, x29.cv()));                         // 30 ADown
+      auto x31 = L("31", cb_fuse(c, {chunk(l24, c24, 0), chunk(l25, c25, 0), chunk(l26, c26, 0)}, x30.cv()));  // 31 CBFuse
+      aux.x32 = L("32", l32(c, x31.cv()));                          // 32 RepNCSPELAN4
+      auto x33 = L("33", l33(c, aux.x32.cv()));                     // 33 ADown
+      auto x34 = L("34", cb_fuse(c, {chunk(l25, c25, 1), chunk(l26, c26, 1)}, x33.cv()));  // 34 CBFuse
+      aux.x35 = L("35", l35(c, x34.cv()));                          // 35 RepNCSPELAN4
+      auto x36 = L("36", l36(c, aux.x35.cv()));                     // 36 ADown
+      auto x37 = L("37", cb_fuse(c, {chunk(l26, c26, 2)}, x36.cv()));  // 37 CBFuse
+      aux.x38 = L("38", l38(c, x37.cv()));                          // 38 RepNCSPELAN4
+      aux.x42 = L("39-42", l42(c, l41(c, upsample2x(c, l39(c, aux.x32.cv()).cv()).cv()).cv()));  // 39-42 (aux semantic input)
+    }
+    auto x44 = L("43-44", upsample2x(c, l43(c, x17.cv()).cv()));     // 43 RepNCSPELAN4, 44 Upsample
+    auto x46 = L("45-46", l46(c, l45(c, x44.cv()).cv()));            // 45 DWConv, 46 Conv   (semantic input)
+    if constexpr (train)
+      aux.x50 = L("47-50", l50(c, l49(c, upsample2x(c, l47(c, aux.x32.cv()).cv()).cv()).cv()));  // 47-50 (aux prototype input)
+    auto x54 = L("51-54", l54(c, l53(c, upsample2x(c, l51(c, x17.cv()).cv()).cv()).cv()));  // 51-54 (prototype input)
+    if constexpr (train) {
+      vision_train_outputs<B> o;
+      o.head = L("55", head(c, {aux.x32.cv(), aux.x35.cv(), aux.x38.cv()}, {x17.cv(), x20.cv(), x23.cv()}, aux.x42.cv(), x46.cv(),
+                            aux.x50.cv(), x54.cv()));  // 55
+      o.x11 = x11;
+      o.x17 = x17;
+      o.x20 = x20;
+      o.x23 = x23;
+      o.x44 = x44;
+      return o;
+    } else {
+      const std::array<float, 3> strides{float(x.h / x17.shape().h), float(x.h / x20.shape().h), float(x.h / x23.shape().h)};
+      auto h = L("55", head(c, {x17.cv(), x20.cv(), x23.cv()}, x46.cv(), x54.cv(), strides, run_o2m));  // 55
+      vision_outputs<B> o;
+      o.pred = std::move(h.pred);
+      o.proto = std::move(h.proto);
+      o.semantic = std::move(h.semantic);
+      o.d3 = std::move(h.d3);
+      o.pred_o2m = std::move(h.pred_o2m);
+      if (keep_features) {
+        o.x11 = std::move(x11);
+        o.x17 = std::move(x17);
+        o.x20 = std::move(x20);
+        o.x23 = std::move(x23);
+        o.x44 = std::move(x44);
+      }
+      return o;
+    }
   }
 
+ public:
   // Layers, named by their gyolo.yaml index.
   typename T::conv l1, l2, l45, l46, l53, l54;
   rep_ncsp_elan4<B, M> l3, l5, l7, l9, l14, l17, l20, l23, l43, l51;

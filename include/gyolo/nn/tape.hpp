@@ -217,7 +217,11 @@ class tape {
 
   /// Runs every recorded backward step, newest first. The caller has written dL/d(output) into
   /// the outputs' gradient buffers.
-  void backward() { steps_.run_reverse(); }
+  void backward() {
+    if (prof_) prof_->start_backward();
+    steps_.run_reverse();
+    if (prof_) prof_->end_backward();
+  }
   /// Forgets the recorded steps and rewinds the arena (buffers are kept for the next step).
   void reset() {
     steps_.clear();  // destroys the closures, keeps their storage
@@ -249,9 +253,18 @@ class tape {
     }
   }
 
-  // Mirrors of context<B>'s profiling hooks so that mode-generic layer code compiles.
-  layer_profiler* profiler() const { return nullptr; }
-  template <class T> T layer(std::string_view, T&& v) { return std::forward<T>(v); }
+  /// Per-layer profile of the forward and the backward (null: none, the default). Not owned. The
+  /// graph marks the end of each layer with layer(); layer names must outlive the step.
+  void set_profiler(layer_profiler* p) { prof_ = p; }
+  layer_profiler* profiler() const { return prof_; }
+  template <class T>
+  T layer(std::string_view name, T&& v) {
+    if (prof_) {
+      prof_->mark(name);
+      record([p = prof_, name] { p->mark_backward(name); });
+    }
+    return std::forward<T>(v);
+  }
   void add_flop(double) {}
 
  private:
@@ -281,6 +294,7 @@ class tape {
   saved_pool<unsigned char> saved_u8_;
   std::array<tensor<float>, 4> scratch_;
   std::vector<train::ref::workspace> ref_ws_;
+  layer_profiler* prof_ = nullptr;
   step_arena steps_;  // declared last: closures are destroyed before the buffers they may point to
 };
 
