@@ -50,6 +50,8 @@ TEST_CASE("conv2d: cpu kernel equals reference on random and edge shapes", "[ker
       {1, 64, 64, 9, 7, 3, 1, 4, act::silu, false},      // groups 4
       {2, 24, 24, 15, 16, 3, 1, 24, act::silu, false},   // depthwise
       {1, 24, 24, 15, 16, 3, 2, 24, act::none, true},    // depthwise stride 2 + residual
+      {2, 24, 12, 15, 16, 3, 1, 12, act::silu, false},   // one output per group (DWConv(2c, c))
+      {1, 36, 12, 14, 9, 3, 2, 12, act::none, true},     // three inputs per output, stride 2 + residual
       {1, 64, 16, 5, 3, 1, 1, 4, act::none, false},      // grouped 1x1
       {1, 8, 300, 37, 29, 3, 1, 1, act::sigmoid, false}, // many output channels, many tiles
       {1, 40, 8, 1, 1, 3, 1, 1, act::relu, false},       // 1x1 spatial, 3x3 kernel

@@ -322,7 +322,9 @@ TEST_CASE("train: fast CPU conv and BatchNorm backward equal the reference loops
                        {2, 3, 33, 17, 13, 3, 2, 1}, {1, 64, 13, 9, 70, 1, 1, 1},
                        {1, 64, 40, 40, 32, 3, 1, 1}, {2, 32, 48, 48, 16, 1, 1, 1},
                        // one-column / one-row inputs (every tap of a row outside), several im2col chunks and row blocks
-                       {1, 4, 5, 1, 6, 3, 1, 1}, {2, 4, 1, 5, 6, 3, 2, 1}, {1, 16, 40, 40, 8, 3, 1, 1}, {1, 12, 37, 41, 9, 3, 2, 1}};
+                       {1, 4, 5, 1, 6, 3, 1, 1}, {2, 4, 1, 5, 6, 3, 2, 1}, {1, 16, 40, 40, 8, 3, 1, 1}, {1, 12, 37, 41, 9, 3, 2, 1},
+                       // one output per group (DWConv(2c, c): layers 41 and 49), stride 1 and 2
+                       {2, 12, 9, 11, 6, 3, 1, 6}, {1, 12, 10, 9, 4, 3, 2, 4}};
   context<cpu> ctx(2);
   std::mt19937 rng(5);
   std::normal_distribution<float> nd;

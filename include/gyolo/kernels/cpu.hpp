@@ -16,6 +16,7 @@
 #include <limits>
 #include <vector>
 
+#include "gyolo/core/parallel.hpp"
 #include "gyolo/kernels/cpu_gemm.hpp"
 #include "gyolo/kernels/desc.hpp"
 #include "gyolo/kernels/reference.hpp"
@@ -80,7 +81,7 @@ struct kernels<cpu> {
   static std::vector<float> prepack(const conv_desc& d, const std::vector<float>& w) {
     (void)cpu_detail::active_kernels();
     const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups;
-    if (cin_g == 1 && cout_g == 1) return {};
+    if (cout_g == 1) return {};  // depthwise (and one output per group): direct loops
     return cpu_detail::pack_weights(w.data(), d.groups, cout_g, cin_g * d.k * d.k);
   }
 
@@ -90,7 +91,7 @@ struct kernels<cpu> {
     ctx.add_flop(2.0 * double(y.n) * d.cout * cin_g * d.k * d.k * double(y.plane()));
     if (auto* p = ctx.profiler(); p && p->record_convs)
       p->convs.push_back({"", x.n, d.cin, x.h, x.w, d.cout, d.k, d.stride, d.pad, d.groups, int(d.activation), residual.data != nullptr});
-    if (cin_g == 1 && cout_g == 1) return depthwise(ctx, x, wt, y, d, residual);
+    if (cout_g == 1) return depthwise(ctx, x, wt, y, d, residual);
     return conv2d_gemm(ctx, x, wt, y, d, residual);
   }
 
@@ -122,8 +123,7 @@ struct kernels<cpu> {
     const int uper = (units + cblocks - 1) / cblocks;
     cblocks = (units + uper - 1) / uper;
     const std::int64_t ntasks = tasks0 * cblocks;
-#pragma omp parallel for schedule(dynamic) num_threads(ctx.threads()) if (ntasks > 1)
-    for (std::int64_t t = 0; t < ntasks; ++t) {
+    par::for_dynamic((ntasks > 1) ? ctx.threads() : 1, std::int64_t(ntasks), [&](std::int64_t t) {
       std::int64_t rem = t;
       const int cbi = int(rem % cblocks); rem /= cblocks;
       const int tile = int(rem % tiles); rem /= tiles;
@@ -135,7 +135,7 @@ struct kernels<cpu> {
       task.rows = int(std::min<std::int64_t>(block, HWo - task.r0));
       const int co_local = cbi * uper * cgran;
       task.cols = std::min(uper * cgran, cout_g - co_local);
-      if (task.cols <= 0) continue;
+      if (task.cols <= 0) return;
       task.co0 = g * cout_g + co_local;
       const float* xin = x.channel(task.n, g * cin_g);
       if (direct) {
@@ -152,7 +152,7 @@ struct kernels<cpu> {
       cpu_detail::gemm_epilogue epi{wt.b ? wt.b + task.co0 : nullptr, d.activation,
                                     residual.data ? residual.channel(task.n, task.co0) + task.r0 : nullptr, HWo};
       gemm(task, K, yp, HWo, epi);
-    }
+    });
   }
 
   static void conv2d_gemm(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
@@ -177,19 +177,18 @@ struct kernels<cpu> {
   static void depthwise(ctx_t& ctx, cview<float> x, conv_weights<> wt, view<float> y, const conv_desc& d,
                         cview<float> residual) {
     const auto& kt = cpu_detail::active_kernels();
-    const int k = d.k, s = d.stride, p = d.pad;
+    const int k = d.k, s = d.stride, p = d.pad, cin_g = d.cin / d.groups;  // cout_g == 1
     const std::int64_t total = std::int64_t(y.n) * y.c;
-#pragma omp parallel for schedule(static) num_threads(ctx.threads())
-    for (std::int64_t t = 0; t < total; ++t) {
+    par::for_static(ctx.threads(), std::int64_t(total), [&](std::int64_t t) {
       const int n = int(t / y.c), c = int(t % y.c);
-      const float* src = x.channel(n, c);
+      const float* src = x.channel(n, c * cin_g);
       float* dst = y.channel(n, c);
-      const float* w = wt.w + std::int64_t(c) * k * k;
+      const float* w = wt.w + std::int64_t(c) * cin_g * k * k;
       const float b = wt.b ? wt.b[c] : 0.0f;
-      kt.depthwise_plane(src, x.h, x.w, w, k, s, p, dst, y.h, y.w);
+      kt.depthwise_plane(src, x.h, x.w, w, k, s, p, dst, y.h, y.w, cin_g, x.plane());
       kt.epilogue(dst, y.plane(), int(y.plane()), 1, wt.b ? &b : nullptr, d.activation,
                   residual.data ? residual.channel(n, c) : nullptr, y.plane());
-    }
+    });
   }
 
   /// Max pooling, separably: a horizontal max per input row, then a vertical max (exact, and
@@ -197,8 +196,7 @@ struct kernels<cpu> {
   static void maxpool2d(ctx_t& ctx, cview<float> x, view<float> y, int k, int s, int p) {
     const std::int64_t total = std::int64_t(y.n) * y.c;
     auto mx = [](float m, float v) { return (v > m || std::isnan(v)) ? v : m; };
-#pragma omp parallel num_threads(ctx.threads())
-    {
+par::team(ctx.threads(), [&] {
       std::vector<float> tmp(std::size_t(x.h) * y.w);
 #pragma omp for schedule(static)
       for (std::int64_t t = 0; t < total; ++t) {
@@ -225,13 +223,12 @@ struct kernels<cpu> {
           }
         }
       }
-    }
+    });
   }
 
   static void avgpool2x2s1(ctx_t& ctx, cview<float> x, view<float> y) {
     const std::int64_t total = std::int64_t(y.n) * y.c;
-#pragma omp parallel for schedule(static) num_threads(ctx.threads())
-    for (std::int64_t t = 0; t < total; ++t) {
+    par::for_static(ctx.threads(), std::int64_t(total), [&](std::int64_t t) {
       const int n = int(t / y.c), c = int(t % y.c);
       const float* src = x.channel(n, c);
       float* dst = y.channel(n, c);
@@ -240,13 +237,12 @@ struct kernels<cpu> {
         const float* r1 = r0 + x.w;
         for (int ox = 0; ox < y.w; ++ox) dst[std::int64_t(oy) * y.w + ox] = (r0[ox] + r0[ox + 1] + r1[ox] + r1[ox + 1]) / 4.0f;
       }
-    }
+    });
   }
 
   static void upsample2x(ctx_t& ctx, cview<float> x, view<float> y) {
     const std::int64_t total = std::int64_t(y.n) * y.c;
-#pragma omp parallel for schedule(static) num_threads(ctx.threads())
-    for (std::int64_t t = 0; t < total; ++t) {
+    par::for_static(ctx.threads(), std::int64_t(total), [&](std::int64_t t) {
       const int n = int(t / y.c), c = int(t % y.c);
       const float* src = x.channel(n, c);
       float* dst = y.channel(n, c);
@@ -255,28 +251,26 @@ struct kernels<cpu> {
         float* drow = dst + std::int64_t(oy) * y.w;
         for (int ox = 0; ox < y.w; ++ox) drow[ox] = srow[ox / 2];
       }
-    }
+    });
   }
 
   static void copy(ctx_t& ctx, cview<float> x, view<float> y) {
     const std::int64_t total = std::int64_t(y.n) * y.c;
-#pragma omp parallel for schedule(static) num_threads(ctx.threads())
-    for (std::int64_t t = 0; t < total; ++t) {
+    par::for_static(ctx.threads(), std::int64_t(total), [&](std::int64_t t) {
       const int n = int(t / y.c), c = int(t % y.c);
       std::copy_n(x.channel(n, c), y.plane(), y.channel(n, c));
-    }
+    });
   }
 
   static void add(ctx_t& ctx, cview<float> a, cview<float> b, view<float> y) {
     const std::int64_t total = std::int64_t(y.n) * y.c;
-#pragma omp parallel for schedule(static) num_threads(ctx.threads())
-    for (std::int64_t t = 0; t < total; ++t) {
+    par::for_static(ctx.threads(), std::int64_t(total), [&](std::int64_t t) {
       const int n = int(t / y.c), c = int(t % y.c);
       const float* pa = a.channel(n, c);
       const float* pb = b.channel(n, c);
       float* py = y.channel(n, c);
       for (std::int64_t i = 0; i < y.plane(); ++i) py[i] = pa[i] + pb[i];
-    }
+    });
   }
 
   static void psa_attention(ctx_t& ctx, cview<float> qkv, view<float> y, int heads, int kd, int hd, float scale) {
@@ -286,8 +280,7 @@ struct kernels<cpu> {
     // Parallel over (image, head, query block): each task owns a block of query rows.
     const int qb = std::max(1, std::min(N, 128));
     const int nqb = (N + qb - 1) / qb;
-#pragma omp parallel for schedule(dynamic) num_threads(ctx.threads())
-    for (int t = 0; t < total * nqb; ++t) {
+    par::for_dynamic(ctx.threads(), int(total * nqb), [&](int t) {
       const int nh = t / nqb, qi = t % nqb;
       const int n = nh / heads, h = nh % heads;
       const int i0 = qi * qb, rows = std::min(qb, N - i0);
@@ -309,7 +302,7 @@ struct kernels<cpu> {
       }
       Eigen::Map<Eigen::MatrixXf, 0, Eigen::OuterStride<>> O(y.channel(n, h * hd) + i0, rows, hd, Eigen::OuterStride<>(N));
       O.noalias() = St.transpose() * Vt;
-    }
+    });
   }
 
   static void detect_decode(ctx_t& ctx, const std::vector<cview<float>>& levels, const std::vector<float>& strides,
@@ -321,11 +314,10 @@ struct kernels<cpu> {
 
   static void flatten_into(ctx_t& ctx, cview<float> x, view<float> y, std::int64_t a0) {
     const std::int64_t total = std::int64_t(x.n) * x.c;
-#pragma omp parallel for schedule(static) num_threads(ctx.threads())
-    for (std::int64_t t = 0; t < total; ++t) {
+    par::for_static(ctx.threads(), std::int64_t(total), [&](std::int64_t t) {
       const int n = int(t / x.c), c = int(t % x.c);
       std::copy_n(x.channel(n, c), x.plane(), y.channel(n, c) + a0);
-    }
+    });
   }
 };
 

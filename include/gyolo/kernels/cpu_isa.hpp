@@ -97,7 +97,11 @@ struct isa_kernels {
   /// times prototypes, in this order).
   void (*fma_dot)(const float* w, int nw, const float* d, std::int64_t stride, int n, float* out);
   /// Depthwise k x k convolution (stride s, padding p) of one H x W plane into oh x ow, no bias.
-  void (*depthwise_plane)(const float* src, int H, int W, const float* w, int k, int s, int p, float* dst, int oh, int ow);
+  /// dst = sum over `planes` input planes (plane_stride floats apart, weights k*k apart) of the k x k
+  /// convolution (stride s, padding p) of each: a depthwise conv (planes = 1) or one output channel
+  /// of a grouped conv with one output per group (DWConv(c1, c2) with c1 = 2 c2).
+  void (*depthwise_plane)(const float* src, int H, int W, const float* w, int k, int s, int p, float* dst, int oh, int ow,
+                          int planes, std::int64_t plane_stride);
   /// C[i * ldc + j] += sum_{t < L} A[i * lda + t] * B[j * ldb + t] for i < m, j < n: both operands
   /// read along contiguous rows (a convolution's weight gradient dW += dY * X^T, no transposes).
   void (*gemm_nt)(const float* A, std::int64_t lda, int m, const float* B, std::int64_t ldb, int n, int L, float* C,

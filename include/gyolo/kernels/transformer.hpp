@@ -20,6 +20,7 @@
 #include <limits>
 #include <vector>
 
+#include "gyolo/core/parallel.hpp"
 #include "gyolo/kernels/cpu_gemm.hpp"
 #include "gyolo/kernels/desc.hpp"
 
@@ -211,12 +212,11 @@ struct tkernels<cpu> {
       // Column chunks of 128: each chunk of W^T is read from memory once and reused from cache by
       // every row panel; chunks are split statically over the threads.
       const int chunk = 128, chunks = (p.out + chunk - 1) / chunk;
-#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && chunks > 1)
-      for (int t = 0; t < chunks; ++t) {
+      par::for_static((T > 1 && chunks > 1) ? T : 1, int(chunks), [&](int t) {
         const int c0 = t * chunk, nc = std::min(chunk, p.out - c0);
         kt.gemm(pk, x.rows, K, p.wt + c0, p.out, y.data + c0, y.ld, nc, nullptr);
         epilogue(y, 0, x.rows, c0, nc, p.b, a);
-      }
+      });
       return;
     }
     const int rblocks = x.rows >= 64 * T ? T : 1;
@@ -224,11 +224,10 @@ struct tkernels<cpu> {
     const int rb = (x.rows + rblocks - 1) / rblocks;
     const int cb = ((p.out + cblocks - 1) / cblocks + 15) / 16 * 16;
     const int tasks = rblocks * cblocks;
-#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && tasks > 1)
-    for (int t = 0; t < tasks; ++t) {
+    par::for_static((T > 1 && tasks > 1) ? T : 1, int(tasks), [&](int t) {
       const int r0 = (t / cblocks) * rb, c0 = (t % cblocks) * cb;
       const int nr = std::min(rb, x.rows - r0), nc = std::min(cb, p.out - c0);
-      if (nr <= 0 || nc <= 0) continue;
+      if (nr <= 0 || nc <= 0) return;
       auto X = cpu_detail::map(x.middle_rows(r0, nr));
       auto Y = cpu_detail::map(y.middle_rows(r0, nr).middle_cols(c0, nc));
       if (p.wt) {
@@ -239,7 +238,7 @@ struct tkernels<cpu> {
         Y.noalias() = X * W.transpose();
       }
       epilogue(y, r0, nr, c0, nc, p.b, a);
-    }
+    });
   }
 
   /// Bias and activation on rows [r0, r0 + nr), columns [c0, c0 + nc).
@@ -286,8 +285,7 @@ struct tkernels<cpu> {
     const int tasks = heads * nqb;
     const double work = double(nq) * nk * D;
     const int T = work < 1e5 ? 1 : ctx.threads();
-#pragma omp parallel for schedule(static) num_threads(T) if (T > 1 && tasks > 1)
-    for (int t = 0; t < tasks; ++t) {
+    par::for_static((T > 1 && tasks > 1) ? T : 1, int(tasks), [&](int t) {
       const int h = t / nqb, i0 = (t % nqb) * qb, rows = std::min(qb, nq - i0);
       float* sp = ctx.scratch(cpu_detail::slot_id(ctx.threads()), std::int64_t(rows) * nk);
       cpu_detail::rmap S(sp, rows, nk, Eigen::OuterStride<>(nk));
@@ -311,7 +309,7 @@ struct tkernels<cpu> {
       }
       auto Y = cpu_detail::map(y.middle_rows(i0, rows).middle_cols(h * dk, dk));
       Y.noalias() = S * V;
-    }
+    });
   }
 
   static void gate_mix(ctx_t&, cmview e1, cmview a1, cmview e2, cmview a2, mview y) {
@@ -325,14 +323,13 @@ struct tkernels<cpu> {
 
   static void log_softmax(ctx_t& ctx, cmview x, mview y) {
     const int T = double(x.rows) * x.cols < 4e4 ? 1 : std::min(ctx.threads(), x.rows);
-#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
-    for (int i = 0; i < x.rows; ++i) {
+    par::for_static((T > 1) ? T : 1, int(x.rows), [&](int i) {
       Eigen::Map<const Eigen::ArrayXf> xi(x.row(i), x.cols);
       Eigen::Map<Eigen::ArrayXf> yi(y.row(i), x.cols);
       const float mx = xi.maxCoeff();
       const float ls = std::log((xi - mx).exp().sum());
       yi = xi - mx - ls;
-    }
+    });
   }
 };
 

@@ -189,13 +189,12 @@ struct train_repconvn {
   /// o = a + b, planes in parallel.
   static void sum_planes(tape<B>& t, cview<float> a, cview<float> b, view<float> o) {
     const std::int64_t planes = std::int64_t(o.n) * o.c, P = o.plane();
-#pragma omp parallel for schedule(static) num_threads(t.threads())
-    for (std::int64_t k = 0; k < planes; ++k) {
+    par::for_static(t.threads(), planes, [&](std::int64_t k) {
       const int n = int(k / o.c), c = int(k % o.c);
       const float *p = a.channel(n, c), *q = b.channel(n, c);
       float* r = o.channel(n, c);
       for (std::int64_t i = 0; i < P; ++i) r[i] = p[i] + q[i];
-    }
+    });
   }
   tvar operator()(tape<B>& t, tview x) const {
     auto y = t.alloc(out_shape(x.shape()));

@@ -32,8 +32,7 @@ namespace detail {
 /// thread with its own reference-kernel workspace (the reference loops are serial).
 template <class B, class F> void per_image(tape<B>& t, int n, F&& f) {
   const int T = std::max(1, std::min(t.threads(), n));
-#pragma omp parallel for schedule(static) num_threads(T) if (T > 1)
-  for (int i = 0; i < n; ++i) f(i, t.ref_workspace(train::fast::detail::thread_id()));
+  par::for_static(T, n, [&](int i) { f(i, t.ref_workspace(train::fast::detail::thread_id())); });
 }
 }  // namespace detail
 

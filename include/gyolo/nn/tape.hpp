@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "gyolo/core/context.hpp"
+#include "gyolo/core/parallel.hpp"
 #include "gyolo/core/tensor.hpp"
 #include "gyolo/train/ops_ref.hpp"
 
@@ -246,11 +247,10 @@ class tape {
       std::memset(p, 0, sizeof(float) * std::size_t(n));
       return;
     }
-#pragma omp parallel for schedule(static) num_threads(T)
-    for (int i = 0; i < T; ++i) {
+    par::for_static(T, T, [&](int i) {
       const std::int64_t a = n * i / T, b = n * (i + 1) / T;
       std::memset(p + a, 0, sizeof(float) * std::size_t(b - a));
-    }
+    });
   }
 
   /// Per-layer profile of the forward and the backward (null: none, the default). Not owned. The

@@ -2,7 +2,8 @@
 //   conv2d_backward: dW += dY * col(X)^T on the NT GEMM (both operands read along their rows: X
 //                    itself for 1x1 convs, im2col chunks otherwise; no transposes), dX += col2im(W^T *
 //                    dY) on the packed GEMM, both of the run-time chosen kernel set (kernels/cpu_isa.hpp);
-//                    depthwise convolutions by direct loops.
+//                    depthwise convolutions (and grouped ones with one output per group) by
+//                    direct loops.
 //   batchnorm_train / batchnorm_act_backward: BatchNorm with batch statistics fused with the SiLU
 //                    after it (forward: one pass; backward: dL/dz from dL/dy in two passes over a
 //                    channel still in cache), per channel in parallel, sums in double.
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "gyolo/core/context.hpp"
+#include "gyolo/core/parallel.hpp"
 #include "gyolo/core/tensor.hpp"
 #include "gyolo/kernels/cpu.hpp"
 #include "gyolo/kernels/cpu_gemm.hpp"
@@ -57,10 +59,12 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
   const std::int64_t HWo = std::int64_t(Ho) * Wo, HWi = x.plane();
   const int T = ctx.threads();
   GYOLO_CHECK(x.c == d.cin && dy.c == d.cout && dy.n == x.n, "conv2d_backward: shape mismatch");
-  if (cin_g == 1 && cout_g == 1) {  // depthwise: direct loops, parallel over channels
-#pragma omp parallel for schedule(static) num_threads(T)
-    for (int c = 0; c < d.cout; ++c) {
-      const float* wc = w + std::int64_t(c) * k * k;
+  if (cout_g == 1) {
+    // Depthwise (and one output per group, cin_g > 1): direct loops, parallel over input
+    // channels ci; ci feeds output channel ci / cin_g through the weights at ci * k * k.
+    par::for_static(T, int(d.cin), [&](int ci) {
+      const int c = ci / cin_g;
+      const float* wc = w + std::int64_t(ci) * k * k;
       for (int ky = 0; ky < k; ++ky)
         for (int kx = 0; kx < k; ++kx) {
           const float wv = wc[ky * k + kx];
@@ -70,9 +74,9 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
           while (hi >= 0 && hi * s - p + kx >= x.w) --hi;
           double gw = 0;
           for (int n = 0; n < x.n; ++n) {
-            const float* xc = x.channel(n, c);
+            const float* xc = x.channel(n, ci);
             const float* g = dy.channel(n, c);
-            float* dxc = dx.data ? dx.channel(n, c) : nullptr;
+            float* dxc = dx.data ? dx.channel(n, ci) : nullptr;
             for (int oy = 0; oy < Ho; ++oy) {
               const int iy = oy * s - p + ky;
               if (iy < 0 || iy >= x.h || lo > hi) continue;
@@ -100,9 +104,9 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
               }
             }
           }
-          if (dw) dw[std::int64_t(c) * k * k + ky * k + kx] += float(gw);
+          if (dw) dw[std::int64_t(ci) * k * k + ky * k + kx] += float(gw);
         }
-    }
+    });
     return;
   }
   const auto& kt = cpu_detail::active_kernels();
@@ -112,8 +116,7 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
     // im2col rows built per chunk of positions): the NT GEMM reads both operands along their rows.
     // Threads split the columns kk of dW (each builds only its own col rows; no reduction).
     constexpr int LCH = 1024, NBK = 96;  // positions per im2col chunk, col rows per block
-#pragma omp parallel num_threads(T)
-    {
+par::team(T, [&] {
       const int nt = detail::team_size(), tid = detail::thread_id();
       const int per = ((K + nt - 1) / nt + 3) / 4 * 4;
       const int k_lo = std::min(K, tid * per), k_hi = std::min(K, k_lo + per);
@@ -136,7 +139,7 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
             }
           }
         }
-    }
+    });
   }
   if (!dx.data) return;
   if (G == 1 && s == 1 && k > 1 && 2 * p == k - 1) {
@@ -145,11 +148,11 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
     // col2im), into a workspace, then added to dX.
     const std::int64_t kk2 = std::int64_t(k) * k, wn = std::int64_t(d.cout) * d.cin * kk2;
     float* wf = ctx.workspace(2, wn);
-#pragma omp parallel for schedule(static) num_threads(T) if (wn > 65536)
-    for (int ci = 0; ci < d.cin; ++ci)
+    par::for_static(wn > 65536 ? T : 1, d.cin, [&](int ci) {
       for (int co = 0; co < d.cout; ++co)
         for (std::int64_t q = 0; q < kk2; ++q)
           wf[(std::int64_t(ci) * d.cout + co) * kk2 + q] = w[(std::int64_t(co) * d.cin + ci) * kk2 + (kk2 - 1 - q)];
+    });
     const std::int64_t per_img = std::int64_t(d.cin) * x.h * x.w;
     const view<float> t{ctx.workspace(3, x.n * per_img), x.n, d.cin, x.h, x.w, per_img};
     kernels<cpu>::conv2d(ctx, dy, conv_weights<>{wf, nullptr, nullptr}, t, conv_desc{d.cout, d.cin, k, 1, p, 1, act::none});
@@ -162,8 +165,7 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
   float* wt_packed = ctx.workspace(0, G * per_g);
   {
     const int panels = (K + MR - 1) / MR;
-#pragma omp parallel for schedule(static) num_threads(T) if (std::int64_t(G) * K * cout_g > 65536)
-    for (std::int64_t t = 0; t < std::int64_t(G) * panels; ++t) {
+    par::for_static((std::int64_t(G) * K * cout_g > 65536) ? T : 1, std::int64_t(std::int64_t(G) * panels), [&](std::int64_t t) {
       const int g = int(t / panels), pi = int(t % panels);
       const float* wg = w + std::int64_t(g) * cout_g * K;
       float* dst = wt_packed + g * per_g + std::int64_t(pi) * cout_g * MR;
@@ -172,7 +174,7 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
           const int kk = pi * MR + r;
           dst[std::int64_t(co) * MR + r] = kk < K ? wg[std::int64_t(co) * K + kk] : 0.0f;
         }
-    }
+    });
   }
   constexpr int col_tile = 256;  // GEMM output columns per call (as the forward's row tiles)
   // Row chunks of the output positions, one per task.
@@ -187,8 +189,7 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
         // dX_g[:, r0:r1] += W_g^T dY_g[:, r0:r1]; with one inner chunk of the GEMM (cout_g <= its KC)
         // the product is added to dX in the GEMM's epilogue, else through a scratch tile.
         const bool direct = cout_g <= cpu_detail::gemm_kc;
-#pragma omp parallel for schedule(static) num_threads(T)
-        for (int ci = 0; ci < nchunks; ++ci) {
+        par::for_static(T, int(nchunks), [&](int ci) {
           const std::int64_t r0 = std::int64_t(ci) * chunk;
           const int rows = int(std::min<std::int64_t>(chunk, HWo - r0));
           if (direct) {  // C = dX itself, accumulated through the epilogue's residual (read before the store)
@@ -199,7 +200,7 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
               e.residual += t0;
               kt.gemm(a, K, cout_g, dyg + r0 + t0, dy.plane(), c + t0, dx.plane(), std::min(col_tile, rows - t0), &e);
             }
-            continue;
+            return;
           }
           const int slot = detail::thread_id();
           float* c = ctx.scratch(slot, std::int64_t(K) * col_tile);
@@ -213,21 +214,19 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
               for (int r = 0; r < tn; ++r) dst[r] += src[r];
             }
           }
-        }
+        });
         continue;
       }
       {
-#pragma omp parallel for schedule(static) num_threads(T)
-        for (int ci = 0; ci < nchunks; ++ci) {
+        par::for_static(T, int(nchunks), [&](int ci) {
           const std::int64_t r0 = std::int64_t(ci) * chunk;
           const int rows = int(std::min<std::int64_t>(chunk, HWo - r0));
           for (int t0 = 0; t0 < rows; t0 += col_tile)
             kt.gemm(a, K, cout_g, dyg + r0 + t0, dy.plane(), dcol + r0 + t0, HWo, std::min(col_tile, rows - t0), nullptr);
-        }
+        });
       }
       // col2im, parallel over input channels (each writes only its own plane)
-#pragma omp parallel for schedule(static) num_threads(T)
-      for (int c = 0; c < cin_g; ++c) {
+      par::for_static(T, int(cin_g), [&](int c) {
         float* dxc = dx.channel(n, g * cin_g + c);
         for (int ky = 0; ky < k; ++ky)
           for (int kx = 0; kx < k; ++kx) {
@@ -248,7 +247,7 @@ inline void conv2d_backward(context<cpu>& ctx, cview<float> x, const float* w, c
               }
             }
           }
-      }
+      });
     }
 }
 
@@ -260,8 +259,7 @@ inline void batchnorm_train(context<cpu>& ctx, cview<float> x, const float* gamm
   const std::int64_t P = x.plane(), cnt = std::int64_t(x.n) * P;
   GYOLO_CHECK(cnt > 1, "batchnorm_train: expected more than 1 value per channel when training");
   const auto& kt = cpu_detail::active_kernels();
-#pragma omp parallel for schedule(static) num_threads(ctx.threads())
-  for (int c = 0; c < x.c; ++c) {
+  par::for_static(ctx.threads(), int(x.c), [&](int c) {
     double s = 0, v = 0;
     for (int n = 0; n < x.n; ++n) kt.bn_sums(x.channel(n, c), P, 0.0f, &s, nullptr);
     const double mean = s / double(cnt);
@@ -276,7 +274,7 @@ inline void batchnorm_train(context<cpu>& ctx, cview<float> x, const float* gamm
     if (invstd_out) invstd_out[c] = float(invstd);
     if (running_mean) running_mean[c] = float((1.0 - momentum) * running_mean[c] + momentum * mean);
     if (running_var) running_var[c] = float((1.0 - momentum) * running_var[c] + momentum * var * double(cnt) / double(cnt - 1));
-  }
+  });
 }
 
 /// The backward of y = a(BatchNorm(z)) in training mode (batch statistics mean/invstd saved by
@@ -287,8 +285,7 @@ inline void batchnorm_act_backward(context<cpu>& ctx, cview<float> z, const floa
                                    const float* invstd, cview<float> dy, act a, view<float> dz, float* dgamma, float* dbeta) {
   const std::int64_t P = z.plane(), cnt = std::int64_t(z.n) * P;
   const auto& kt = cpu_detail::active_kernels();
-#pragma omp parallel for schedule(static) num_threads(ctx.threads())
-  for (int c = 0; c < z.c; ++c) {
+  par::for_static(ctx.threads(), int(z.c), [&](int c) {
     const double mu = mean[c], is = invstd[c], g = gamma ? gamma[c] : 1.0, b = beta ? beta[c] : 0.0;
     const float sc = float(g * is), sh = float(b - g * is * mu);
     double sdy = 0, sdyx = 0;
@@ -300,20 +297,19 @@ inline void batchnorm_act_backward(context<cpu>& ctx, cview<float> z, const floa
     const double k1 = g * is, m1 = sdy / double(cnt), m2 = xhat_dot / double(cnt);
     for (int n = 0; n < z.n; ++n)
       kt.bn_dx(z.channel(n, c), dz.channel(n, c), dz.channel(n, c), P, float(mu), float(is), float(k1), float(m1), float(m2), false);
-  }
+  });
 }
 
 /// y += x over same-shaped (possibly sliced) views, planes in parallel.
 template <class B>
 void add_into(context<B>& ctx, cview<float> x, view<float> y) {
   const std::int64_t planes = std::int64_t(y.n) * y.c, P = y.plane();
-#pragma omp parallel for schedule(static) num_threads(ctx.threads()) if (planes * P > 32768)
-  for (std::int64_t t = 0; t < planes; ++t) {
+  par::for_static((planes * P > 32768) ? ctx.threads() : 1, std::int64_t(planes), [&](std::int64_t t) {
     const float* a = x.channel(int(t / y.c), int(t % y.c));
     float* b = y.channel(int(t / y.c), int(t % y.c));
 #pragma omp simd
     for (std::int64_t i = 0; i < P; ++i) b[i] += a[i];
-  }
+  });
 }
 
 /// y = silu(y) in place (the run-time chosen kernel set's vectorised SiLU), planes in parallel.
@@ -321,8 +317,9 @@ template <class B>
 void silu_inplace(context<B>& ctx, view<float> y) {
   const auto& kt = cpu_detail::active_kernels();
   const std::int64_t planes = std::int64_t(y.n) * y.c, P = y.plane();
-#pragma omp parallel for schedule(static) num_threads(ctx.threads())
-  for (std::int64_t t = 0; t < planes; ++t) kt.epilogue(y.channel(int(t / y.c), int(t % y.c)), P, int(P), 1, nullptr, act::silu, nullptr, 0);
+  par::for_static(ctx.threads(), planes, [&](std::int64_t t) {
+    kt.epilogue(y.channel(int(t / y.c), int(t % y.c)), P, int(P), 1, nullptr, act::silu, nullptr, 0);
+  });
 }
 
 /// du = dy * silu'(u) with u = (z - mean) * invstd * gamma + beta per channel (BatchNorm's output,
@@ -333,8 +330,7 @@ void silu_backward(context<B>& ctx, cview<float> z, const float* mean, const flo
   const auto& kt = cpu_detail::active_kernels();
   const std::int64_t planes = std::int64_t(z.n) * z.c, P = z.plane();
   const int T = ctx.threads();
-#pragma omp parallel num_threads(T)
-  {
+par::team(T, [&] {
     float* u = ctx.scratch(detail::thread_id(), 2 * P);
     float* sg = u + P;
 #pragma omp for schedule(static)
@@ -353,7 +349,7 @@ void silu_backward(context<B>& ctx, cview<float> z, const float* mean, const flo
       float* o = du.channel(n, c);
       for (std::int64_t i = 0; i < P; ++i) o[i] = g[i] * sg[i] * (1.0f + u[i] * (1.0f - sg[i]));
     }
-  }
+  });
 }
 
 }  // namespace gyolo::train::fast
