@@ -1,0 +1,105 @@
+// Training II, the vision loss's target assignment (train/assigner.hpp) against upstream's own
+// functions: bbox_iou(CIoU), bbox_decode, ComputeLossLH.preprocess and TaskAlignedAssigner, on
+// fixtures made by weights_tools/make_loss_fixtures.py (random and edge-case batches, all drawn so
+// that no selection hinges on a near-tie).
+#include <catch2/catch.hpp>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "gyolo/io/npy.hpp"
+#include "gyolo/train/assigner.hpp"
+#include "test_util.hpp"
+
+using namespace gyolo;
+
+namespace {
+const std::string ldir = std::string(GYOLO_FIXTURES_DIR) + "/loss/";
+
+template <class T>
+std::vector<T> arr(const std::string& name, std::vector<std::int64_t>* shape = nullptr) {
+  auto a = npy::load(ldir + name + ".npy");
+  if (shape) *shape = a.shape;
+  return a.as<T>();
+}
+}  // namespace
+
+TEST_CASE("loss: CIoU equals upstream's bbox_iou(CIoU=True) on random and edge pairs", "[loss]") {
+  const auto b1 = arr<float>("ciou.b1"), b2 = arr<float>("ciou.b2"), ref = arr<float>("ciou.out");
+  REQUIRE(b1.size() == 4 * ref.size());
+  for (std::size_t i = 0; i < ref.size(); ++i) {
+    const float got = train::bbox_ciou({b1[4 * i], b1[4 * i + 1], b1[4 * i + 2], b1[4 * i + 3]},
+                                       {b2[4 * i], b2[4 * i + 1], b2[4 * i + 2], b2[4 * i + 3]});
+    INFO("pair " << i << ": " << got << " vs " << ref[i]);
+    CHECK(std::abs(got - ref[i]) <= 1e-5f * std::max(1.0f, std::abs(ref[i])));
+  }
+}
+
+TEST_CASE("loss: anchors and DFL box decoding equal upstream's make_anchors and bbox_decode", "[loss]") {
+  const auto a = train::make_anchors({{8, 12}, {4, 6}, {2, 3}}, {8, 16, 32});
+  const auto anc = arr<float>("decode.anc"), st = arr<float>("decode.stride");
+  REQUIRE(a.points == anc);  // exact: x + 0.5
+  REQUIRE(a.strides == st);
+  const auto dist = arr<float>("decode.dist"), ref = arr<float>("decode.out");
+  std::vector<float> out(ref.size());
+  train::bbox_decode(dist.data(), a.points.data(), a.count(), 16, out.data());
+  test::check_close(out.data(), ref.data(), std::int64_t(ref.size()), 1e-5, 0, "bbox_decode");
+}
+
+TEST_CASE("loss: the task-aligned assigner equals upstream's on random and edge-case batches", "[loss]") {
+  for (const char* name : {"random", "none", "one", "overlapping", "border", "o2o"}) {
+    const std::string p = std::string("tal.") + name + ".";
+    INFO("case " << name);
+    std::vector<std::int64_t> ss, ts;
+    const auto scores = arr<float>(p + "scores", &ss);
+    const auto boxes = arr<float>(p + "boxes");
+    const auto anc = arr<float>(p + "anc");
+    const auto targets = arr<float>(p + "targets", &ts);
+    const auto hw = arr<std::int32_t>(p + "hw");
+    const int topk = arr<std::int32_t>(p + "topk")[0];
+    const int B = int(ss[0]), A = int(ss[1]), nc = int(ss[2]);
+    const auto gt = train::preprocess_targets(targets.data(), int(ts[0]), B, hw[0], hw[1]);
+    train::tal_config cfg;
+    cfg.topk = topk;
+    cfg.num_classes = nc;
+    const auto r = train::task_aligned_assign(cfg, scores.data(), boxes.data(), anc.data(), B, A, gt);
+    const auto fg = arr<std::uint8_t>(p + "fg");
+    const auto gt_idx = arr<std::int32_t>(p + "gt_idx");
+    const auto labels = arr<std::int32_t>(p + "labels");
+    const auto tboxes = arr<float>(p + "tboxes");
+    const auto tscores = arr<float>(p + "tscores");
+    REQUIRE(r.fg.size() == fg.size());
+    int npos = 0;
+    for (std::size_t i = 0; i < fg.size(); ++i) {
+      INFO("anchor " << i % std::size_t(A) << " of image " << i / std::size_t(A));
+      REQUIRE(int(r.fg[i]) == int(fg[i]));
+      npos += fg[i];
+      // where not positive, upstream's index and label are those of object 0 (or background with no objects)
+      CHECK(r.gt_idx[i] == gt_idx[i]);
+      CHECK(r.labels[i] == labels[i]);
+      for (int k = 0; k < 4; ++k) CHECK(r.boxes[4 * i + std::size_t(k)] == Approx(tboxes[4 * i + std::size_t(k)]).epsilon(1e-6).margin(1e-4));
+    }
+    if (std::string(name) != "none") CHECK(npos > 0);
+    test::check_close(r.scores.data(), tscores.data(), std::int64_t(tscores.size()), 1e-5, 1e-7, p + "scores");
+    double ref_sum = 0;
+    for (float v : tscores) ref_sum += v;
+    CHECK(r.score_sum() == Approx(ref_sum).epsilon(1e-5));
+  }
+}
+
+TEST_CASE("loss: bad ground truth gets a clear error", "[loss]") {
+  const float bad_image[] = {2, 1, 0.5f, 0.5f, 0.2f, 0.2f};  // image 2 of a batch of 2
+  REQUIRE_THROWS_WITH(train::preprocess_targets(bad_image, 1, 2, 64, 64), Catch::Contains("image index 2") && Catch::Contains("[0, 2)"));
+  const float bad_class[] = {0, 80, 0.5f, 0.5f, 0.2f, 0.2f};
+  const auto gt = train::preprocess_targets(bad_class, 1, 1, 64, 64);
+  const auto a = train::make_anchors({{8, 8}, {4, 4}, {2, 2}}, {8, 16, 32});
+  std::vector<float> scores(std::size_t(a.count()) * 80, 0.5f), boxes(std::size_t(a.count()) * 4, 1.0f), anc(a.points);
+  for (auto& v : anc) v *= 8;
+  train::tal_config cfg;
+  REQUIRE_THROWS_WITH(train::task_aligned_assign(cfg, scores.data(), boxes.data(), anc.data(), 1, a.count(), gt),
+                      Catch::Contains("class 80") && Catch::Contains("[0, 80)"));
+  const float nan_class[] = {0, NAN, 0.5f, 0.5f, 0.2f, 0.2f};
+  const auto gn = train::preprocess_targets(nan_class, 1, 1, 64, 64);
+  REQUIRE_THROWS_WITH(train::task_aligned_assign(cfg, scores.data(), boxes.data(), anc.data(), 1, a.count(), gn), Catch::Contains("class nan"));
+}

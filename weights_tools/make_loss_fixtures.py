@@ -1,0 +1,206 @@
+#!/usr/bin/env python3
+"""Fixtures for the vision loss's target assignment (Training II), made by upstream's own functions.
+
+    /usr/bin/python3 weights_tools/make_loss_fixtures.py --upstream /tmp/upstream --out tests/fixtures/loss
+
+Upstream code is NOT part of this repository: pass its checkout with --upstream.  What is written
+(.npy, float32 unless said):
+
+  ciou.b1, ciou.b2 [N, 4] xyxy, ciou.out [N]      utils/metrics.py bbox_iou(b1, b2, xywh=False, CIoU=True)
+  decode.dist [A, 64], decode.anc [A, 2], decode.out [A, 4]
+                                                  ComputeLossLH.bbox_decode (DFL softmax expectation, dist2bbox)
+  tal.<case>.*                                    TaskAlignedAssigner(topk, 80, 0.5, 6.0).forward on one batch:
+      inputs  scores [B, A, 80] (sigmoids), boxes [B, A, 4] xyxy px, anc [A, 2] px, targets [n, 6]
+              (image, class, x, y, w, h normalised), hw [2] int32 (input size), topk [1] int32
+      outputs labels [B, A] int32, tboxes [B, A, 4], tscores [B, A, 80], fg [B, A] uint8, gt_idx [B, A] int32
+      (the GT tensors the assigner receives come from ComputeLossLH.preprocess, run here too)
+
+Cases: random (three objects and one), none (no objects), one, overlapping (five objects on top of
+each other, anchors claimed twice), border (boxes touching the image border), and the one-to-one
+assigner (topk 1).  Every case is checked to be STABLE: the metric that decides a top-k selection
+and the CIoU that resolves an anchor claimed twice are separated from the next one by a relative gap
+of 1e-4 at least, and no object has fewer than topk positive-metric candidates while one of its
+in-box anchors has metric 0 (the order torch.topk gives equal values is not defined).  Cases are
+redrawn with the next seed until stable.
+"""
+import argparse
+import os
+import sys
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+NC = 80
+HW = (64, 96)
+STRIDES = (8, 16, 32)
+
+
+def setup(upstream):
+    import _upstream_stubs
+    _upstream_stubs.install(os.environ.get('GYOLO_VOCAB', '/work/shared/data/vocab.txt'))
+    up = os.path.abspath(upstream)
+    if up not in sys.path:
+        sys.path.insert(0, up)
+    import torch
+    torch.set_num_threads(1)
+    from utils.metrics import bbox_iou
+    from utils.panoptic.tal.assigner import TaskAlignedAssigner
+    from utils.panoptic.tal.anchor_generator import make_anchors, dist2bbox
+    from utils.caption.loss_tal_dual import ComputeLoss
+    return torch, bbox_iou, TaskAlignedAssigner, make_anchors, dist2bbox, ComputeLoss
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--upstream', required=True)
+    ap.add_argument('--out', required=True)
+    args = ap.parse_args()
+    torch, bbox_iou, TAL, make_anchors, dist2bbox, ComputeLoss = setup(args.upstream)
+    os.makedirs(args.out, exist_ok=True)
+    written = []
+
+    def save(name, a, dtype=np.float32):
+        a = np.ascontiguousarray(np.asarray(a).astype(dtype))
+        np.save(os.path.join(args.out, name + '.npy'), a)
+        written.append(name)
+
+    # ---- CIoU on box pairs: random, identical, disjoint, nested, degenerate (zero width / height)
+    g = np.random.default_rng(7)
+    b1 = np.concatenate([g.uniform(0, 50, (40, 2)), np.zeros((40, 2))], 1)
+    b1[:, 2:] = b1[:, :2] + g.uniform(0.5, 40, (40, 2))
+    b2 = b1 + g.normal(0, 6, (40, 4))
+    b2[:, 2:] = np.maximum(b2[:, 2:], b2[:, :2] + 0.25)
+    extra1 = [[0, 0, 10, 10], [0, 0, 10, 10], [0, 0, 4, 4], [2, 2, 8, 8], [5, 5, 5, 9], [1, 1, 6, 1]]
+    extra2 = [[0, 0, 10, 10], [20, 20, 30, 35], [0, 0, 40, 40], [0, 0, 10, 10], [4, 4, 9, 9], [1, 0, 6, 2]]
+    b1 = np.concatenate([b1, extra1]).astype(np.float32)
+    b2 = np.concatenate([b2, extra2]).astype(np.float32)
+    ciou = bbox_iou(torch.from_numpy(b1), torch.from_numpy(b2), xywh=False, CIoU=True).squeeze(-1)
+    save('ciou.b1', b1)
+    save('ciou.b2', b2)
+    save('ciou.out', ciou.numpy())
+
+    # ---- anchors and bbox_decode, as ComputeLossLH runs them
+    feats = [torch.zeros(1, 1, HW[0] // s, HW[1] // s) for s in STRIDES]
+    anc, stride_t = make_anchors(feats, torch.tensor(STRIDES, dtype=torch.float32), 0.5)
+    A = anc.shape[0]
+    proj = torch.arange(16).float()
+    dist = torch.from_numpy(np.random.default_rng(8).normal(0, 2, (A, 64)).astype(np.float32))
+    dec = dist2bbox(dist.view(1, A, 4, 16).softmax(3).matmul(proj), anc, xywh=False)[0]
+    save('decode.dist', dist.numpy())
+    save('decode.anc', anc.numpy())
+    save('decode.stride', stride_t.view(-1).numpy())
+    save('decode.out', dec.numpy())
+
+    # ---- TaskAlignedAssigner cases
+    class _Stub:  # just enough of ComputeLoss for its preprocess()
+        device = torch.device('cpu')
+    preprocess = ComputeLoss.preprocess
+
+    def objects(kind, rng):
+        """targets rows (image, class, x, y, w, h), normalised."""
+        if kind == 'none':
+            return np.zeros((0, 6))
+        if kind == 'one':
+            return np.array([[1, 17, 0.45, 0.55, 0.5, 0.6]])
+        if kind == 'overlapping':
+            c = rng.uniform(0.4, 0.6, 2)
+            rows = [[0, rng.integers(0, NC), *(c + rng.normal(0, 0.03, 2)), *rng.uniform(0.35, 0.7, 2)] for _ in range(5)]
+            return np.array(rows + [[1, 3, 0.5, 0.5, 0.6, 0.7]])
+        if kind == 'border':
+            return np.array([[0, 5, 0.15, 0.2, 0.3, 0.4],     # touches left and top
+                             [0, 9, 0.8, 0.75, 0.4, 0.5],     # touches right and bottom
+                             [1, 60, 0.5, 0.5, 1.0, 1.0]])    # the whole image
+        # random: three objects in image 0, one in image 1
+        rows = []
+        for img, n in ((0, 3), (1, 1)):
+            for _ in range(n):
+                wh = rng.uniform(0.3, 0.8, 2)
+                xy = rng.uniform(wh / 2, 1 - wh / 2)
+                rows.append([img, rng.integers(0, NC), *xy, *wh])
+        return np.array(rows)
+
+    def predictions(rng, B):
+        logits = rng.normal(-2, 2, (B, A, NC)).astype(np.float32)
+        d = torch.from_numpy(rng.normal(0, 1.5, (B, A, 64)).astype(np.float32))
+        boxes = dist2bbox(d.view(B, A, 4, 16).softmax(3).matmul(proj), anc, xywh=False) * stride_t
+        return torch.from_numpy(logits).sigmoid(), boxes
+
+    def stable(res, tal, scores, boxes, anc_px, gt_labels, gt_bboxes, mask_gt, topk):
+        """True when no selection hinges on a near-tie (see the module docstring)."""
+        tal.bs, tal.n_max_boxes = scores.shape[0], gt_bboxes.shape[1]  # set by forward() upstream
+        align, overlaps = tal.get_box_metrics(scores, boxes, gt_labels, gt_bboxes)
+        in_gts = (torch.cat((anc_px[None] - gt_bboxes.view(-1, 1, 4)[..., :2],
+                             gt_bboxes.view(-1, 1, 4)[..., 2:] - anc_px[None]), 2).amin(2) > 1e-9)
+        in_gts = in_gts.view(align.shape)
+        B, M, _ = align.shape
+        for b in range(B):
+            for m in range(M):
+                if not mask_gt[b, m, 0]:
+                    continue
+                cand = (align[b, m] * in_gts[b, m]).numpy()
+                pos = np.sort(cand[cand > 0])[::-1]
+                zero_in = bool(((cand == 0) & in_gts[b, m].numpy()).any())
+                if len(pos) < topk and zero_in:
+                    return False, 'object %d/%d: %d positive candidates and a zero-metric in-box anchor' % (b, m, len(pos))
+                if len(pos) > topk and (pos[topk - 1] - pos[topk]) <= 1e-4 * pos[topk - 1]:
+                    return False, 'object %d/%d: top-k boundary near-tie' % (b, m)
+                if len(pos) > 1 and (np.abs(np.diff(pos[:topk + 1])) <= 1e-6 * pos[0]).any():
+                    return False, 'object %d/%d: equal metrics' % (b, m)
+        # anchors claimed by several objects: the CIoU argmax must be clear
+        mask_pos, _, _ = tal.get_pos_mask(scores, boxes, gt_labels, gt_bboxes, anc_px, mask_gt)
+        multi = mask_pos.sum(1) > 1
+        for b, a in multi.nonzero().tolist():
+            ov = np.sort(overlaps[b, :, a].numpy())[::-1]
+            if ov[0] - ov[1] <= 1e-4 * max(ov[0], 1e-12):
+                return False, 'anchor %d/%d: claimed twice with near-equal CIoU' % (b, a)
+        # the normalised metric of a positive anchor: max over objects must be clear too
+        return True, ''
+
+    cases = [('random', 10), ('none', 10), ('one', 10), ('overlapping', 10), ('border', 10), ('o2o', 1)]
+    for name, topk in cases:
+        kind = 'random' if name == 'o2o' else name
+        B = 2
+        for seed in range(100, 400):
+            rng = np.random.default_rng(seed)
+            targets = objects(kind, rng).astype(np.float32)
+            scores, boxes = predictions(rng, B)
+            tal = TAL(topk=topk, num_classes=NC, alpha=0.5, beta=6.0)
+            imgsz = torch.tensor(HW, dtype=torch.float32)
+            t = preprocess(_Stub(), torch.from_numpy(targets), B, scale_tensor=imgsz[[1, 0, 1, 0]])
+            gt_labels, gt_bboxes = t.split((1, 4), 2)
+            mask_gt = gt_bboxes.sum(2, keepdim=True).gt_(0)
+            anc_px = anc * stride_t
+            if gt_bboxes.shape[1]:
+                ok, why = stable(None, tal, scores, boxes, anc_px, gt_labels, gt_bboxes, mask_gt, topk)
+                if not ok:
+                    print('  %s seed %d redrawn: %s' % (name, seed, why))
+                    continue
+            labels, tboxes, tscores, fg, gt_idx = tal(scores, boxes, anc_px, gt_labels, gt_bboxes, mask_gt)
+            twice = 0
+            if gt_bboxes.shape[1]:
+                mp, _, _ = tal.get_pos_mask(scores, boxes, gt_labels, gt_bboxes, anc_px, mask_gt)
+                twice = int((mp.sum(1) > 1).sum())
+            break
+        else:
+            raise SystemExit('no stable draw for case ' + name)
+        p = 'tal.%s.' % name
+        save(p + 'scores', scores.numpy())
+        save(p + 'boxes', boxes.numpy())
+        save(p + 'anc', anc_px.numpy())
+        save(p + 'targets', targets.reshape(-1, 6))
+        save(p + 'hw', np.array(HW), np.int32)
+        save(p + 'topk', np.array([topk]), np.int32)
+        save(p + 'labels', labels.numpy(), np.int32)
+        save(p + 'tboxes', tboxes.numpy())
+        save(p + 'tscores', tscores.numpy())
+        save(p + 'fg', fg.numpy(), np.uint8)
+        save(p + 'gt_idx', gt_idx.numpy(), np.int32)
+        print('%-12s seed %d: %d objects, %d positives (%d claimed twice), score sum %.6g'
+              % (name, seed, len(targets), int(fg.sum()), twice, float(tscores.sum())))
+    print('wrote %d arrays to %s' % (len(written), args.out))
+
+
+if __name__ == '__main__':
+    main()
