@@ -5,11 +5,13 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <map>
 #include <string>
 #include <vector>
 
 #include "gyolo/io/npy.hpp"
 #include "gyolo/train/assigner.hpp"
+#include "gyolo/train/vision_loss.hpp"
 #include "test_util.hpp"
 
 using namespace gyolo;
@@ -102,4 +104,64 @@ TEST_CASE("loss: bad ground truth gets a clear error", "[loss]") {
   const float nan_class[] = {0, NAN, 0.5f, 0.5f, 0.2f, 0.2f};
   const auto gn = train::preprocess_targets(nan_class, 1, 1, 64, 64);
   REQUIRE_THROWS_WITH(train::task_aligned_assign(cfg, scores.data(), boxes.data(), anc.data(), 1, a.count(), gn), Catch::Contains("class nan"));
+}
+
+TEST_CASE("loss: the vision loss (ComputeLossLH) and its gradients equal upstream's autograd", "[loss]") {
+  for (const char* name : {"random", "one_empty"}) {
+    const std::string p = std::string("vl.") + name + ".";
+    INFO("case " << name);
+    std::map<std::string, tensor<float>> o, g;
+    std::vector<std::string> names;
+    for (int k = 0; k < 3; ++k)
+      for (int l = 0; l < 3; ++l) names.push_back("d" + std::to_string(k) + "_" + std::to_string(l));
+    for (int k = 0; k < 2; ++k)
+      for (const char* n : {"mc", "p", "s"}) names.push_back(n + std::to_string(k));
+    for (const auto& n : names) {
+      o[n] = test::load4(ldir + p + n + ".npy");
+      g[n] = tensor<float>(o[n].shape());
+      for (std::int64_t i = 0; i < g[n].numel(); ++i) g[n][i] = 0.25f;  // prefilled: gradients must accumulate
+    }
+    train::vision_loss_outputs out;
+    train::vision_loss_grads gr;
+    for (int k = 0; k < 3; ++k)
+      for (int l = 0; l < 3; ++l) {
+        const auto n = "d" + std::to_string(k) + "_" + std::to_string(l);
+        out.d[std::size_t(k)][std::size_t(l)] = o[n].cv();
+        gr.d[std::size_t(k)][std::size_t(l)] = g[n].v();
+      }
+    for (int k = 0; k < 2; ++k) {
+      const auto s = std::to_string(k);
+      out.mc[std::size_t(k)] = o["mc" + s].cv();
+      out.p[std::size_t(k)] = o["p" + s].cv();
+      out.s[std::size_t(k)] = o["s" + s].cv();
+      gr.mc[std::size_t(k)] = g["mc" + s].v();
+      gr.p[std::size_t(k)] = g["p" + s].v();
+      gr.s[std::size_t(k)] = g["s" + s].v();
+    }
+    std::vector<std::int64_t> ts;
+    const auto targets = arr<float>(p + "targets", &ts);
+    const auto masks = arr<float>(p + "masks");
+    const auto semasks = arr<float>(p + "semasks");
+    train::vision_targets vt;
+    vt.targets = targets.data();
+    vt.n = int(ts[0]);
+    vt.masks = masks.data();
+    vt.semasks = semasks.data();
+    const auto r = train::vision_loss(train::vision_loss_config{}, out, vt, gr);
+    const auto items = arr<float>(p + "items");
+    const auto total = arr<float>(p + "total");
+    for (int i = 0; i < 6; ++i) {
+      INFO(train::vision_loss_items::names[std::size_t(i)] << ": " << r.items[std::size_t(i)] << " vs upstream " << items[std::size_t(i)]);
+      CHECK(r.items[std::size_t(i)] == Approx(items[std::size_t(i)]).epsilon(1e-5));
+    }
+    CHECK(r.total == Approx(total[0]).epsilon(1e-5));
+    for (const auto& n : names) {
+      const auto ref = test::load4(ldir + p + "g." + n + ".npy");
+      REQUIRE(ref.numel() == g[n].numel());
+      std::vector<float> got(std::size_t(ref.numel()));
+      for (std::int64_t i = 0; i < ref.numel(); ++i) got[std::size_t(i)] = g[n][i] - 0.25f;  // what was added
+      // <= 1e-3 max|ref|, plus the rounding of the prefilled 0.25 (2^-24 x 0.5)
+      test::check_close(got.data(), ref.data(), ref.numel(), 1e-3, 3e-8, p + "grad " + n);
+    }
+  }
 }

@@ -48,8 +48,8 @@ def setup(upstream):
     from utils.metrics import bbox_iou
     from utils.panoptic.tal.assigner import TaskAlignedAssigner
     from utils.panoptic.tal.anchor_generator import make_anchors, dist2bbox
-    from utils.caption.loss_tal_dual import ComputeLoss
-    return torch, bbox_iou, TaskAlignedAssigner, make_anchors, dist2bbox, ComputeLoss
+    import utils.caption.loss_tal_dual as LTD
+    return torch, bbox_iou, TaskAlignedAssigner, make_anchors, dist2bbox, LTD
 
 
 def main():
@@ -57,7 +57,7 @@ def main():
     ap.add_argument('--upstream', required=True)
     ap.add_argument('--out', required=True)
     args = ap.parse_args()
-    torch, bbox_iou, TAL, make_anchors, dist2bbox, ComputeLoss = setup(args.upstream)
+    torch, bbox_iou, TAL, make_anchors, dist2bbox, LTD = setup(args.upstream)
     os.makedirs(args.out, exist_ok=True)
     written = []
 
@@ -96,7 +96,7 @@ def main():
     # ---- TaskAlignedAssigner cases
     class _Stub:  # just enough of ComputeLoss for its preprocess()
         device = torch.device('cpu')
-    preprocess = ComputeLoss.preprocess
+    preprocess = LTD.ComputeLossLH.preprocess
 
     def objects(kind, rng):
         """targets rows (image, class, x, y, w, h), normalised."""
@@ -199,7 +199,123 @@ def main():
         save(p + 'gt_idx', gt_idx.numpy(), np.int32)
         print('%-12s seed %d: %d objects, %d positives (%d claimed twice), score sum %.6g'
               % (name, seed, len(targets), int(fg.sum()), twice, float(tscores.sum())))
+    vision_loss_cases(torch, LTD, TAL, make_anchors, stable, save)
     print('wrote %d arrays to %s' % (len(written), args.out))
+
+
+def sigmoid_focal_loss(inputs, targets, alpha=0.25, gamma=2.0, reduction='none'):
+    """torchvision.ops.sigmoid_focal_loss (RetinaNet's focal loss), written from its documented
+    definition: BCE-with-logits times (1 - p_t)^gamma times alpha_t, reduced."""
+    import torch
+    import torch.nn.functional as F
+    p = torch.sigmoid(inputs)
+    ce = F.binary_cross_entropy_with_logits(inputs, targets, reduction='none')
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    if reduction == 'mean':
+        return loss.mean()
+    if reduction == 'sum':
+        return loss.sum()
+    return loss
+
+
+def vision_loss_cases(torch, LTD, TAL, make_anchors, stable, save):
+    """ComputeLossLH (overlap=False, as the README's --no-overlap) on random head outputs: the six
+    loss items, the total, and autograd's gradient of the total with respect to every raw output.
+
+      vl.<case>.d<k>_<l> [B, 64 + nc, H_l, W_l]   k = 0 aux one-to-many, 1 main, 2 one-to-one
+      vl.<case>.mc<k> [B, nm, A], vl.<case>.p<k> [B, nm, Hm, Wm], vl.<case>.s<k> [B, S, Hm, Wm]
+      vl.<case>.targets [n, 6], vl.<case>.masks [n, Hm, Wm], vl.<case>.semasks [B, S, Hm, Wm]
+      vl.<case>.items [6] (box, seg, cls, dfl, sem, dice), vl.<case>.total [1]
+      vl.<case>.g.<name>: d(total)/d(<name>) for every output above
+    nc = 12, nm = 8, S = 13 semantic channels, 64x64 input (the loss does not depend on the sizes).
+    """
+    import torch.nn as nn
+    LTD.sigmoid_focal_loss = sigmoid_focal_loss  # torchvision is not installed here
+    nc, nm, S, H, W, B = 12, 8, 13, 64, 64, 2
+    strides = (8, 16, 32)
+
+    class DualDPanoptic(nn.Module):  # what ComputeLossLH reads from the model's last layer
+        def __init__(self):
+            super().__init__()
+            self.stride = torch.tensor(strides, dtype=torch.float32)
+            self.nc, self.nl, self.nm, self.reg_max = nc, 3, nm, 16
+            self.no = nc + 16 * 4
+            self.w = nn.Parameter(torch.zeros(1))
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = nn.ModuleList([DualDPanoptic()])
+            self.hyp = {'cls_pw': 1.0, 'fl_gamma': 0.0, 'label_smoothing': 0.0}
+
+    loss_fn = LTD.ComputeLossLH(Model(), overlap=False)
+    feats = [torch.zeros(1, 1, H // s, W // s) for s in strides]
+    anc, stride_t = make_anchors(feats, torch.tensor(strides, dtype=torch.float32), 0.5)
+    A, Hm, Wm = anc.shape[0], H // 4, W // 4
+
+    for case in ('random', 'one_empty'):
+        for seed in range(500, 800):
+            rng = np.random.default_rng(seed)
+            rows = []
+            for img, n in ((0, 3), (1, 2 if case == 'random' else 0)):
+                for _ in range(n):
+                    wh = rng.uniform(0.3, 0.8, 2)
+                    xy = rng.uniform(wh / 2, 1 - wh / 2)
+                    rows.append([img, rng.integers(0, nc), *xy, *wh])
+            targets = np.array(rows, dtype=np.float32)
+            masks = np.zeros((len(rows), Hm, Wm), np.float32)
+            yy, xx = np.mgrid[0:Hm, 0:Wm] + 0.5
+            for j, r in enumerate(rows):  # an ellipse inside each box, at 1/4 resolution
+                cx, cy, w, h = r[2] * Wm, r[3] * Hm, r[4] * Wm, r[5] * Hm
+                masks[j] = (((xx - cx) / (w / 2)) ** 2 + ((yy - cy) / (h / 2)) ** 2 <= 1).astype(np.float32)
+            semasks = (rng.uniform(0, 1, (B, S, Hm, Wm)) < 0.15).astype(np.float32)
+            outs = {}
+            for k in range(3):
+                for l, s_ in enumerate(strides):
+                    a = rng.normal(0, 1.5, (B, 64 + nc, H // s_, W // s_)).astype(np.float32)
+                    a[:, 64:] -= 2.0  # class logits mostly negative, as a detector's
+                    outs['d%d_%d' % (k, l)] = a
+            for k in range(2):
+                outs['mc%d' % k] = rng.normal(0, 1, (B, nm, A)).astype(np.float32)
+                outs['p%d' % k] = rng.normal(0, 1, (B, nm, Hm, Wm)).astype(np.float32)
+                outs['s%d' % k] = rng.normal(-1, 2, (B, S, Hm, Wm)).astype(np.float32)
+            T = {k: torch.from_numpy(v).requires_grad_(True) for k, v in outs.items()}
+            # the assigners' inputs, to check the draw is free of near-ties
+            ok = True
+            for k, topk in ((1, 10), (2, 1)):
+                cat = torch.cat([T['d%d_%d' % (k, l)].detach().view(B, 64 + nc, -1) for l in range(3)], 2)
+                dist, sc = cat.split((64, nc), 1)
+                sc = sc.permute(0, 2, 1).sigmoid()
+                bx = loss_fn.bbox_decode(anc, dist.permute(0, 2, 1).contiguous()) * stride_t
+                t = loss_fn.preprocess(torch.from_numpy(targets).view(-1, 6), B, torch.tensor([W, H, W, H], dtype=torch.float32))
+                gl, gb = t.split((1, 4), 2)
+                mg = gb.sum(2, keepdim=True).gt_(0)
+                good, why = stable(None, TAL(topk=topk, num_classes=nc, alpha=0.5, beta=6.0), sc, bx, anc * stride_t, gl, gb, mg, topk)
+                if not good:
+                    print('  vl.%s seed %d redrawn: %s' % (case, seed, why))
+                    ok = False
+                    break
+            if ok:
+                break
+        else:
+            raise SystemExit('no stable draw for vision loss case ' + case)
+        d = [[T['d%d_%d' % (k, l)] for l in range(3)] for k in range(3)]
+        p = (d, [T['mc0'], T['mc1']], [T['p0'], T['p1']], [T['s0'], T['s1']])
+        total, items = loss_fn(p, torch.from_numpy(targets).view(-1, 6), torch.from_numpy(masks), torch.from_numpy(semasks))
+        total.backward()
+        pre = 'vl.%s.' % case
+        for k, v in outs.items():
+            save(pre + k, v)
+            save(pre + 'g.' + k, T[k].grad.numpy())
+        save(pre + 'targets', targets.reshape(-1, 6))
+        save(pre + 'masks', masks)
+        save(pre + 'semasks', semasks)
+        save(pre + 'items', items.numpy())
+        save(pre + 'total', total.detach().view(1).numpy())
+        print('vl.%-10s seed %d: items %s total %.6g' % (case, seed, np.array2string(items.numpy(), precision=5), float(total)))
 
 
 if __name__ == '__main__':
