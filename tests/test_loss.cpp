@@ -12,6 +12,8 @@
 #include "gyolo/io/npy.hpp"
 #include "gyolo/train/assigner.hpp"
 #include "gyolo/train/vision_loss.hpp"
+#include "gyolo/train/optim.hpp"
+#include "gyolo/layers/conv_train.hpp"
 #include "test_util.hpp"
 
 using namespace gyolo;
@@ -164,4 +166,137 @@ TEST_CASE("loss: the vision loss (ComputeLossLH) and its gradients equal upstrea
       test::check_close(got.data(), ref.data(), ref.numel(), 1e-3, 3e-8, p + "grad " + n);
     }
   }
+}
+
+namespace {
+/// The five parameters of the optimizer fixtures (conv weight, BN weight, BN bias, bias, weight),
+/// with upstream's groups.
+struct opt_params {
+  std::vector<param> ps;
+  std::vector<train::param_ref> refs;
+  opt_params() {
+    const auto groups = arr<std::int32_t>("opt.groups");
+    ps.resize(groups.size());
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      std::vector<std::int64_t> sh;
+      ps[i].value = arr<float>("opt.p" + std::to_string(i) + ".init", &sh);
+      ps[i].shape = dims(sh.begin(), sh.end());
+    }
+    for (std::size_t i = 0; i < ps.size(); ++i) refs.push_back({"p" + std::to_string(i), &ps[i], train::param_group(groups[i])});
+  }
+  void set_grads(int step) {
+    for (std::size_t i = 0; i < ps.size(); ++i) {
+      ps[i].g();
+      ps[i].grad = arr<float>("opt.g" + std::to_string(i) + ".step" + std::to_string(step));
+    }
+  }
+};
+}  // namespace
+
+TEST_CASE("optim: AdamW and SGD (Nesterov) with upstream's groups equal torch.optim over three steps", "[loss][optim]") {
+  const auto lr = arr<double>("opt.lr");  // [3 steps, 3 groups]
+  opt_params a, s;
+  train::adamw_options ao;
+  ao.weight_decay = 0.005;
+  train::adamw adam(a.refs, ao);
+  train::sgd_options so;
+  so.lr = 0.01;
+  so.weight_decay = 0.005;
+  train::sgd sg(s.refs, so);
+  for (int st = 0; st < 3; ++st) {
+    for (int j = 0; j < 3; ++j) adam.groups.lr[std::size_t(j)] = sg.groups.lr[std::size_t(j)] = lr[std::size_t(st * 3 + j)];
+    a.set_grads(st);
+    s.set_grads(st);
+    adam.step();
+    sg.step();
+  }
+  for (std::size_t i = 0; i < a.ps.size(); ++i) {
+    const auto n = std::to_string(i);
+    test::check_close(a.ps[i].value.data(), arr<float>("opt.adamw.p" + n).data(), a.ps[i].numel(), 1e-6, 1e-7, "adamw p" + n);
+    test::check_close(adam.state_of(i).m.data(), arr<float>("opt.adamw.m" + n).data(), a.ps[i].numel(), 1e-6, 1e-9, "adamw m" + n);
+    test::check_close(adam.state_of(i).v.data(), arr<float>("opt.adamw.v" + n).data(), a.ps[i].numel(), 1e-6, 1e-12, "adamw v" + n);
+    CHECK(adam.state_of(i).step == 3);
+    test::check_close(s.ps[i].value.data(), arr<float>("opt.sgd.p" + n).data(), s.ps[i].numel(), 1e-6, 1e-7, "sgd p" + n);
+  }
+  // a parameter that never received a gradient is not stepped (no weight decay either)
+  param untouched;
+  untouched.init({3});
+  untouched.value = {1, 2, 3};
+  train::adamw lonely({{"w", &untouched, train::param_group::weight}}, ao);
+  lonely.step();
+  CHECK(untouched.value == std::vector<float>{1, 2, 3});
+}
+
+TEST_CASE("optim: gradient clipping, the flat-cosine schedule and the EMA equal upstream's", "[loss][optim]") {
+  for (const char* mx : {"10", "0.05"}) {
+    opt_params p;
+    for (std::size_t i = 0; i < p.ps.size(); ++i) {
+      p.ps[i].g();
+      p.ps[i].grad = arr<float>("opt.clip.g" + std::to_string(i));
+    }
+    const float total = train::clip_grad_norm(p.refs, std::stod(mx));
+    CHECK(total == Approx(arr<float>("opt.clip.total")[0]).epsilon(1e-6));
+    for (std::size_t i = 0; i < p.ps.size(); ++i)
+      test::check_close(p.ps[i].grad.data(), arr<float>("opt.clip.out" + std::to_string(i) + "." + mx).data(), p.ps[i].numel(), 1e-6, 0,
+                        std::string("clip ") + mx);
+  }
+  {
+    opt_params p;
+    p.set_grads(0);
+    p.ps[1].grad[0] = NAN;
+    REQUIRE_THROWS_WITH(train::clip_grad_norm(p.refs, 10.0), Catch::Contains("not finite"));
+  }
+  const auto flat = arr<double>("opt.flat");
+  for (int x = 0; x <= 60; ++x) {
+    CHECK(train::one_flat_cycle(1, 0.125, 60, x) == Approx(flat[std::size_t(2 * x)]).epsilon(1e-12));
+    CHECK(train::one_flat_cycle(1, 0.25, 60, x) == Approx(flat[std::size_t(2 * x + 1)]).epsilon(1e-12));
+  }
+  CHECK(train::warmup_lr(0, 100, 0.01, 0.004) == 0.01);
+  CHECK(train::warmup_lr(50, 100, 0.01, 0.004) == Approx(0.007));
+  CHECK(train::warmup_lr(100, 100, 0.0, 0.004) == 0.004);
+  // EMA over a Conv + BatchNorm, in upstream's state_dict names
+  train_conv<reference> model, ema;
+  model.init_bn(3, 6, 3, 1, 1, act::silu);
+  ema.init_bn(3, 6, 3, 1, 1, act::silu);
+  auto fill = [](train_conv<reference>& m, const std::string& pre) {
+    nn::walk(m, "", [&] {
+      struct f {
+        std::string pre;
+        void param(const std::string& n, param& p) { p.value = arr<float>(pre + n); }
+        void buffer(const std::string& n, buffer& b) { b.value = arr<float>(pre + n); }
+      };
+      return f{pre};
+    }());
+  };
+  fill(ema, "opt.ema.init.");
+  train::model_ema e;
+  for (int u = 0; u < 2; ++u) {
+    fill(model, "opt.ema.model" + std::to_string(u) + ".");
+    e.update(ema, model);
+  }
+  CHECK(e.updates == 2);
+  nn::walk(ema, "", [] {
+    struct f {
+      void param(const std::string& n, param& p) { test::check_close(p.value.data(), arr<float>("opt.ema.out." + n).data(), p.numel(), 1e-6, 1e-9, n); }
+      void buffer(const std::string& n, buffer& b) { test::check_close(b.value.data(), arr<float>("opt.ema.out." + n).data(), b.numel(), 1e-6, 1e-9, n); }
+    };
+    return f{};
+  }());
+}
+
+TEST_CASE("optim: upstream's parameter groups come from the module descriptions", "[loss][optim]") {
+  train_conv<reference> cbn, cb;
+  cbn.init_bn(4, 8, 3, 1, 1, act::silu);
+  cb.init_bias(4, 8, 1, 1, 1);
+  const auto r1 = train::collect_params(cbn, "m.1"), r2 = train::collect_params(cb, "m.2");
+  REQUIRE(r1.size() == 3);
+  CHECK(r1[0].name == "m.1.conv.weight");
+  CHECK(r1[0].group == train::param_group::weight);
+  CHECK(r1[1].name == "m.1.bn.weight");
+  CHECK(r1[1].group == train::param_group::norm_weight);
+  CHECK(r1[2].group == train::param_group::bias);
+  REQUIRE(r2.size() == 2);
+  CHECK(r2[0].group == train::param_group::weight);
+  CHECK(r2[1].name == "m.2.bias");
+  CHECK(r2[1].group == train::param_group::bias);
 }

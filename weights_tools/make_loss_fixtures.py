@@ -200,6 +200,7 @@ def main():
         print('%-12s seed %d: %d objects, %d positives (%d claimed twice), score sum %.6g'
               % (name, seed, len(targets), int(fg.sum()), twice, float(tscores.sum())))
     vision_loss_cases(torch, LTD, TAL, make_anchors, stable, save)
+    optim_cases(torch, save)
     print('wrote %d arrays to %s' % (len(written), args.out))
 
 
@@ -316,6 +317,101 @@ def vision_loss_cases(torch, LTD, TAL, make_anchors, stable, save):
         save(pre + 'items', items.numpy())
         save(pre + 'total', total.detach().view(1).numpy())
         print('vl.%-10s seed %d: items %s total %.6g' % (case, seed, np.array2string(items.numpy(), precision=5), float(total)))
+
+
+def optim_cases(torch, save):
+    """torch.optim.AdamW / SGD(nesterov) over three steps with per-group learning rates, as upstream's
+    custom_optimizer builds them (group 0 biases, 1 norm weights, 2 weights with decay);
+    clip_grad_norm_; utils/general.py one_flat_cycle; utils/torch_utils.py ModelEMA.
+
+      opt.p<i>.init, opt.g<i>.step<s> [shape], opt.lr [steps, 3]
+      opt.adamw.p<i>, opt.adamw.m<i>, opt.adamw.v<i>; opt.sgd.p<i>       after the three steps
+      opt.clip.g<i>, opt.clip.out<i>.<max_norm>, opt.clip.total          clip_grad_norm_ at 10 and 0.05
+      opt.flat [61, 2]: one_flat_cycle(1, 0.125 / 0.25, 60)(x) for x = 0..60
+      opt.ema.<name> (model after each update: opt.ema.model<u>.<name>), opt.ema.out.<name>
+    """
+    import torch.nn as nn
+    from utils.general import one_flat_cycle
+    from utils.torch_utils import ModelEMA
+    g = torch.Generator().manual_seed(3)
+    shapes = [(6, 3, 3, 3), (6,), (6,), (5,), (4, 5)]
+    groups = [2, 1, 0, 0, 2]  # conv weight, bn weight, bn bias, linear bias, linear weight
+    init = [torch.randn(s, generator=g) for s in shapes]
+    steps = 3
+    grads = [[torch.randn(s, generator=g) * 0.1 for s in shapes] for _ in range(steps)]
+    lrs = np.array([[0.01, 0.0, 0.0], [0.007, 0.002, 0.002], [0.004, 0.004, 0.004]])
+    for i, t in enumerate(init):
+        save('opt.p%d.init' % i, t.numpy())
+        for s_ in range(steps):
+            save('opt.g%d.step%d' % (i, s_), grads[s_][i].numpy())
+    save('opt.lr', lrs, np.float64)
+    save('opt.groups', np.array(groups), np.int32)
+
+    def run(make):
+        ps = [nn.Parameter(t.clone()) for t in init]
+        gs = [[p for p, gi in zip(ps, groups) if gi == j] for j in range(3)]
+        o = make(gs[0])
+        o.add_param_group({'params': gs[1], 'weight_decay': 0.0})
+        o.add_param_group({'params': gs[2], 'weight_decay': 0.005})
+        for s_ in range(steps):
+            for j, grp in enumerate(o.param_groups):
+                grp['lr'] = float(lrs[s_, j])
+            for p, gr in zip(ps, grads[s_]):
+                p.grad = gr.clone()
+            o.step()
+        return ps, o
+    ps, o = run(lambda g0: torch.optim.AdamW(g0, lr=0.004, betas=(0.937, 0.999), eps=1e-4, weight_decay=0.0))
+    for i, p in enumerate(ps):
+        save('opt.adamw.p%d' % i, p.detach().numpy())
+        save('opt.adamw.m%d' % i, o.state[p]['exp_avg'].numpy())
+        save('opt.adamw.v%d' % i, o.state[p]['exp_avg_sq'].numpy())
+    ps, o = run(lambda g0: torch.optim.SGD(g0, lr=0.01, momentum=0.937, nesterov=True))
+    for i, p in enumerate(ps):
+        save('opt.sgd.p%d' % i, p.detach().numpy())
+    # clip_grad_norm_
+    for i, gr in enumerate(grads[0]):
+        save('opt.clip.g%d' % i, gr.numpy())
+    for mx in (10.0, 0.05):
+        ps = [nn.Parameter(t.clone()) for t in init]
+        for p, gr in zip(ps, grads[0]):
+            p.grad = gr.clone()
+        total = torch.nn.utils.clip_grad_norm_(ps, max_norm=mx)
+        for i, p in enumerate(ps):
+            save('opt.clip.out%d.%g' % (i, mx), p.grad.numpy())
+        save('opt.clip.total', total.view(1).numpy())
+    # one_flat_cycle, as train.py builds lf and lf2 for 60 epochs
+    lf, lf2 = one_flat_cycle(1, 0.125, 60), one_flat_cycle(1, 0.25, 60)
+    save('opt.flat', np.array([[lf(x), lf2(x)] for x in range(61)]), np.float64)
+    # ModelEMA over a Conv+BN: two updates, the model changed in between
+    class ConvBN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 6, 3, bias=False)
+            self.bn = nn.BatchNorm2d(6)
+    torch.manual_seed(4)
+    m = ConvBN()
+    with torch.no_grad():
+        for v in m.state_dict().values():
+            if v.dtype.is_floating_point:
+                v.copy_(torch.randn(v.shape))
+        m.bn.running_var.abs_()
+    ema = ModelEMA(m)
+    for k, v in ema.ema.state_dict().items():
+        if v.dtype.is_floating_point:
+            save('opt.ema.init.' + k, v.numpy())
+    for u in range(2):
+        with torch.no_grad():
+            for v in m.state_dict().values():
+                if v.dtype.is_floating_point:
+                    v.add_(torch.randn(v.shape) * 0.5)
+        for k, v in m.state_dict().items():
+            if v.dtype.is_floating_point:
+                save('opt.ema.model%d.%s' % (u, k), v.numpy())
+        ema.update(m)
+    for k, v in ema.ema.state_dict().items():
+        if v.dtype.is_floating_point:
+            save('opt.ema.out.' + k, v.numpy())
+    print('optimizer fixtures: adamw, sgd, clip (total %.6g), flat cycle, ema (%d updates)' % (float(total), ema.updates))
 
 
 if __name__ == '__main__':

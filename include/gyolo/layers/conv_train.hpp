@@ -37,6 +37,7 @@ struct train_conv {
     mean.init({cout});
     var.init({cout}, 1.0f);
     std::fill(gamma.value.begin(), gamma.value.end(), 1.0f);
+    gamma.norm_weight = true;
   }
   void init_bias(int cin, int cout, int k, int s, int g, act a = act::none) {
     set_desc(cin, cout, k, s, g, a);

@@ -205,6 +205,7 @@ struct train_layer_norm {
     g.init({d});
     b.init({d});
     std::fill(g.value.begin(), g.value.end(), 1.0f);
+    g.norm_weight = true;
   }
   template <class V> static void fields(V& v, train_layer_norm& s) {
     v.param("weight", s.g);

@@ -43,15 +43,24 @@ inline std::int64_t dims_numel(const dims& s) {
 struct param {
   dims shape;
   std::vector<float> value, grad;
+  /// A BatchNorm or LayerNorm weight (set by the module's init): upstream's optimizers put these
+  /// in the group without weight decay, as biases.
+  bool norm_weight = false;
+  /// Whether a backward step ever wrote the gradient (PyTorch: `.grad is not None`; zero_grad keeps
+  /// it). Optimizers skip parameters that never received one, as torch.optim does.
+  bool has_grad = false;
   void init(dims s) {
     shape = std::move(s);
     value.assign(std::size_t(dims_numel(shape)), 0.0f);
     grad.clear();
+    has_grad = false;
   }
   std::int64_t numel() const { return std::int64_t(value.size()); }
   /// The gradient buffer, allocated (zero) on first use: models loaded for inference never hold one.
+  /// Backward steps call it to add their contribution.
   float* g() {
     if (grad.size() != value.size()) grad.assign(value.size(), 0.0f);
+    has_grad = true;
     return grad.data();
   }
 };
