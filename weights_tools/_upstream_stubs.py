@@ -161,7 +161,7 @@ class AutoTokenizer(BertTokenizer):
 
 INERT = ('pandas', 'matplotlib', 'seaborn', 'IPython', 'torchvision', 'tqdm', 'scipy', 'pycocotools',
          'pycocoevalcap', 'nltk', 'thop', 'albumentations', 'clearml', 'comet_ml', 'wandb',
-         'tensorboard', 'pkg_resources', 'ultralytics')
+         'tensorboard', 'pkg_resources', 'ultralytics', 'prettytable')
 
 
 class _Dummy:

@@ -1,0 +1,171 @@
+// One training iteration of upstream's caption/train.py (Training II), for a host program to drive:
+//
+//   for task in (vision, language):                       (train.py's loop body, AMP off)
+//     warm-up: the vision optimizer's group learning rates ramp (bias group from warmup_bias_lr)
+//     forward the whole model in train mode (Grit teacher-forced in both passes; BatchNorm
+//       statistics update in both)
+//     vision:   ComputeLossLH on `imgs` (train/vision_loss.hpp)
+//     language: ComputeCaptionLoss on `ori_imgs` (caption_nll, gain 0.1)
+//     backward; clip the non-Grit gradients to norm 10 and Grit's to caption_clip_max_norm
+//     step that task's optimizer (vision: every non-Grit parameter; language: Grit), zero ITS
+//       gradients, update the EMA
+//
+// As upstream, the caption pass's gradients on non-Grit parameters are never stepped or zeroed:
+// they add into the next vision pass. The first iteration starts from zero gradients.
+#pragma once
+#include <array>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "gyolo/model/train_model.hpp"
+#include "gyolo/train/optim.hpp"
+#include "gyolo/train/vision_loss.hpp"
+
+namespace gyolo::train {
+
+/// upstream's hyperparameters that one iteration uses (hyp.scratch-cap.yaml's values).
+struct train_hyp {
+  double lr0 = 0.004, lrf = 0.125, momentum = 0.937, weight_decay = 0.005;
+  double warmup_epochs = 0.6, warmup_bias_lr = 0.01;
+  double clip_vision = 10.0, clip_caption = 1.0;  // clip_grad_norm_ max norms (caption_clip_max_norm)
+  double caption_loss_gain = 0.1;
+  std::int64_t caption_pad = 0;
+  int epochs = 60;  // for the flat-cosine schedule
+};
+
+/// One batch as caption/train.py's loop receives it (images as float in [0, 1], i.e. uint8 / 255).
+struct train_batch {
+  cview<float> imgs, ori_imgs;  // [B, 3, H, W]: the augmented view (vision pass) and the plain one (caption pass)
+  const float* targets = nullptr;  // [n, 6] image, class, x, y, w, h (normalised)
+  int n = 0;
+  const float* masks = nullptr;    // [n, H/4, W/4] per-instance masks
+  const float* semasks = nullptr;  // [B, S, H/4, W/4]
+  const std::int64_t* caps = nullptr;  // [B, seq_len] BOS ... EOS PAD...
+  int seq_len = 0;
+};
+
+/// Where an iteration stands: the epoch, the integrated batch index and the batches per epoch
+/// (the warm-up lasts max(round(warmup_epochs x nb), 100) iterations).
+struct iteration {
+  int epoch = 0, ni = 0, nb = 100;
+};
+
+struct step_result {
+  vision_loss_items vision;
+  double caption = 0;                    // ComputeCaptionLoss's l_cap * B
+  std::array<double, 3> lr_vision{}, lr_caption{};  // the group learning rates used
+  float grad_norm_vision = 0, grad_norm_caption = 0;  // before clipping (each pass's own parameters)
+};
+
+template <class B>
+class trainer {
+ public:
+  /// model: the train form with its weights loaded. The EMA starts as a copy of it.
+  trainer(train_model<B>& model, context<B>& ctx, const train_hyp& h = {})
+      : model_(model), ctx_(ctx), tape_(ctx), hyp_(h), ema_model_(model),
+        vision_(split(model, false), adamw_options{h.lr0, h.momentum, 0.999, 1e-4, h.weight_decay}),
+        grit_(split(model, true), adamw_options{h.lr0 / 2, h.momentum, 0.999, 1e-4, h.weight_decay}) {
+    for (auto* ps : {&vision_.params(), &grit_.params()})
+      for (const auto& r : *ps) r.p->g();  // optimizer.zero_grad() at the start: zero buffers
+    for (auto* ps : {&vision_.params(), &grit_.params()})
+      for (const auto& r : *ps) r.p->has_grad = false;  // ... and no gradient yet (.grad None)
+  }
+
+  /// Called right before each optimizer step, after clipping (task "vision" or "language"): the
+  /// parameters with their gradients, for tests and logging.
+  std::function<void(const char* task, const std::vector<param_ref>& all)> before_step;
+
+  step_result step(const train_batch& b, const iteration& it) {
+    step_result r;
+    const int nw = std::max(int(std::lround(hyp_.warmup_epochs * it.nb)), 100);
+    const double f = one_flat_cycle(1.0, hyp_.lrf, hyp_.epochs, it.epoch), f2 = one_flat_cycle(1.0, hyp_.lrf * 2.0, hyp_.epochs, it.epoch);
+    for (int j = 0; j < 3; ++j) {
+      vision_.groups.lr[std::size_t(j)] = it.ni <= nw ? warmup_lr(it.ni, nw, j == 0 ? hyp_.warmup_bias_lr : 0.0, hyp_.lr0 * f) : hyp_.lr0 * f;
+      grit_.groups.lr[std::size_t(j)] = hyp_.lr0 / 2 * f2;
+    }
+    r.lr_vision = vision_.groups.lr;
+    r.lr_caption = grit_.groups.lr;
+    // vision pass
+    {
+      auto o = forward(b.imgs, b);
+      const auto& h = o.vision.head;
+      vision_loss_outputs out;
+      vision_loss_grads gr;
+      for (int k = 0; k < 3; ++k)
+        for (int l = 0; l < 3; ++l) {
+          out.d[std::size_t(k)][std::size_t(l)] = h.d[std::size_t(k)][std::size_t(l)].t.val();
+          gr.d[std::size_t(k)][std::size_t(l)] = h.d[std::size_t(k)][std::size_t(l)].t.grad();
+        }
+      for (int k = 0; k < 2; ++k) {
+        out.mc[std::size_t(k)] = h.mc[std::size_t(k)].t.val();
+        out.p[std::size_t(k)] = h.p[std::size_t(k)].t.val();
+        out.s[std::size_t(k)] = h.s[std::size_t(k)].t.val();
+        gr.mc[std::size_t(k)] = h.mc[std::size_t(k)].t.grad();
+        gr.p[std::size_t(k)] = h.p[std::size_t(k)].t.grad();
+        gr.s[std::size_t(k)] = h.s[std::size_t(k)].t.grad();
+      }
+      r.vision = vision_loss(vision_loss_config{}, out, vision_targets{b.targets, b.n, b.masks, b.semasks}, gr);
+      GYOLO_CHECK(std::isfinite(r.vision.total), "train step: the vision loss is not finite");
+      tape_.backward();
+      r.grad_norm_vision = finish_pass("vision", vision_);
+    }
+    // caption pass
+    {
+      auto o = forward(b.ori_imgs, b);
+      r.caption = caption_nll(o.logp.t, b.caps, hyp_.caption_pad, hyp_.caption_loss_gain);
+      GYOLO_CHECK(std::isfinite(r.caption), "train step: the caption loss is not finite (every caption target is PAD?)");
+      tape_.backward();
+      r.grad_norm_caption = finish_pass("language", grit_);
+    }
+    return r;
+  }
+
+  train_model<B>& ema() { return ema_model_; }
+  adamw& vision_optimizer() { return vision_; }
+  adamw& caption_optimizer() { return grit_; }
+  model_ema& ema_state() { return ema_; }
+
+ private:
+  /// The non-Grit (grit = false) or the Grit parameters of the model.
+  static std::vector<param_ref> split(train_model<B>& m, bool grit) {
+    auto all = collect_params(m, "model");
+    std::vector<param_ref> r;
+    for (auto& p : all)
+      if ((p.name.rfind("model.56.", 0) == 0) == grit) r.push_back(p);
+    return r;
+  }
+  train_model_outputs<B> forward(cview<float> x, const train_batch& b) {
+    tape_.reset();
+    tape_.training = true;
+    auto in = tape_.input(x, false);
+    return model_.forward(tape_, in.t, b.caps, b.seq_len);
+  }
+  /// Clip both parameter sets (as train.py does in both passes), step `opt`, zero its gradients,
+  /// update the EMA. Returns the norm of opt's own gradients before clipping.
+  float finish_pass(const char* task, adamw& opt) {
+    const float nv = clip_grad_norm(vision_.params(), hyp_.clip_vision);
+    const float nc = clip_grad_norm(grit_.params(), hyp_.clip_caption);
+    if (before_step) {
+      std::vector<param_ref> all = vision_.params();
+      all.insert(all.end(), grit_.params().begin(), grit_.params().end());
+      before_step(task, all);
+    }
+    opt.step();
+    for (const auto& p : opt.params())
+      if (p.p->has_grad) std::fill(p.p->grad.begin(), p.p->grad.end(), 0.0f);
+    ema_.update(ema_model_, model_);
+    return &opt == &vision_ ? nv : nc;
+  }
+
+  train_model<B>& model_;
+  context<B>& ctx_;
+  tape<B> tape_;
+  train_hyp hyp_;
+  train_model<B> ema_model_;
+  model_ema ema_;
+  adamw vision_, grit_;
+};
+
+}  // namespace gyolo::train
