@@ -27,6 +27,14 @@ Written to --out (float32 unless said):
   iter<i>.state.gguf: <name> for every parameter and BatchNorm buffer after the iteration, and
       ema.<name> for the EMA's
   manifest.json
+
+With --compact DIR (committed as tests/fixtures/iter/), the first iteration in a form small enough
+for CI: the batch as uint8 (images x 255, masks, semantic maps) and int64 caption ids; iter0.grads.gguf
+with every gradient the optimizers step (grad_vision.* for the trunk and heads, grad_language.model.56.*
+for Grit) as float16 scaled to max|g| = 1 (`<name>`) and its scale (`scale.<name>`, f32);
+iter0.delta.gguf with, for every parameter, BatchNorm buffer and EMA tensor, [sum d, sum d^2,
+max|d|, n] (float32, computed in float64) of d = value after the iteration - value before; the
+losses, learning rates and manifest as above.
 """
 import argparse
 import collections
@@ -67,6 +75,8 @@ def main():
     ap.add_argument('--nb', type=int, default=100, help='batches per epoch (sets the warm-up length)')
     ap.add_argument('--iters', type=int, default=1)
     ap.add_argument('--batch-seed', type=int, default=None, help='seed of the synthetic batch (default: --seed + 7)')
+    ap.add_argument('--compact', default=None,
+                    help='also write the CI-sized reference of the FIRST iteration to this directory (see below)')
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--double', action='store_true',
                     help='run the iteration in float64 (model, batch, optimizer state, EMA); written as float32')
@@ -175,6 +185,8 @@ def main():
         gaps['topk'] = float((srt[:, mod.k - 1] - srt[:, mod.k]).min())
         gaps['semantic'] = float((ssrt[:, 0] - ssrt[:, 1]).min())
     grit.register_forward_pre_hook(grit_pre)
+    init_state = collections.OrderedDict((k, v.detach().to(torch.float64).clone()) for k, v in model.state_dict().items()
+                                         if v.dtype.is_floating_point)
     src_masks = torch.zeros((BATCH,) + HW, dtype=torch.bool)
     dt = torch.float64 if args.double else torch.float32
     f64 = MGT.keep_float64() if args.double else contextlib.nullcontext()
@@ -219,6 +231,8 @@ def main():
             ema.update(model)
         np.save(os.path.join(args.out, 'iter%d.lr.npy' % it), lrs)
         MT.write_gguf(os.path.join(args.out, 'iter%d.grads.gguf' % it), 'iter grads', grads)
+        if args.compact and it == 0:
+            write_compact(args.compact, grads, init_state, model, ema, imgs, ori, targets, masks, semasks, caps, args.out)
         state = collections.OrderedDict()
         for k, v in model.state_dict().items():
             if v.dtype.is_floating_point:
@@ -236,7 +250,60 @@ def main():
     manifest['precision'] = 'float64' if args.double else 'float32'
     with open(os.path.join(args.out, 'manifest.json'), 'w') as f:
         json.dump(manifest, f, indent=1)
+    if args.compact:
+        m1 = dict(manifest)
+        m1['iters'] = manifest['iters'][:1]
+        m1['compact'] = True
+        with open(os.path.join(args.compact, 'manifest.json'), 'w') as f:
+            json.dump(m1, f, indent=1)
     del scheduler, scheduler2, names
+
+
+def write_compact(out, grads, init_state, model, ema, imgs, ori, targets, masks, semasks, caps, full_dir):
+    """The CI-sized reference of iteration 0 (see the module docstring)."""
+    import shutil
+    import torch
+    os.makedirs(out, exist_ok=True)
+    u8 = lambda a: np.ascontiguousarray(np.rint(a * 255.0).astype(np.uint8))  # noqa: E731
+    assert np.array_equal(u8(imgs).astype(np.float32) / 255.0, imgs), 'images are not uint8 / 255'
+    np.save(os.path.join(out, 'batch.imgs_u8.npy'), u8(imgs))
+    np.save(os.path.join(out, 'batch.ori_imgs_u8.npy'), u8(ori))
+    np.save(os.path.join(out, 'batch.masks_u8.npy'), masks.astype(np.uint8))
+    np.save(os.path.join(out, 'batch.semasks_u8.npy'), semasks.astype(np.uint8))
+    np.save(os.path.join(out, 'batch.targets.npy'), targets)
+    np.save(os.path.join(out, 'batch.caps.npy'), caps)
+    g16 = collections.OrderedDict()
+    kvs = collections.OrderedDict()
+    for k, v in grads.items():
+        if k.startswith('grad_language.') and not k.startswith('grad_language.model.56.'):
+            continue  # the caption pass steps Grit only: its trunk gradients are checked by the local run
+        a = v.detach().to(torch.float64).numpy()
+        sc = float(np.abs(a).max())
+        g16[k] = np.ascontiguousarray((a / sc if sc > 0 else a).astype(np.float16))
+        kvs['scale.' + k] = np.array([sc], np.float32)
+    arrs = collections.OrderedDict()
+    for k, a in g16.items():
+        arrs[k] = a
+        arrs['scale.' + k] = kvs['scale.' + k]
+    kv = [('general.architecture', gconv.GGUF_STRING, 'gyolo.fixture'), ('general.name', gconv.GGUF_STRING, 'iter grads f16'),
+          ('general.alignment', gconv.GGUF_UINT32, gconv.ALIGNMENT)]
+    head, blobs = gconv.build_gguf(kv, arrs)
+    with open(os.path.join(out, 'iter0.grads.gguf'), 'wb') as f:
+        f.write(head)
+        for b in blobs:
+            f.write(b)
+    delta = collections.OrderedDict()
+    after = collections.OrderedDict((k, v.detach().to(torch.float64)) for k, v in model.state_dict().items() if v.dtype.is_floating_point)
+    for k, v in ema.ema.state_dict().items():
+        if v.dtype.is_floating_point:
+            after['ema.' + k] = v.detach().to(torch.float64)
+    for k, v in after.items():
+        d = (v - init_state[k[4:] if k.startswith('ema.') else k]).numpy().ravel()
+        delta[k] = np.array([d.sum(), (d * d).sum(), np.abs(d).max(), d.size], np.float32)
+    MT.write_gguf(os.path.join(out, 'iter0.delta.gguf'), 'iter deltas', delta)
+    for n in ('iter0.items_vision.npy', 'iter0.loss_vision.npy', 'iter0.loss_caption.npy', 'iter0.lr.npy'):
+        shutil.copy(os.path.join(full_dir, n), os.path.join(out, n))
+    log('compact reference written to', out)
 
 
 if __name__ == '__main__':
