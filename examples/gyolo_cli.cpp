@@ -2,6 +2,7 @@
 //   gyolo predict --weights FILE|random --source IMAGE_OR_DIR --out DIR [options]
 //   gyolo bench   --weights FILE|random [--imgsz N] [--runs N] [--threads N] [--tasks all|vision] [--per-layer]
 //   gyolo info    (CPU features and kernels; --isas: the kernel sets this CPU can run)
+//   gyolo train-step --weights W.gguf --batch batch.npz --out result.npz [--ni K] [--nb N] (one training iteration)
 //   gyolo --version
 // Per image it writes <stem>.json, <stem>.png (the picture with masks, boxes, labels and the
 // caption), <stem>_semantic.png (8-bit COCO category ids) and <stem>_panoptic.png (COCO panoptic
@@ -28,6 +29,7 @@
 #include <string>
 #include <vector>
 
+#include "cli_commands.hpp"
 #include "gyolo/gyolo.hpp"
 #include "gyolo/io/image.hpp"
 #include "gyolo/post/png.hpp"
@@ -58,6 +60,7 @@ struct options : model_run_options {
 void usage(std::ostream& o) {
   o << "usage: gyolo predict --weights FILE --source IMAGE_OR_DIR --out DIR [options]\n"
        "       gyolo bench --weights FILE|random [bench options]   (gyolo bench --help)\n"
+       "       gyolo train-step --weights W.gguf --batch batch.npz --out result.npz [--ni K] [--nb N]\n"
        "       gyolo info [--isas]    CPU features seen and kernels chosen\n"
        "       gyolo --version\n"
        "predict options:\n"
@@ -788,7 +791,8 @@ int main(int argc, char** argv) {
     }
     if (cmd == "info") return info(argc, argv);
     if (cmd == "bench") return bench(parse_bench(argc, argv));
-    if (cmd != "predict") throw error("unknown command '" + cmd + "' (expected: predict, bench, info)");
+    if (cmd == "train-step") return train_step_command(argc, argv);
+    if (cmd != "predict") throw error("unknown command '" + cmd + "' (expected: predict, bench, info, train-step)");
     return predict(parse(argc, argv));
   } catch (const std::exception& e) {
     std::cerr << "gyolo: error: " << e.what() << "\n";

@@ -153,6 +153,61 @@ v = json.loads(open(sys.argv[2]).read())
 assert v['tasks'] == 'vision' and v['input'] == [64, 64] and 'layers' not in v and list(v['stages_median_ms']) == ['vision']
 PYEOF
 fi
+# ---- train-step (Training II): one iteration of upstream's loop on the tiny training weights and
+# the iteration fixture's batch (tests/fixtures/iter/batch.npz, as np.savez writes train.py's loop variables)
+TW="$FIX/train/weights.gguf"; TB="$FIX/iter/batch.npz"
+if [ -f "$TW" ] && [ -f "$TB" ]; then
+  OMP_WAIT_POLICY=passive "$BIN" train-step --weights "$TW" --batch "$TB" --out "$T/r.npz" --ni 50 --nb 100 --threads 2 >"$T/out" 2>"$T/err" \
+    && ok || bad "train-step failed: $(cat "$T/err")"
+  [ -f "$T/r.npz" ] && ok || bad "train-step wrote no result"
+  [ -e "$T/r.npz.tmp" ] && bad "train-step left its temporary file" || ok
+  grep -q '"command":"train-step"' "$T/out" && ok || bad "train-step printed no JSON line"
+  if [ -n "$PY" ]; then
+    $PY - "$T/r.npz" "$FIX/iter" <<'PYEOF' && ok || bad "train-step result is not upstream's"
+import sys, numpy as np
+r = np.load(sys.argv[1]); d = sys.argv[2]
+items = np.load(d + '/iter0.items_vision.npy')
+names = ['box_loss', 'seg_loss', 'cls_loss', 'dfl_loss', 'fcl_loss', 'dic_loss']
+got = np.array([r['loss_items.' + n][0] for n in names])
+assert np.allclose(got, items, rtol=1e-4, atol=0), (got, items)
+assert abs(r['loss.vision'][0] / np.load(d + '/iter0.loss_vision.npy')[0] - 1) < 1e-4
+# the caption pass runs on weights one AdamW step later: float32 noise of tiny gradients moves
+# them by up to 0.1 lr, so the caption loss agrees to ~1 % (docs/training.md)
+assert abs(r['loss.caption'][0] / np.load(d + '/iter0.loss_caption.npy')[0] - 1) < 0.02
+assert abs(r['loss_items.cap_loss'][0] * 2 - r['loss.caption'][0]) < 1e-6
+lr = np.load(d + '/iter0.lr.npy')
+assert np.allclose(r['lr.vision'], lr[0]) and np.allclose(r['lr.caption'], lr[1])
+keys = set(r.files)
+for k in ('grad_vision.model.1.conv.weight', 'grad_language.model.56.grit_transformer.cap_generator.fc.weight',
+          'model.1.conv.weight', 'model.1.bn.running_mean', 'ema.model.55.cv2.0.0.conv.weight'):
+    assert k in keys, k
+assert 'grad_vision.model.56.grit_transformer.cap_generator.layers.0.fc_alpha2.weight' not in keys  # never a gradient
+assert r['model.1.conv.weight'].shape == (8, 3, 3, 3) or r['model.1.conv.weight'].ndim == 4
+PYEOF
+    $PY - "$TB" "$T" <<'PYEOF' || bad "could not write the bad batches"
+import sys, numpy as np
+b = dict(np.load(sys.argv[1])); t = sys.argv[2]
+np.savez_compressed(t + '/z.npz', **b)
+c = dict(b); del c['semasks']; np.savez(t + '/nosem.npz', **c)
+c = dict(b); c['semasks'] = b['semasks'][:, :10]; np.savez(t + '/shape.npz', **c)
+c = dict(b); c['src_masks'] = np.ones_like(b['src_masks']); np.savez(t + '/pad.npz', **c)
+c = dict(b); c['targets'] = b['targets'].copy(); c['targets'][0, 1] = 500; np.savez(t + '/cls.npz', **c)
+raw = open(t + '/nosem.npz', 'rb').read(); open(t + '/trunc.npz', 'wb').write(raw[:len(raw) // 2])
+raw = bytearray(open(sys.argv[1], 'rb').read()); raw[200] ^= 0xFF; open(t + '/crc.npz', 'wb').write(bytes(raw))
+PYEOF
+    expect_error "train-step compressed npz" "np.savez_compressed" "$BIN" train-step --weights "$TW" --batch "$T/z.npz" --out "$T/x.npz"
+    expect_error "train-step missing array" "'semasks' is missing" "$BIN" train-step --weights "$TW" --batch "$T/nosem.npz" --out "$T/x.npz"
+    expect_error "train-step bad shape" "semasks has shape" "$BIN" train-step --weights "$TW" --batch "$T/shape.npz" --out "$T/x.npz"
+    expect_error "train-step padding" "src_masks marks padding" "$BIN" train-step --weights "$TW" --batch "$T/pad.npz" --out "$T/x.npz"
+    expect_error "train-step class" "class 500" "$BIN" train-step --weights "$TW" --batch "$T/cls.npz" --out "$T/x.npz"
+    expect_error "train-step truncated npz" "not a ZIP archive\|truncated\|outside" "$BIN" train-step --weights "$TW" --batch "$T/trunc.npz" --out "$T/x.npz"
+    expect_error "train-step corrupted npz" "CRC-32 mismatch\|not a .npy" "$BIN" train-step --weights "$TW" --batch "$T/crc.npz" --out "$T/x.npz"
+    [ -e "$T/x.npz" ] && bad "a failed train-step wrote a result" || ok
+  fi
+  expect_error "train-step inference weights" "convert.py --training" "$BIN" train-step --weights "$W" --batch "$TB" --out "$T/x.npz"
+  expect_error "train-step bad ni" "--ni wants an integer" "$BIN" train-step --weights "$TW" --batch "$TB" --out "$T/x.npz" --ni -3
+  expect_error "train-step no batch" "needs --weights, --batch and --out" "$BIN" train-step --weights "$TW"
+fi
 # ---- only bad images: non-zero exit, no outputs
 mkdir -p "$T/allbad"; cp "$FIX/image/empty.jpg" "$T/allbad/x.jpg"
 "$BIN" predict --weights random --source "$T/allbad" --out "$T/o8" >"$T/out" 2>"$T/err"; rc=$?

@@ -15,6 +15,7 @@
 
 #include "gyolo/gyolo.hpp"
 #include "gyolo/io/npy.hpp"
+#include "gyolo/io/npz.hpp"
 #include "gyolo/nn/module.hpp"
 #include "gyolo/train/trainer.hpp"
 #include "test_util.hpp"
@@ -32,12 +33,6 @@ void check_iterations(const std::string& dir, bool compact) {
     if (sh) *sh = a.shape;
     return a.as<float>();
   };
-  auto arr_u8 = [&](const std::string& n, std::vector<std::int64_t>* sh = nullptr) {
-    auto a = npy::load(dir + n + ".npy");
-    if (sh) *sh = a.shape;
-    const auto u = a.as<std::uint8_t>();
-    return std::vector<float>(u.begin(), u.end());
-  };
   train_model<cpu> m;
   {
     gguf::file wf(train_dir + "weights.gguf");
@@ -54,22 +49,32 @@ void check_iterations(const std::string& dir, bool compact) {
   };
   if (compact) nn::walk(m, "model", snap{before});
   std::vector<std::int64_t> ish, tsh;
-  std::vector<float> imgs, ori, masks, semasks;
-  if (compact) {
-    imgs = arr_u8("batch.imgs_u8", &ish);
-    ori = arr_u8("batch.ori_imgs_u8");
+  std::vector<float> imgs, ori, masks, semasks, targets;
+  npy::array capsa;
+  if (compact) {  // batch.npz, as `gyolo train-step` reads it
+    const auto z = npz::load(dir + "batch.npz");
+    auto u8 = [&](const char* k) {
+      const auto u = z.at(k).as<std::uint8_t>();
+      return std::vector<float>(u.begin(), u.end());
+    };
+    ish = z.at("imgs").shape;
+    imgs = u8("imgs");
+    ori = u8("ori_imgs");
     for (auto* v : {&imgs, &ori})
       for (float& x : *v) x = x / 255.0f;  // upstream: uint8 images / 255
-    masks = arr_u8("batch.masks_u8");
-    semasks = arr_u8("batch.semasks_u8");
+    masks = u8("masks");
+    semasks = u8("semasks");
+    targets = z.at("targets").as<float>();
+    tsh = z.at("targets").shape;
+    capsa = z.at("caps");
   } else {
     imgs = arr_f("batch.imgs", &ish);
     ori = arr_f("batch.ori_imgs");
     masks = arr_f("batch.masks");
     semasks = arr_f("batch.semasks");
+    targets = arr_f("batch.targets", &tsh);
+    capsa = npy::load(dir + "batch.caps.npy");
   }
-  const auto targets = arr_f("batch.targets", &tsh);
-  auto capsa = npy::load(dir + "batch.caps.npy");
   const auto caps = capsa.as<std::int64_t>();
   const shape4 s{int(ish[0]), int(ish[1]), int(ish[2]), int(ish[3])};
   tensor<float> X(s), XO(s);

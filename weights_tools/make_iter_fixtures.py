@@ -29,7 +29,8 @@ Written to --out (float32 unless said):
   manifest.json
 
 With --compact DIR (committed as tests/fixtures/iter/), the first iteration in a form small enough
-for CI: the batch as uint8 (images x 255, masks, semantic maps) and int64 caption ids; iter0.grads.gguf
+for CI: batch.npz (train.py's loop variables as np.savez writes them: uint8 images, masks and
+semantic maps, float targets, int64 caption ids, all-false src_masks, cap_masks); iter0.grads.gguf
 with every gradient the optimizers step (grad_vision.* for the trunk and heads, grad_language.model.56.*
 for Grit) as float16 scaled to max|g| = 1 (`<name>`) and its scale (`scale.<name>`, f32);
 iter0.delta.gguf with, for every parameter, BatchNorm buffer and EMA tensor, [sum d, sum d^2,
@@ -266,12 +267,10 @@ def write_compact(out, grads, init_state, model, ema, imgs, ori, targets, masks,
     os.makedirs(out, exist_ok=True)
     u8 = lambda a: np.ascontiguousarray(np.rint(a * 255.0).astype(np.uint8))  # noqa: E731
     assert np.array_equal(u8(imgs).astype(np.float32) / 255.0, imgs), 'images are not uint8 / 255'
-    np.save(os.path.join(out, 'batch.imgs_u8.npy'), u8(imgs))
-    np.save(os.path.join(out, 'batch.ori_imgs_u8.npy'), u8(ori))
-    np.save(os.path.join(out, 'batch.masks_u8.npy'), masks.astype(np.uint8))
-    np.save(os.path.join(out, 'batch.semasks_u8.npy'), semasks.astype(np.uint8))
-    np.save(os.path.join(out, 'batch.targets.npy'), targets)
-    np.save(os.path.join(out, 'batch.caps.npy'), caps)
+    # caption/train.py's loop variables as np.savez writes them (what `gyolo train-step --batch` reads)
+    np.savez(os.path.join(out, 'batch.npz'), imgs=u8(imgs), ori_imgs=u8(ori), targets=targets, masks=masks.astype(np.uint8),
+             semasks=semasks.astype(np.uint8), src_masks=np.zeros((imgs.shape[0],) + imgs.shape[2:], bool), caps=caps,
+             cap_masks=caps != 0)
     g16 = collections.OrderedDict()
     kvs = collections.OrderedDict()
     for k, v in grads.items():

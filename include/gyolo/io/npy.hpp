@@ -95,52 +95,77 @@ inline std::string header_value(const std::string& h, const std::string& key) {
 }
 }  // namespace detail
 
-inline array load(const std::string& path) {
-  std::ifstream f(path, std::ios::binary | std::ios::ate);
-  if (!f) throw error("npy: cannot open '" + path + "'");
-  const auto file_size = static_cast<std::uint64_t>(f.tellg());
-  f.seekg(0);
-  unsigned char magic[8];
-  if (file_size < 10 || !f.read(reinterpret_cast<char*>(magic), 8) ||
-      std::memcmp(magic, "\x93NUMPY", 6) != 0)
-    throw error("npy: '" + path + "' is not a .npy file");
+/// Parses a .npy image held in memory (`what` names it in errors: a file, or an .npz member).
+inline array parse(const char* data, std::uint64_t size, const std::string& what) {
+  const auto* u = reinterpret_cast<const unsigned char*>(data);
+  if (size < 10 || std::memcmp(u, "\x93NUMPY", 6) != 0) throw error("npy: '" + what + "' is not a .npy file");
   std::uint32_t hl = 0;
-  unsigned char b[4] = {0, 0, 0, 0};
   std::uint64_t pre = 10;
-  if (magic[6] == 1) {
-    f.read(reinterpret_cast<char*>(b), 2);
-    hl = b[0] | (b[1] << 8);
+  if (u[6] == 1) {
+    hl = u[8] | (u[9] << 8);
   } else {
-    f.read(reinterpret_cast<char*>(b), 4);
-    hl = b[0] | (b[1] << 8) | (b[2] << 16) | (static_cast<std::uint32_t>(b[3]) << 24);
+    if (size < 12) throw error("npy: '" + what + "' header is truncated");
+    hl = u[8] | (u[9] << 8) | (u[10] << 16) | (static_cast<std::uint32_t>(u[11]) << 24);
     pre = 12;
   }
-  if (pre + hl > file_size) throw error("npy: '" + path + "' header is truncated");
-  std::string h(hl, '\0');
-  f.read(h.data(), hl);
+  if (pre + hl > size) throw error("npy: '" + what + "' header is truncated");
+  const std::string h(data + pre, hl);
   array a;
   a.dtype = detail::header_value(h, "descr");
   if (detail::header_value(h, "fortran_order").find("True") != std::string::npos)
-    throw error("npy: '" + path + "' is Fortran-ordered");
+    throw error("npy: '" + what + "' is Fortran-ordered");
   std::string sh = detail::header_value(h, "shape");
   std::int64_t cur = -1;
   for (char c : sh) {
     if (c >= '0' && c <= '9') {
       cur = (cur < 0 ? 0 : cur) * 10 + (c - '0');
-      if (cur > (std::int64_t(1) << 40)) throw error("npy: absurd shape in '" + path + "'");
+      if (cur > (std::int64_t(1) << 40)) throw error("npy: absurd shape in '" + what + "'");
     } else if (cur >= 0) {
       a.shape.push_back(cur);
       cur = -1;
     }
   }
   std::size_t item = 0;
-  if (a.dtype.size() >= 3) item = static_cast<std::size_t>(std::stoi(a.dtype.substr(2)));
-  if (item == 0) throw error("npy: unsupported dtype " + a.dtype);
-  const std::uint64_t need = static_cast<std::uint64_t>(a.numel()) * item;
-  if (need > file_size - pre - hl) throw error("npy: '" + path + "' is truncated");
-  a.bytes.resize(need);
-  f.read(a.bytes.data(), static_cast<std::streamsize>(need));
+  if (a.dtype.size() >= 3 && a.dtype.size() <= 4 && a.dtype[2] >= '1' && a.dtype[2] <= '9')
+    item = static_cast<std::size_t>(std::stoi(a.dtype.substr(2)));
+  if (item == 0) throw error("npy: '" + what + "' has unsupported dtype " + a.dtype);
+  std::uint64_t n = 1;
+  for (auto d : a.shape) {
+    if (d != 0 && n > (std::uint64_t(1) << 40) / std::uint64_t(d)) throw error("npy: absurd shape in '" + what + "'");
+    n *= std::uint64_t(d);
+  }
+  const std::uint64_t need = n * item;
+  if (need > size - pre - hl) throw error("npy: '" + what + "' is truncated");
+  a.bytes.assign(data + pre + hl, data + pre + hl + need);
   return a;
+}
+
+/// The bytes of a .npy file holding a C-order array.
+template <class T>
+std::string serialize(const T* data, const std::vector<std::int64_t>& shape) {
+  std::string header = std::string("{'descr': '") + descr<T>() + "', 'fortran_order': False, 'shape': " + shape_str(shape) + ", }";
+  const std::size_t total = 10 + header.size() + 1;
+  header.append((64 - total % 64) % 64, ' ');
+  header.push_back('\n');
+  std::string out("\x93NUMPY\x01\x00", 8);
+  out.push_back(char(header.size() & 0xff));
+  out.push_back(char(header.size() >> 8));
+  out += header;
+  std::int64_t n = 1;
+  for (auto s : shape) n *= s;
+  out.append(reinterpret_cast<const char*>(data), std::size_t(n) * sizeof(T));
+  return out;
+}
+
+inline array load(const std::string& path) {
+  std::ifstream f(path, std::ios::binary | std::ios::ate);
+  if (!f) throw error("npy: cannot open '" + path + "'");
+  const auto file_size = static_cast<std::uint64_t>(f.tellg());
+  if (file_size > (std::uint64_t(1) << 36)) throw error("npy: '" + path + "' is larger than 64 GiB");
+  std::vector<char> buf(static_cast<std::size_t>(file_size));
+  f.seekg(0);
+  if (file_size && !f.read(buf.data(), static_cast<std::streamsize>(file_size))) throw error("npy: cannot read '" + path + "'");
+  return parse(buf.data(), file_size, path);
 }
 
 }  // namespace gyolo::npy
