@@ -10,6 +10,7 @@
 #include <functional>
 #include <cstdlib>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,16 +28,21 @@ const std::string train_dir = std::string(GYOLO_FIXTURES_DIR) + "/train/";
 
 /// Runs the iterations of the reference in `dir` and compares. compact: the CI form of
 /// make_iter_fixtures.py --compact (uint8 batch, float16 gradients, state deltas as statistics).
-void check_iterations(const std::string& dir, bool compact) {
+void check_iterations(const std::string& dir, bool compact, const std::string& fp32_dir = {}) {
   auto arr_f = [&](const std::string& n, std::vector<std::int64_t>* sh = nullptr) {
     auto a = npy::load(dir + n + ".npy");
     if (sh) *sh = a.shape;
     return a.as<float>();
   };
+  const auto manifest = nlohmann::json::parse(std::ifstream(dir + "manifest.json"));
+  // the tiny variant's weights are the committed training fixture's; the full variant's are local
+  const std::string wpath = manifest.value("variant", std::string("tiny")) == "full" ? manifest["train_weights"].get<std::string>()
+                                                                                      : train_dir + "weights.gguf";
   train_model<cpu> m;
   {
-    gguf::file wf(train_dir + "weights.gguf");
-    m.init(gyolo_tiny::value, grit_config::from_json(nlohmann::json::parse(wf.get_string("gyolo.grit_config"))));
+    gguf::file wf(wpath);
+    m.init(variant_from_yaml(nlohmann::json::parse(wf.get_string("gyolo.yaml")), wpath),
+           grit_config::from_json(nlohmann::json::parse(wf.get_string("gyolo.grit_config"))));
     gguf_weights ws(wf);
     nn::load_tensors(m, ws, "model");
   }
@@ -80,7 +86,6 @@ void check_iterations(const std::string& dir, bool compact) {
   tensor<float> X(s), XO(s);
   std::copy(imgs.begin(), imgs.end(), X.data());
   std::copy(ori.begin(), ori.end(), XO.data());
-  const auto manifest = nlohmann::json::parse(std::ifstream(dir + "manifest.json"));
 
   context<cpu> ctx(2);
   train::trainer<cpu> tr(m, ctx);
@@ -111,6 +116,11 @@ void check_iterations(const std::string& dir, bool compact) {
   for (int i = 0; i < iters; ++i) {
     const std::string pre = "iter" + std::to_string(i) + ".";
     test::tensor_file gf(dir + pre + "grads.gguf");
+    // with a float64 reference in `dir`, upstream's own float32 run (fp32_dir) sets the bound: no
+    // tensor's error (relative to its max|ref|) may exceed the worst upstream float32 shows in that pass
+    std::optional<test::tensor_file> g32;
+    if (!fp32_dir.empty()) g32.emplace(fp32_dir + pre + "grads.gguf");
+    double worst32 = 0;
     auto grad = [&](const std::string& n) {
       auto v = gf.get(n);
       if (compact) {
@@ -133,6 +143,21 @@ void check_iterations(const std::string& dir, bool compact) {
       for (const auto& t : gf.f.tensors())
         if (t.name.rfind(tp, 0) == 0)
           for (float v : grad(t.name)) pass_max = std::max(pass_max, double(std::abs(v)));
+      // upstream float32's largest error relative to max|ref| over the VISION pass (both upstream runs
+      // start it from the same weights; their caption passes do not, after AdamW's first step), used
+      // as the float32 noise level of this network for both passes
+      if (g32 && tp == "grad_vision.")
+        for (const auto& t : gf.f.tensors()) {
+          if (t.name.rfind(tp, 0) != 0 || !g32->has(t.name)) continue;
+          const auto ref = grad(t.name), u = g32->get(t.name);
+          double e = 0, mr = 0;
+          for (std::size_t k = 0; k < ref.size(); ++k) {
+            e = std::max(e, double(std::abs(u[k] - ref[k])));
+            mr = std::max(mr, double(std::abs(ref[k])));
+          }
+          worst32 = std::max(worst32, e / std::max(mr, 1e-4 * pass_max));
+        }
+      if (g32) WARN(pre << " upstream float32 vs the float64 reference (vision pass): worst " << worst32 << " x max|ref|");
       for (const auto& r : all) {
         const std::string n = tp + r.name;
         if (!gf.has(n)) {
@@ -152,7 +177,7 @@ void check_iterations(const std::string& dir, bool compact) {
           md = std::max(md, double(std::abs(r.p->grad[k] - ref[k])));
           mr = std::max(mr, double(std::abs(ref[k])));
         }
-        bad.push_back({md / (5e-3 * std::max(mr, 1e-4 * pass_max)), n});
+        bad.push_back({md / (std::max(5e-3, worst32) * std::max(mr, 1e-4 * pass_max)), n});
         r.p->grad = ref;
       }
       report(pre + tp + " gradients");
@@ -238,8 +263,16 @@ TEST_CASE("trainer: one iteration (vision pass, caption pass) equals upstream's 
 // gradients carried into the second vision pass), made locally:
 //   /usr/bin/python3 weights_tools/make_iter_fixtures.py --upstream /tmp/upstream --out /tmp/iter --iters 2
 //   GYOLO_ITER_DIR=/tmp/iter build/bin/gyolo_tests "[.train-iter]"
+//
+// Full size, against upstream in float64 (the vision loss of random weights is ~7e4: upstream's own
+// float32 gradients are up to 3e-2 x max|ref| off its float64 ones there), with upstream's float32
+// run as the second bound:
+//   /usr/bin/python3 weights_tools/make_iter_fixtures.py --upstream /tmp/upstream --variant full --out /tmp/iter_full
+//   /usr/bin/python3 weights_tools/make_iter_fixtures.py --upstream /tmp/upstream --variant full --out /tmp/iter_full64 --double
+//   GYOLO_ITER_DIR=/tmp/iter_full64 GYOLO_ITER_FP32_DIR=/tmp/iter_full build/bin/gyolo_tests "[.train-iter]"
 TEST_CASE("trainer: two iterations equal upstream's, every element (local run)", "[.train-iter]") {
   const char* d = std::getenv("GYOLO_ITER_DIR");
   REQUIRE(d != nullptr);
-  check_iterations(std::string(d) + "/", false);
+  const char* d32 = std::getenv("GYOLO_ITER_FP32_DIR");
+  check_iterations(std::string(d) + "/", false, d32 ? std::string(d32) + "/" : std::string());
 }

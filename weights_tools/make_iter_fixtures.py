@@ -70,7 +70,12 @@ def main():
     ap.add_argument('--out', required=True)
     ap.add_argument('--seed', type=int, default=20240601, help="make_train_fixtures.py's seed")
     ap.add_argument('--vocab', default=MF.DEFAULT_VOCAB)
-    ap.add_argument('--train-weights', default=os.path.join(HERE, '..', 'tests', 'fixtures', 'train', 'weights.gguf'))
+    ap.add_argument('--train-weights', default=None,
+                    help='default: tests/fixtures/train/weights.gguf (tiny), /tmp/train_full/weights.gguf (full: make_train_fixtures.py '
+                         '--variant full --out /tmp/train_full)')
+    ap.add_argument('--variant', choices=['tiny', 'full'], default='tiny',
+                    help='tiny (CI) or full (gyolo.yaml unmodified, built as make_train_fixtures.py --variant full; local)')
+    ap.add_argument('--hw', default=None, help='input H,W (default 128,160 tiny; 256,320 full)')
     ap.add_argument('--work', default='/tmp/gyolo_iter', help='scratch dir (tiny vocab)')
     ap.add_argument('--ni', type=int, default=50, help='integrated batch index of the first iteration')
     ap.add_argument('--nb', type=int, default=100, help='batches per epoch (sets the warm-up length)')
@@ -83,6 +88,14 @@ def main():
                     help='run the iteration in float64 (model, batch, optimizer state, EMA); written as float32')
     args = ap.parse_args()
     os.makedirs(args.out, exist_ok=True)
+    global HW
+    if args.hw:
+        HW = tuple(int(v) for v in args.hw.split(','))
+    elif args.variant == 'full':
+        HW = (256, 320)
+    if args.train_weights is None:
+        args.train_weights = ('/tmp/train_full/weights.gguf' if args.variant == 'full'
+                              else os.path.join(HERE, '..', 'tests', 'fixtures', 'train', 'weights.gguf'))
 
     Y = MF.setup_upstream(args.upstream, args.vocab)
     import torch
@@ -99,7 +112,10 @@ def main():
     import make_loss_fixtures as MLF
     LTD.sigmoid_focal_loss = MLF.sigmoid_focal_loss  # torchvision is not installed
 
-    model, _, _ = MT.build_tiny(Y, args.upstream, args.vocab, args.seed, args.work)
+    if args.variant == 'full':
+        model = MT.build_full(Y, args.upstream, args.seed)
+    else:
+        model, _, _ = MT.build_tiny(Y, args.upstream, args.vocab, args.seed, args.work)
     _, wt = gconv.read_gguf(args.train_weights)
     n_eq = 0
     for k, v in model.state_dict().items():
@@ -168,7 +184,8 @@ def main():
     optimizer.zero_grad()
     optimizer2.zero_grad()
     names = [k for k, _ in model.named_parameters()]
-    manifest = {'ni': args.ni, 'nb': nb, 'nw': nw, 'epochs': epochs, 'hyp': {k: hyp[k] for k in (
+    manifest = {'variant': args.variant, 'train_weights': os.path.abspath(args.train_weights), 'hw': list(HW),
+                'ni': args.ni, 'nb': nb, 'nw': nw, 'epochs': epochs, 'hyp': {k: hyp[k] for k in (
         'lr0', 'lrf', 'momentum', 'weight_decay', 'warmup_epochs', 'warmup_bias_lr', 'caption_clip_max_norm',
         'caption_loss_gain', 'caption_pad_idx')}, 'iters': []}
 
