@@ -296,3 +296,86 @@ TEST_CASE("trainer: two iterations equal upstream's, every element (local run)",
   const char* d32 = std::getenv("GYOLO_ITER_FP32_DIR");
   check_iterations(std::string(d) + "/", false, d32 ? std::string(d32) + "/" : std::string());
 }
+
+TEST_CASE("trainer: the state saved after an iteration resumes bit-exactly", "[train][iter]") {
+  // Two trainers: A runs iterations 50 and 51; B is built from the file A saved after iteration 50
+  // (model, EMA, optimizer moments and steps) and runs iteration 51. Everything must be identical.
+  const std::string fix = std::string(GYOLO_FIXTURES_DIR) + "/";
+  const auto z = npz::load(fix + "iter/batch.npz");
+  const auto ish = z.at("imgs").shape;
+  tensor<float> X({int(ish[0]), int(ish[1]), int(ish[2]), int(ish[3])}), XO(X.shape());
+  auto u8 = [&](const char* k) {
+    const auto u = z.at(k).as<std::uint8_t>();
+    return std::vector<float>(u.begin(), u.end());
+  };
+  const auto imgs = u8("imgs"), ori = u8("ori_imgs"), masks = u8("masks"), semasks = u8("semasks");
+  for (std::size_t i = 0; i < imgs.size(); ++i) {
+    X[std::int64_t(i)] = imgs[i] / 255.0f;
+    XO[std::int64_t(i)] = ori[i] / 255.0f;
+  }
+  const auto targets = z.at("targets").as<float>();
+  const auto caps = z.at("caps").as<std::int64_t>();
+  train::train_batch b;
+  b.imgs = X.cv();
+  b.ori_imgs = XO.cv();
+  b.targets = targets.data();
+  b.n = int(z.at("targets").shape[0]);
+  b.masks = masks.data();
+  b.semasks = semasks.data();
+  b.caps = caps.data();
+  b.seq_len = int(z.at("caps").shape[1]);
+  const std::string wpath = fix + "train/weights.gguf";
+  gguf::file wf(wpath);
+  const auto vc = variant_from_yaml(nlohmann::json::parse(wf.get_string("gyolo.yaml")), wpath);
+  const auto gc = grit_config::from_json(nlohmann::json::parse(wf.get_string("gyolo.grit_config")));
+  context<cpu> ctx(2);
+  train_model<cpu> ma;
+  ma.init(vc, gc);
+  {
+    gguf_weights ws(wf);
+    nn::load_tensors(ma, ws, "model");
+  }
+  train::trainer<cpu> ta(ma, ctx);
+  train::iteration it;
+  it.ni = 50;
+  ta.step(b, it);
+  const std::string saved = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") + "/gyolo_resume_test.gguf";
+  {
+    gguf::writer w;
+    w.copy_metadata(wf);
+    nn::save_tensors(w, ma, "model");
+    ta.save_state(w);
+    w.write(saved);
+  }
+  train_model<cpu> mb;
+  mb.init(vc, gc);
+  gguf::file sf(saved);
+  {
+    gguf_weights ws(sf);
+    nn::load_tensors(mb, ws, "model");
+  }
+  train::trainer<cpu> tb(mb, ctx);
+  // a file without training state is refused
+  REQUIRE_THROWS_WITH(tb.restore_state(wf), Catch::Contains("holds no training state"));
+  tb.restore_state(sf);
+  it.ni = 51;
+  const auto ra = ta.step(b, it), rb = tb.step(b, it);
+  CHECK(ra.vision.total == rb.vision.total);
+  CHECK(ra.caption == rb.caption);
+  std::vector<const std::vector<float>*> va, vb;
+  struct collect {
+    std::vector<const std::vector<float>*>& out;
+    void param(const std::string&, param& p) { out.push_back(&p.value); }
+    void buffer(const std::string&, buffer& q) { out.push_back(&q.value); }
+  };
+  nn::walk(ma, "model", collect{va});
+  nn::walk(ta.ema(), "model", collect{va});
+  nn::walk(mb, "model", collect{vb});
+  nn::walk(tb.ema(), "model", collect{vb});
+  REQUIRE(va.size() == vb.size());
+  int differ = 0;
+  for (std::size_t i = 0; i < va.size(); ++i) differ += *va[i] != *vb[i];
+  CHECK(differ == 0);
+  CHECK(ta.ema_state().updates == tb.ema_state().updates);
+  std::remove(saved.c_str());
+}

@@ -19,7 +19,11 @@
 #include <string>
 #include <vector>
 
+#include "gyolo/io/gguf.hpp"
+#include "gyolo/io/gguf_write.hpp"
 #include "gyolo/model/train_model.hpp"
+#include "gyolo/model/weights.hpp"
+#include "gyolo/nn/save.hpp"
 #include "gyolo/train/optim.hpp"
 #include "gyolo/train/vision_loss.hpp"
 
@@ -120,6 +124,74 @@ class trainer {
       r.grad_norm_caption = finish_pass("language", grit_);
     }
     return r;
+  }
+
+  /// Adds the training state to a weights file being written (after the model's own tensors,
+  /// nn::save_tensors(w, model, "model")): the EMA as "ema.model.*", each optimizer's moments and
+  /// step count as "optim.<vision|caption>.<exp_avg|exp_avg_sq|step>.<name>" (parameters that were
+  /// never stepped have none), the gradients held between iterations as "grad.<name>" (the caption
+  /// pass's trunk gradients, which the next vision pass adds to; every parameter that has a
+  /// gradient buffer is listed, so that which ones the optimizers step is restored too), and the
+  /// EMA's update count as metadata "gyolo.ema_updates". Resuming from it continues the run
+  /// exactly. (Upstream's checkpoints hold no gradients: its resumed runs lose that carry-over.)
+  void save_state(gguf::writer& w) {
+    nn::save_tensors(w, ema_model_, "ema.model");
+    w.set_u64("gyolo.ema_updates", std::uint64_t(ema_.updates));
+    for (auto* ps : {&vision_.params(), &grit_.params()})
+      for (const auto& r : *ps)
+        if (r.p->has_grad) w.add_tensor("grad." + r.name, std::vector<std::int64_t>(r.p->shape.begin(), r.p->shape.end()), r.p->grad);
+    auto opt = [&](adamw& o, const std::string& tag) {
+      for (std::size_t i = 0; i < o.params().size(); ++i) {
+        const auto& st = o.state_of(i);
+        if (st.step == 0) continue;
+        const auto& r = o.params()[i];
+        const std::vector<std::int64_t> shape(r.p->shape.begin(), r.p->shape.end());
+        w.add_tensor("optim." + tag + ".exp_avg." + r.name, shape, st.m);
+        w.add_tensor("optim." + tag + ".exp_avg_sq." + r.name, shape, st.v);
+        w.add_tensor("optim." + tag + ".step." + r.name, {1}, std::vector<float>{float(st.step)});
+      }
+    };
+    opt(vision_, "vision");
+    opt(grit_, "caption");
+  }
+  /// Restores what save_state wrote (the model itself is loaded by the caller, from the same file).
+  /// A file without training state (a converted checkpoint) is an error naming what is missing.
+  void restore_state(const gguf::file& f) {
+    if (!f.has("gyolo.ema_updates") || !f.find("ema.model.1.conv.weight"))
+      f.fail("holds no training state (EMA and optimizer moments): it was not written by trainer::save_state");
+    gguf_weights ws(f);
+    nn::load_tensors(ema_model_, ws, "ema.model");
+    ema_.updates = std::int64_t(f.get_uint("gyolo.ema_updates"));
+    auto opt = [&](adamw& o, const std::string& tag) {
+      for (std::size_t i = 0; i < o.params().size(); ++i) {
+        const auto& r = o.params()[i];
+        auto& st = o.state_of(i);
+        const std::string n = "optim." + tag + ".exp_avg." + r.name;
+        if (!f.find(n)) {
+          st = {};
+          continue;
+        }
+        st.m = ws.get(n, r.p->shape);
+        st.v = ws.get("optim." + tag + ".exp_avg_sq." + r.name, r.p->shape);
+        const float step = ws.get("optim." + tag + ".step." + r.name, {1})[0];
+        if (!(step >= 1 && step < 16777216.0f && step == std::floor(step)))
+          f.fail("optim." + tag + ".step." + r.name + " is " + std::to_string(step) + ", expected a positive whole number");
+        st.step = std::int64_t(step);
+      }
+    };
+    opt(vision_, "vision");
+    opt(grit_, "caption");
+    for (auto* ps : {&vision_.params(), &grit_.params()})
+      for (const auto& r : *ps) {
+        const std::string n = "grad." + r.name;
+        r.p->g();
+        if (f.find(n)) {
+          r.p->grad = ws.get(n, r.p->shape);
+        } else {
+          std::fill(r.p->grad.begin(), r.p->grad.end(), 0.0f);
+          r.p->has_grad = false;
+        }
+      }
   }
 
   train_model<B>& ema() { return ema_model_; }
