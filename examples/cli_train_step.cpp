@@ -1,7 +1,10 @@
 // gyolo train-step: one training iteration of upstream's caption/train.py loop on a batch saved as
 // .npz, so that gyolo's training can be checked from outside (docs/training.md).
 //   gyolo train-step --weights W.gguf --batch batch.npz --out result.npz [--ni K] [--nb N] [--epoch E]
-//                    [--threads T]
+//                    [--threads T] [--save STATE.gguf] [--resume]
+// --save writes the model after the iteration with the training state (EMA, optimizer moments and
+// steps, carried gradients: trainer::save_state) to a weights file; --resume starts from such a file
+// (--weights) instead of fresh optimizer state.
 // W.gguf: written by `weights_tools/convert.py --training` (every parameter unfolded, the auxiliary
 // branch and the BatchNorm statistics kept). batch.npz: caption/train.py's loop variables, as
 // np.savez writes them: imgs, ori_imgs [B, 3, H, W] uint8 (or float in [0, 1]); targets [n, 6];
@@ -23,7 +26,9 @@
 
 #include "cli_commands.hpp"
 #include "gyolo/gyolo.hpp"
+#include "gyolo/io/gguf_write.hpp"
 #include "gyolo/io/npz.hpp"
+#include "gyolo/nn/save.hpp"
 #include "gyolo/nn/module.hpp"
 #include "gyolo/train/trainer.hpp"
 
@@ -33,12 +38,14 @@ using namespace gyolo;
 namespace {
 
 struct train_step_options {
-  std::string weights, batch, out;
+  std::string weights, batch, out, save;
   int ni = 0, nb = 100, epoch = 0, threads = 0;
+  bool resume = false;
 };
 
 void train_step_usage(std::ostream& o) {
   o << "usage: gyolo train-step --weights W.gguf --batch batch.npz --out result.npz [--ni K] [--nb N] [--epoch E] [--threads T]\n"
+       "                        [--save STATE.gguf] [--resume]\n"
        "  one iteration of upstream's caption/train.py loop (vision pass, caption pass) on a batch saved with np.savez;\n"
        "  W.gguf from weights_tools/convert.py --training. See docs/training.md.\n";
 }
@@ -64,6 +71,10 @@ train_step_options parse_train_step(int argc, char** argv) {
       train_step_usage(std::cout);
       std::exit(0);
     }
+    if (a == "--resume") {
+      o.resume = true;
+      continue;
+    }
     if (i + 1 >= argc) throw error("option " + a + " needs a value");
     const std::string v = argv[++i];
     if (a == "--weights") o.weights = v;
@@ -73,6 +84,7 @@ train_step_options parse_train_step(int argc, char** argv) {
     else if (a == "--nb") o.nb = parse_int(a, v, 1, 1 << 30);
     else if (a == "--epoch") o.epoch = parse_int(a, v, 0, 1 << 20);
     else if (a == "--threads") o.threads = parse_int(a, v, 0, 1024);
+    else if (a == "--save") o.save = v;
     else throw error("unknown option '" + a + "' (gyolo train-step --help)");
   }
   if (o.weights.empty() || o.batch.empty() || o.out.empty()) throw error("train-step needs --weights, --batch and --out");
@@ -166,6 +178,7 @@ int train_step_command(int argc, char** argv) {
   std::copy(ori.begin(), ori.end(), XO.data());
   context<cpu> ctx(o.threads);
   train::trainer<cpu> tr(m, ctx);
+  if (o.resume) tr.restore_state(f);
   npz::writer out;
   tr.before_step = [&](const char* task, const std::vector<train::param_ref>& all) {
     const std::string pre = std::string(task) == "vision" ? "grad_vision." : "grad_language.";
@@ -210,6 +223,20 @@ int train_step_command(int argc, char** argv) {
   // atomic: a failed run leaves no result file
   const fs::path dst(o.out), tmp = dst.string() + ".tmp";
   out.save(tmp.string());
+  if (!o.save.empty()) {
+    gguf::writer w;
+    w.copy_metadata(f);
+    nn::save_tensors(w, m, "model");
+    tr.save_state(w);
+    const fs::path sdst(o.save), stmp = sdst.string() + ".tmp";
+    try {
+      w.write(stmp.string());
+    } catch (...) {
+      fs::remove(tmp);
+      throw;
+    }
+    fs::rename(stmp, sdst);
+  }
   fs::rename(tmp, dst);
   nlohmann::ordered_json j;
   j["command"] = "train-step";

@@ -204,6 +204,12 @@ PYEOF
     expect_error "train-step corrupted npz" "CRC-32 mismatch\|not a .npy" "$BIN" train-step --weights "$TW" --batch "$T/crc.npz" --out "$T/x.npz"
     [ -e "$T/x.npz" ] && bad "a failed train-step wrote a result" || ok
   fi
+  # --save then --resume: the second iteration starts from the saved state
+  OMP_WAIT_POLICY=passive "$BIN" train-step --weights "$TW" --batch "$TB" --out "$T/r1.npz" --ni 50 --threads 2 --save "$T/s.gguf" >/dev/null 2>"$T/err" \
+    && [ -f "$T/s.gguf" ] && ok || bad "train-step --save: $(cat "$T/err")"
+  OMP_WAIT_POLICY=passive "$BIN" train-step --weights "$T/s.gguf" --resume --batch "$TB" --out "$T/r2.npz" --ni 51 --threads 2 >"$T/out" 2>"$T/err" \
+    && grep -q '"ni":51' "$T/out" && ok || bad "train-step --resume: $(cat "$T/err")"
+  expect_error "train-step resume without state" "holds no training state" "$BIN" train-step --weights "$TW" --resume --batch "$TB" --out "$T/x.npz"
   expect_error "train-step inference weights" "convert.py --training" "$BIN" train-step --weights "$W" --batch "$TB" --out "$T/x.npz"
   expect_error "train-step bad ni" "--ni wants an integer" "$BIN" train-step --weights "$TW" --batch "$TB" --out "$T/x.npz" --ni -3
   expect_error "train-step no batch" "needs --weights, --batch and --out" "$BIN" train-step --weights "$TW"
