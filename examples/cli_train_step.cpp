@@ -1,10 +1,11 @@
 // gyolo train-step: one training iteration of upstream's caption/train.py loop on a batch saved as
 // .npz, so that gyolo's training can be checked from outside (docs/training.md).
 //   gyolo train-step --weights W.gguf --batch batch.npz --out result.npz [--ni K] [--nb N] [--epoch E]
-//                    [--threads T] [--save STATE.gguf] [--resume]
+//                    [--threads T] [--save STATE.gguf] [--resume] [--freeze N] [--frozen-bn]
 // --save writes the model after the iteration with the training state (EMA, optimizer moments and
 // steps, carried gradients: trainer::save_state) to a weights file; --resume starts from such a file
-// (--weights) instead of fresh optimizer state.
+// (--weights) instead of fresh optimizer state. --freeze N leaves layers 0..N-1 untrained (train.py
+// --freeze); --frozen-bn normalises with running statistics that stay as they are (tune.py).
 // W.gguf: written by `weights_tools/convert.py --training` (every parameter unfolded, the auxiliary
 // branch and the BatchNorm statistics kept). batch.npz: caption/train.py's loop variables, as
 // np.savez writes them: imgs, ori_imgs [B, 3, H, W] uint8 (or float in [0, 1]); targets [n, 6];
@@ -39,13 +40,13 @@ namespace {
 
 struct train_step_options {
   std::string weights, batch, out, save;
-  int ni = 0, nb = 100, epoch = 0, threads = 0;
-  bool resume = false;
+  int ni = 0, nb = 100, epoch = 0, threads = 0, freeze = 0;
+  bool resume = false, frozen_bn = false;
 };
 
 void train_step_usage(std::ostream& o) {
   o << "usage: gyolo train-step --weights W.gguf --batch batch.npz --out result.npz [--ni K] [--nb N] [--epoch E] [--threads T]\n"
-       "                        [--save STATE.gguf] [--resume]\n"
+       "                        [--save STATE.gguf] [--resume] [--freeze N] [--frozen-bn]\n"
        "  one iteration of upstream's caption/train.py loop (vision pass, caption pass) on a batch saved with np.savez;\n"
        "  W.gguf from weights_tools/convert.py --training. See docs/training.md.\n";
 }
@@ -75,6 +76,10 @@ train_step_options parse_train_step(int argc, char** argv) {
       o.resume = true;
       continue;
     }
+    if (a == "--frozen-bn") {
+      o.frozen_bn = true;
+      continue;
+    }
     if (i + 1 >= argc) throw error("option " + a + " needs a value");
     const std::string v = argv[++i];
     if (a == "--weights") o.weights = v;
@@ -85,6 +90,7 @@ train_step_options parse_train_step(int argc, char** argv) {
     else if (a == "--epoch") o.epoch = parse_int(a, v, 0, 1 << 20);
     else if (a == "--threads") o.threads = parse_int(a, v, 0, 1024);
     else if (a == "--save") o.save = v;
+    else if (a == "--freeze") o.freeze = parse_int(a, v, 0, 57);
     else throw error("unknown option '" + a + "' (gyolo train-step --help)");
   }
   if (o.weights.empty() || o.batch.empty() || o.out.empty()) throw error("train-step needs --weights, --batch and --out");
@@ -177,7 +183,9 @@ int train_step_command(int argc, char** argv) {
   std::copy(imgs.begin(), imgs.end(), X.data());
   std::copy(ori.begin(), ori.end(), XO.data());
   context<cpu> ctx(o.threads);
-  train::trainer<cpu> tr(m, ctx);
+  auto fz = train::freeze_options::first_layers(o.freeze);
+  fz.batchnorm = o.frozen_bn;
+  train::trainer<cpu> tr(m, ctx, {}, fz);
   if (o.resume) tr.restore_state(f);
   npz::writer out;
   tr.before_step = [&](const char* task, const std::vector<train::param_ref>& all) {

@@ -209,6 +209,20 @@ PYEOF
     && [ -f "$T/s.gguf" ] && ok || bad "train-step --save: $(cat "$T/err")"
   OMP_WAIT_POLICY=passive "$BIN" train-step --weights "$T/s.gguf" --resume --batch "$TB" --out "$T/r2.npz" --ni 51 --threads 2 >"$T/out" 2>"$T/err" \
     && grep -q '"ni":51' "$T/out" && ok || bad "train-step --resume: $(cat "$T/err")"
+  OMP_WAIT_POLICY=passive "$BIN" train-step --weights "$TW" --batch "$TB" --out "$T/r3.npz" --ni 150 --threads 2 --freeze 10 --frozen-bn >/dev/null 2>"$T/err" \
+    && ok || bad "train-step --freeze --frozen-bn: $(cat "$T/err")"
+  if [ -n "$PY" ] && [ -f "$T/r3.npz" ]; then
+    $PY - "$T/r3.npz" "$TW" "$FIX/../../weights_tools" <<'PYEOF' && ok || bad "train-step --freeze/--frozen-bn changed frozen tensors"
+import sys, numpy as np
+sys.path.insert(0, sys.argv[3])
+import convert as gconv
+r = np.load(sys.argv[1]); _, w = gconv.read_gguf(sys.argv[2])
+for k in ('model.1.conv.weight', 'model.9.cv1.conv.weight', 'model.3.cv1.bn.running_mean', 'model.20.cv1.bn.weight'):
+    assert np.array_equal(r[k], w[k]), k
+assert not np.array_equal(r['model.20.cv1.conv.weight'], w['model.20.cv1.conv.weight'])
+assert 'grad_vision.model.1.conv.weight' not in r.files
+PYEOF
+  fi
   expect_error "train-step resume without state" "holds no training state" "$BIN" train-step --weights "$TW" --resume --batch "$TB" --out "$T/x.npz"
   expect_error "train-step inference weights" "convert.py --training" "$BIN" train-step --weights "$W" --batch "$TB" --out "$T/x.npz"
   expect_error "train-step bad ni" "--ni wants an integer" "$BIN" train-step --weights "$TW" --batch "$TB" --out "$T/x.npz" --ni -3

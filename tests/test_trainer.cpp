@@ -297,6 +297,111 @@ TEST_CASE("trainer: two iterations equal upstream's, every element (local run)",
   check_iterations(std::string(d) + "/", false, d32 ? std::string(d32) + "/" : std::string());
 }
 
+namespace {
+/// tests/fixtures/iter/batch.npz as a train_batch (the arrays owned here).
+struct iter_batch {
+  tensor<float> X, XO;
+  std::vector<float> masks, semasks, targets;
+  std::vector<std::int64_t> caps;
+  train::train_batch b;
+  iter_batch() {
+    const auto z = npz::load(std::string(GYOLO_FIXTURES_DIR) + "/iter/batch.npz");
+    const auto ish = z.at("imgs").shape;
+    X = tensor<float>({int(ish[0]), int(ish[1]), int(ish[2]), int(ish[3])});
+    XO = tensor<float>(X.shape());
+    auto u8 = [&](const char* k) {
+      const auto u = z.at(k).as<std::uint8_t>();
+      return std::vector<float>(u.begin(), u.end());
+    };
+    const auto imgs = u8("imgs"), ori = u8("ori_imgs");
+    for (std::size_t i = 0; i < imgs.size(); ++i) {
+      X[std::int64_t(i)] = imgs[i] / 255.0f;
+      XO[std::int64_t(i)] = ori[i] / 255.0f;
+    }
+    masks = u8("masks");
+    semasks = u8("semasks");
+    targets = z.at("targets").as<float>();
+    caps = z.at("caps").as<std::int64_t>();
+    b.imgs = X.cv();
+    b.ori_imgs = XO.cv();
+    b.targets = targets.data();
+    b.n = int(z.at("targets").shape[0]);
+    b.masks = masks.data();
+    b.semasks = semasks.data();
+    b.caps = caps.data();
+    b.seq_len = int(z.at("caps").shape[1]);
+  }
+};
+/// The tiny training model with the committed weights.
+void load_tiny(train_model<cpu>& m) {
+  const std::string wpath = std::string(GYOLO_FIXTURES_DIR) + "/train/weights.gguf";
+  gguf::file wf(wpath);
+  m.init(variant_from_yaml(nlohmann::json::parse(wf.get_string("gyolo.yaml")), wpath),
+         grit_config::from_json(nlohmann::json::parse(wf.get_string("gyolo.grit_config"))));
+  gguf_weights ws(wf);
+  nn::load_tensors(m, ws, "model");
+}
+/// Every parameter and buffer value by name.
+std::map<std::string, std::vector<float>> values(train_model<cpu>& m) {
+  std::map<std::string, std::vector<float>> r;
+  struct f {
+    std::map<std::string, std::vector<float>>& r;
+    void param(const std::string& n, param& p) { r[n] = p.value; }
+    void buffer(const std::string& n, buffer& q) { r[n] = q.value; }
+  };
+  nn::walk(m, "model", f{r});
+  return r;
+}
+}  // namespace
+
+TEST_CASE("trainer: frozen layers and frozen BatchNorm (train.py --freeze, tune.py)", "[train][iter]") {
+  iter_batch ib;
+  context<cpu> ctx(2);
+  train::iteration it;
+  it.ni = 150;  // after the warm-up: every group has a learning rate
+  SECTION("the first 10 layers frozen: not stepped, their statistics still update") {
+    train_model<cpu> m;
+    load_tiny(m);
+    const auto before = values(m);
+    train::trainer<cpu> tr(m, ctx, {}, train::freeze_options::first_layers(10));
+    for (const auto& r : tr.vision_optimizer().params()) CHECK(r.name.rfind("model.9.", 0) != 0);
+    tr.step(ib.b, it);
+    const auto after = values(m);
+    int frozen_same = 0, trained_moved = 0, stats_moved = 0;
+    for (const auto& [n, v] : before) {
+      const bool frozen = n.rfind("model.", 0) == 0 && std::stoi(n.substr(6)) < 10;
+      const bool stat = n.find("running_") != std::string::npos;
+      if (frozen && !stat) frozen_same += after.at(n) == v;
+      if (frozen && stat) stats_moved += after.at(n) != v;
+      if (!frozen && !stat && n.find(".weight") != std::string::npos && n.find("fc_alpha2") == std::string::npos)
+        trained_moved += after.at(n) != v;
+    }
+    int n_frozen = 0;
+    for (const auto& [n, v] : before)
+      n_frozen += n.rfind("model.", 0) == 0 && std::stoi(n.substr(6)) < 10 && n.find("running_") == std::string::npos;
+    CHECK(frozen_same == n_frozen);
+    CHECK(stats_moved > 0);
+    CHECK(trained_moved > 100);
+  }
+  SECTION("frozen BatchNorm: running statistics used and kept, BN weights not trained") {
+    train_model<cpu> m;
+    load_tiny(m);
+    const auto before = values(m);
+    train::freeze_options fz;
+    fz.batchnorm = true;
+    train::trainer<cpu> tr(m, ctx, {}, fz);
+    tr.step(ib.b, it);
+    const auto after = values(m);
+    int bn_changed = 0, conv_moved = 0;
+    for (const auto& [n, v] : before) {
+      if (n.find(".bn.") != std::string::npos) bn_changed += after.at(n) != v;
+      if (n.find(".conv.weight") != std::string::npos) conv_moved += after.at(n) != v;
+    }
+    CHECK(bn_changed == 0);
+    CHECK(conv_moved > 100);
+  }
+}
+
 TEST_CASE("trainer: the state saved after an iteration resumes bit-exactly", "[train][iter]") {
   // Two trainers: A runs iterations 50 and 51; B is built from the file A saved after iteration 50
   // (model, EMA, optimizer moments and steps) and runs iteration 51. Everything must be identical.

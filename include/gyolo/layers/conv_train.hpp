@@ -62,7 +62,7 @@ struct train_conv {
   shape4 out_shape(shape4 x) const { return {x.n, d.cout, d.out_h(x.h), d.out_w(x.w)}; }
 
   /// y = act(BN(conv(x))) [+ residual]; BN with batch statistics (and running-statistics update)
-  /// when t.training, else with the running statistics.
+  /// when t.training (and not t.frozen_bn), else with the running statistics.
   void forward(tape<B>& t, tview x, tview y, tview residual = {}) const {
     GYOLO_CHECK(x.c == d.cin, "conv: input has " + std::to_string(x.c) + " channels, expected " + std::to_string(d.cin));
     GYOLO_CHECK(y.shape() == out_shape(x.shape()), "conv: output view " + y.shape().str() + " != " + out_shape(x.shape()).str());
@@ -73,7 +73,7 @@ struct train_conv {
     const int C = d.cout;
     tvar z;  // pre-BN conv output, kept for backward
     float *mu = nullptr, *is = nullptr;
-    const bool batch = bn && t.training;
+    const bool batch = bn && t.training && !t.frozen_bn;
     if (bn) {
       z = t.alloc(ys, false);
       kernels<B>::conv2d(t.ctx(), x.val(), conv_weights<>{w.value.data(), nullptr, nullptr}, z.t.val(), dn);

@@ -162,6 +162,9 @@ class tape {
   /// true: BatchNorm uses batch statistics and updates its running statistics (module.train());
   /// false: running statistics (module.eval()), still differentiable.
   bool training = true;
+  /// true: every BatchNorm normalises with its running statistics and leaves them alone even when
+  /// `training` (FrozenBatchNorm2d, as upstream's caption/tune.py); dropout still follows `training`.
+  bool frozen_bn = false;
   /// BatchNorm running-statistics momentum and epsilon (upstream: 0.03, 1e-3).
   double bn_momentum = 0.03, bn_eps = 1e-3;
 

@@ -39,6 +39,23 @@ struct train_hyp {
   int epochs = 60;  // for the flat-cosine schedule
 };
 
+/// Fine-tuning options (upstream: train.py --freeze N, caption/tune.py).
+struct freeze_options {
+  /// Parameters whose upstream name starts with one of these are not trained (train.py --freeze N:
+  /// "model.0." ... "model.<N-1>."): no optimizer state, left out of clipping and of the saved
+  /// gradients, as PyTorch's requires_grad = False. Their BatchNorm statistics still update.
+  std::vector<std::string> prefixes;
+  /// tune.py's FrozenBatchNorm2d everywhere: every BatchNorm normalises with its running statistics,
+  /// which no longer update, and its weight and bias are not trained.
+  bool batchnorm = false;
+  /// train.py --freeze N: the first n layers.
+  static freeze_options first_layers(int n) {
+    freeze_options f;
+    for (int i = 0; i < n; ++i) f.prefixes.push_back("model." + std::to_string(i) + ".");
+    return f;
+  }
+};
+
 /// One batch as caption/train.py's loop receives it (images as float in [0, 1], i.e. uint8 / 255).
 struct train_batch {
   cview<float> imgs, ori_imgs;  // [B, 3, H, W]: the augmented view (vision pass) and the plain one (caption pass)
@@ -67,10 +84,10 @@ template <class B>
 class trainer {
  public:
   /// model: the train form with its weights loaded. The EMA starts as a copy of it.
-  trainer(train_model<B>& model, context<B>& ctx, const train_hyp& h = {})
-      : model_(model), ctx_(ctx), tape_(ctx), hyp_(h), ema_model_(model),
-        vision_(split(model, false), adamw_options{h.lr0, h.momentum, 0.999, 1e-4, h.weight_decay}),
-        grit_(split(model, true), adamw_options{h.lr0 / 2, h.momentum, 0.999, 1e-4, h.weight_decay}) {
+  trainer(train_model<B>& model, context<B>& ctx, const train_hyp& h = {}, const freeze_options& fz = {})
+      : model_(model), ctx_(ctx), tape_(ctx), hyp_(h), freeze_(fz), ema_model_(model),
+        vision_(split(model, false, fz), adamw_options{h.lr0, h.momentum, 0.999, 1e-4, h.weight_decay}),
+        grit_(split(model, true, fz), adamw_options{h.lr0 / 2, h.momentum, 0.999, 1e-4, h.weight_decay}) {
     for (auto* ps : {&vision_.params(), &grit_.params()})
       for (const auto& r : *ps) r.p->g();  // optimizer.zero_grad() at the start: zero buffers
     for (auto* ps : {&vision_.params(), &grit_.params()})
@@ -200,17 +217,22 @@ class trainer {
   model_ema& ema_state() { return ema_; }
 
  private:
-  /// The non-Grit (grit = false) or the Grit parameters of the model.
-  static std::vector<param_ref> split(train_model<B>& m, bool grit) {
+  /// The trained non-Grit (grit = false) or Grit parameters of the model.
+  static std::vector<param_ref> split(train_model<B>& m, bool grit, const freeze_options& fz) {
     auto all = collect_params(m, "model");
     std::vector<param_ref> r;
-    for (auto& p : all)
-      if ((p.name.rfind("model.56.", 0) == 0) == grit) r.push_back(p);
+    for (auto& p : all) {
+      if ((p.name.rfind("model.56.", 0) == 0) != grit) continue;
+      bool frozen = fz.batchnorm && p.name.find(".bn.") != std::string::npos;
+      for (const auto& f : fz.prefixes) frozen = frozen || p.name.rfind(f, 0) == 0;
+      if (!frozen) r.push_back(p);
+    }
     return r;
   }
   train_model_outputs<B> forward(cview<float> x, const train_batch& b) {
     tape_.reset();
     tape_.training = true;
+    tape_.frozen_bn = freeze_.batchnorm;  // FrozenBatchNorm2d: running statistics, not updated
     auto in = tape_.input(x, false);
     return model_.forward(tape_, in.t, b.caps, b.seq_len);
   }
@@ -235,6 +257,7 @@ class trainer {
   context<B>& ctx_;
   tape<B> tape_;
   train_hyp hyp_;
+  freeze_options freeze_;
   train_model<B> ema_model_;
   model_ema ema_;
   adamw vision_, grit_;
