@@ -83,3 +83,80 @@ TEST_CASE("detokenization: upstream's full vocabulary", "[caption][detok]") {
   REQUIRE(v.token(5338) == "\\n");
   run_cases(v, j.at("cases"));
 }
+
+#include "gyolo/text/tokenize.hpp"
+
+namespace {
+std::vector<std::string> vocab_lines() {
+  std::ifstream f(std::string(GYOLO_FIXTURES_DIR) + "/../../weights_tools/data/vocab.txt");
+  REQUIRE(f.good());
+  std::vector<std::string> v;
+  std::string line;
+  while (std::getline(f, line)) v.push_back(line);
+  return v;
+}
+}  // namespace
+
+TEST_CASE("caption tokenizer: BasicTokenizer + WordPiece + encode_plus as upstream's training data", "[caption][tokenize]") {
+  const auto lines = vocab_lines();
+  REQUIRE(lines.size() == 10202);
+  const caption_tokenizer tok(lines);
+  auto id = [&](const std::string& w) {
+    std::int64_t r = -1;
+    for (std::size_t i = 0; i < lines.size(); ++i)
+      if (lines[i] == w) r = std::int64_t(i);  // last index wins
+    REQUIRE(r >= 0);
+    return r;
+  };
+  // lower case, "." is not in the vocabulary ([UNK], as upstream trains it), [CLS] ... [SEP] [PAD]...
+  const auto e = tok.encode("A man riding a wave on top of a surfboard.", 16);
+  const std::vector<std::int64_t> want{2, id("a"), id("man"), id("riding"), id("a"), id("wave"), id("on"), id("top"), id("of"), id("a"),
+                                       id("surfboard"), 1, 3, 0, 0, 0};
+  CHECK(e.ids == want);
+  CHECK(e.pad_mask == std::vector<unsigned char>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1});
+  // punctuation splits words ("don't" -> don ' t; vocab entries such as "n't" are never produced),
+  // whitespace of any kind, accents stripped, control characters dropped
+  CHECK(tok.basic_tokens("Don't\tstop!\u00a0Caf\u00e9 na\u00efve\u0007 \u201cquoted\u201d") ==
+        std::vector<std::string>{"don", "'", "t", "stop", "!", "cafe", "naive", "\u201c", "quoted", "\u201d"});
+  // CJK ideographs become words of their own; invalid UTF-8 is dropped
+  CHECK(tok.basic_tokens("dog\u72d7cat") == std::vector<std::string>{"dog", "\u72d7", "cat"});
+  CHECK(tok.basic_tokens(std::string("a\xff\xfe b")) == std::vector<std::string>{"a", "b"});
+  // out-of-vocabulary words are [UNK] as a whole (no ## pieces in this vocabulary); over 100 characters too
+  CHECK(tok.tokens("zzqqx dog") == std::vector<std::int64_t>{1, id("dog")});
+  CHECK(tok.tokens(std::string(101, 'a')) == std::vector<std::int64_t>{1});
+  // truncation keeps [CLS] and [SEP]
+  const auto t = tok.encode("a a a a a a", 5);
+  CHECK(t.ids == std::vector<std::int64_t>{2, id("a"), id("a"), id("a"), 3});
+  REQUIRE_THROWS_WITH(tok.encode("a", 1), Catch::Contains("max_length"));
+}
+
+TEST_CASE("caption tokenizer: encoding upstream's decoded captions gives back their ids", "[caption][tokenize]") {
+  // detok_cases.json "full": id sequences and the text upstream's tokenizer decodes them to, over
+  // the full vocabulary. Where every kept token is a plain lowercase word, encoding the text must
+  // give back exactly those ids (decode joins with spaces and capitalises; encode lowers and splits).
+  const auto lines = vocab_lines();
+  const caption_tokenizer tok(lines);
+  const vocabulary voc(lines);
+  std::ifstream f(std::string(GYOLO_FIXTURES_DIR) + "/caption/detok_cases.json");
+  const auto j = nlohmann::json::parse(f);
+  int checked = 0;
+  for (const auto& c : j["full"]["cases"]) {
+    const auto ids = c[0].get<std::vector<std::int64_t>>();
+    const auto text = c[1].get<std::string>();
+    std::vector<std::int64_t> words;
+    bool plain = true;
+    for (auto i : ids) {
+      if (i >= 0 && i <= 4) continue;
+      const auto t = voc.token(i);
+      if (t == "[UNK]" || t.empty()) continue;  // dropped by decode
+      for (char ch : t) plain = plain && ch >= 'a' && ch <= 'z';
+      words.push_back(i);
+    }
+    if (!plain) continue;
+    INFO("'" << text << "'");
+    CHECK(voc.decode(ids) == text);
+    CHECK(tok.tokens(text) == words);
+    ++checked;
+  }
+  CHECK(checked >= 20);
+}
