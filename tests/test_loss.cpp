@@ -300,3 +300,39 @@ TEST_CASE("optim: upstream's parameter groups come from the module descriptions"
   CHECK(r2[1].name == "m.2.bias");
   CHECK(r2[1].group == train::param_group::bias);
 }
+
+TEST_CASE("loss: a degenerate box (zero width or height) is assigned nothing and changes nothing", "[loss]") {
+  const std::string p = "vl.random.";
+  std::map<std::string, tensor<float>> o;
+  train::vision_loss_outputs out;
+  for (int k = 0; k < 3; ++k)
+    for (int l = 0; l < 3; ++l) {
+      const auto n = "d" + std::to_string(k) + "_" + std::to_string(l);
+      o[n] = test::load4(ldir + p + n + ".npy");
+      out.d[std::size_t(k)][std::size_t(l)] = o[n].cv();
+    }
+  for (int k = 0; k < 2; ++k)
+    for (const char* nm : {"mc", "p", "s"}) {
+      const auto n = nm + std::to_string(k);
+      o[n] = test::load4(ldir + p + n + ".npy");
+      if (nm[0] == 'm') out.mc[std::size_t(k)] = o[n].cv();
+      if (nm[0] == 'p') out.p[std::size_t(k)] = o[n].cv();
+      if (nm[0] == 's') out.s[std::size_t(k)] = o[n].cv();
+    }
+  std::vector<std::int64_t> ts, ms;
+  auto targets = arr<float>(p + "targets", &ts);
+  auto masks = arr<float>(p + "masks", &ms);
+  const auto semasks = arr<float>(p + "semasks");
+  train::vision_targets vt{targets.data(), int(ts[0]), masks.data(), semasks.data()};
+  const auto ref = train::vision_loss(train::vision_loss_config{}, out, vt, {});
+  for (const auto& extra : {std::vector<float>{0, 7, 0.5f, 0.5f, 0.0f, 0.3f}, std::vector<float>{1, 2, 0.4f, 0.6f, 0.2f, 0.0f}}) {
+    auto t2 = targets;
+    t2.insert(t2.end(), extra.begin(), extra.end());
+    auto m2 = masks;
+    m2.resize(m2.size() + std::size_t(ms[1] * ms[2]), 0.0f);
+    train::vision_targets v2{t2.data(), int(ts[0]) + 1, m2.data(), semasks.data()};
+    const auto r = train::vision_loss(train::vision_loss_config{}, out, v2, {});
+    for (int i = 0; i < 6; ++i) CHECK(r.items[std::size_t(i)] == Approx(ref.items[std::size_t(i)]).epsilon(1e-6));
+    CHECK(std::isfinite(r.total));
+  }
+}
