@@ -1,7 +1,7 @@
 // gyolo train-step: one training iteration of upstream's caption/train.py loop on a batch saved as
 // .npz, so that gyolo's training can be checked from outside (docs/training.md).
 //   gyolo train-step --weights W.gguf --batch batch.npz --out result.npz [--ni K] [--nb N] [--epoch E]
-//                    [--threads T] [--save STATE.gguf] [--resume] [--freeze N] [--frozen-bn]
+//                    [--threads T] [--save STATE.gguf] [--resume] [--freeze N] [--frozen-bn] [--optimizer adamw|sgd]
 // --save writes the model after the iteration with the training state (EMA, optimizer moments and
 // steps, carried gradients: trainer::save_state) to a weights file; --resume starts from such a file
 // (--weights) instead of fresh optimizer state. --freeze N leaves layers 0..N-1 untrained (train.py
@@ -42,11 +42,12 @@ struct train_step_options {
   std::string weights, batch, out, save;
   int ni = 0, nb = 100, epoch = 0, threads = 0, freeze = 0;
   bool resume = false, frozen_bn = false;
+  train::optimizer_kind optimizer = train::optimizer_kind::adamw;
 };
 
 void train_step_usage(std::ostream& o) {
   o << "usage: gyolo train-step --weights W.gguf --batch batch.npz --out result.npz [--ni K] [--nb N] [--epoch E] [--threads T]\n"
-       "                        [--save STATE.gguf] [--resume] [--freeze N] [--frozen-bn]\n"
+       "                        [--save STATE.gguf] [--resume] [--freeze N] [--frozen-bn] [--optimizer adamw|sgd]\n"
        "  one iteration of upstream's caption/train.py loop (vision pass, caption pass) on a batch saved with np.savez;\n"
        "  W.gguf from weights_tools/convert.py --training. See docs/training.md.\n";
 }
@@ -91,6 +92,11 @@ train_step_options parse_train_step(int argc, char** argv) {
     else if (a == "--threads") o.threads = parse_int(a, v, 0, 1024);
     else if (a == "--save") o.save = v;
     else if (a == "--freeze") o.freeze = parse_int(a, v, 0, 57);
+    else if (a == "--optimizer") {
+      if (v == "adamw" || v == "AdamW") o.optimizer = train::optimizer_kind::adamw;
+      else if (v == "sgd" || v == "SGD") o.optimizer = train::optimizer_kind::sgd;
+      else throw error("--optimizer wants adamw or sgd, got '" + v + "'");
+    }
     else throw error("unknown option '" + a + "' (gyolo train-step --help)");
   }
   if (o.weights.empty() || o.batch.empty() || o.out.empty()) throw error("train-step needs --weights, --batch and --out");
@@ -185,7 +191,9 @@ int train_step_command(int argc, char** argv) {
   context<cpu> ctx(o.threads);
   auto fz = train::freeze_options::first_layers(o.freeze);
   fz.batchnorm = o.frozen_bn;
-  train::trainer<cpu> tr(m, ctx, {}, fz);
+  train::train_hyp hyp;
+  hyp.optimizer_type = o.optimizer;
+  train::trainer<cpu> tr(m, ctx, hyp, fz);
   if (o.resume) tr.restore_state(f);
   npz::writer out;
   tr.before_step = [&](const char* task, const std::vector<train::param_ref>& all) {

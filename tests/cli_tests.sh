@@ -223,6 +223,9 @@ assert not np.array_equal(r['model.20.cv1.conv.weight'], w['model.20.cv1.conv.we
 assert 'grad_vision.model.1.conv.weight' not in r.files
 PYEOF
   fi
+  OMP_WAIT_POLICY=passive "$BIN" train-step --weights "$TW" --batch "$TB" --out "$T/r4.npz" --ni 50 --threads 2 --optimizer sgd >"$T/out" 2>"$T/err" \
+    && ok || bad "train-step --optimizer sgd: $(cat "$T/err")"
+  expect_error "train-step bad optimizer" "wants adamw or sgd" "$BIN" train-step --weights "$TW" --batch "$TB" --out "$T/x.npz" --optimizer lion
   expect_error "train-step resume without state" "holds no training state" "$BIN" train-step --weights "$TW" --resume --batch "$TB" --out "$T/x.npz"
   expect_error "train-step inference weights" "convert.py --training" "$BIN" train-step --weights "$W" --batch "$TB" --out "$T/x.npz"
   expect_error "train-step bad ni" "--ni wants an integer" "$BIN" train-step --weights "$TW" --batch "$TB" --out "$T/x.npz" --ni -3

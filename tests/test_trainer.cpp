@@ -88,7 +88,9 @@ void check_iterations(const std::string& dir, bool compact, const std::string& f
   std::copy(ori.begin(), ori.end(), XO.data());
 
   context<cpu> ctx(2);
-  train::trainer<cpu> tr(m, ctx);
+  train::train_hyp hyp;
+  if (manifest.value("optimizer", std::string("AdamW")) == "SGD") hyp.optimizer_type = train::optimizer_kind::sgd;
+  train::trainer<cpu> tr(m, ctx, hyp);
   train::train_batch b;
   b.imgs = X.cv();
   b.ori_imgs = XO.cv();

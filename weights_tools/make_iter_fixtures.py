@@ -80,6 +80,7 @@ def main():
     ap.add_argument('--ni', type=int, default=50, help='integrated batch index of the first iteration')
     ap.add_argument('--nb', type=int, default=100, help='batches per epoch (sets the warm-up length)')
     ap.add_argument('--iters', type=int, default=1)
+    ap.add_argument('--optimizer', choices=['AdamW', 'SGD'], default='AdamW', help="train.py --optimizer")
     ap.add_argument('--batch-seed', type=int, default=None, help='seed of the synthetic batch (default: --seed + 7)')
     ap.add_argument('--compact', default=None,
                     help='also write the CI-sized reference of the FIRST iteration to this directory (see below)')
@@ -167,7 +168,7 @@ def main():
         np.save(os.path.join(args.out, 'batch.%s.npy' % k), v)
 
     # ---- train.py's set-up ----------------------------------------------------------------------------
-    optimizer, optimizer2 = T.custom_optimizer(model, hyp, name='AdamW')
+    optimizer, optimizer2 = T.custom_optimizer(model, hyp, name=args.optimizer)
     lf, lf2 = one_flat_cycle(1, hyp['lrf'], epochs), one_flat_cycle(1, hyp['lrf'] * 2., epochs)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lf)
     scheduler2 = torch.optim.lr_scheduler.LambdaLR(optimizer2, lr_lambda=lf2)
@@ -184,7 +185,7 @@ def main():
     optimizer.zero_grad()
     optimizer2.zero_grad()
     names = [k for k, _ in model.named_parameters()]
-    manifest = {'variant': args.variant, 'train_weights': os.path.abspath(args.train_weights), 'hw': list(HW),
+    manifest = {'optimizer': args.optimizer, 'variant': args.variant, 'train_weights': os.path.abspath(args.train_weights), 'hw': list(HW),
                 'ni': args.ni, 'nb': nb, 'nw': nw, 'epochs': epochs, 'hyp': {k: hyp[k] for k in (
         'lr0', 'lrf', 'momentum', 'weight_decay', 'warmup_epochs', 'warmup_bias_lr', 'caption_clip_max_norm',
         'caption_loss_gain', 'caption_pad_idx')}, 'iters': []}
@@ -221,6 +222,8 @@ def main():
                 xi = [0, nw]
                 for j, g in enumerate(optimizer.param_groups):
                     g['lr'] = np.interp(ni, xi, [hyp['warmup_bias_lr'] if j == 0 else 0.0, g['initial_lr'] * lf(epoch)])
+                    if 'momentum' in g:
+                        g['momentum'] = np.interp(ni, xi, [hyp['warmup_momentum'], hyp['momentum']])
             pred = model(x)
             rec['selection_gaps_' + i_task] = dict(gaps)
             if i_task == 'vision':

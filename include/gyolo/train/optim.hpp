@@ -17,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <variant>
 #include <vector>
 
 #include "gyolo/core/error.hpp"
@@ -132,6 +133,9 @@ class sgd {
   }
   group_settings groups;
   std::array<double, 3> momentum{0.937, 0.937, 0.937};  // per group (upstream warms it up for SGD)
+  const std::vector<param_ref>& params() const { return params_; }
+  /// The momentum buffer of parameter i (empty before its first step).
+  std::vector<float>& buffer_of(std::size_t i) { return buf_.at(i); }
   void step() {
     for (std::size_t i = 0; i < params_.size(); ++i) {
       param& p = *params_[i].p;
@@ -156,6 +160,35 @@ class sgd {
   std::vector<param_ref> params_;
   sgd_options o_;
   std::vector<std::vector<float>> buf_;
+};
+
+enum class optimizer_kind { adamw, sgd };
+
+/// One of upstream's optimizers over a parameter set, chosen at run time (train.py --optimizer
+/// AdamW | SGD): AdamW(betas (momentum, 0.999), eps 1e-4) or SGD(momentum, Nesterov), with the
+/// same three groups.
+class optimizer {
+ public:
+  optimizer(std::vector<param_ref> params, optimizer_kind kind, double lr, double momentum, double weight_decay)
+      : o_(kind == optimizer_kind::adamw ? std::variant<adamw, sgd>(std::in_place_type<adamw>, std::move(params),
+                                                                      adamw_options{lr, momentum, 0.999, 1e-4, weight_decay})
+                                         : std::variant<adamw, sgd>(std::in_place_type<sgd>, std::move(params),
+                                                                    sgd_options{lr, momentum, true, weight_decay})) {}
+  optimizer_kind kind() const { return std::holds_alternative<adamw>(o_) ? optimizer_kind::adamw : optimizer_kind::sgd; }
+  group_settings& groups() { return std::visit([](auto& o) -> group_settings& { return o.groups; }, o_); }
+  const std::vector<param_ref>& params() const { return std::visit([](const auto& o) -> const std::vector<param_ref>& { return o.params(); }, o_); }
+  /// SGD's momentum per group (the warm-up ramps it); AdamW has none (upstream's groups carry no 'momentum').
+  void set_momentum(int group, double m) {
+    if (auto* s = std::get_if<sgd>(&o_)) s->momentum[std::size_t(group)] = m;
+  }
+  void step() {
+    std::visit([](auto& o) { o.step(); }, o_);
+  }
+  adamw* as_adamw() { return std::get_if<adamw>(&o_); }
+  sgd* as_sgd() { return std::get_if<sgd>(&o_); }
+
+ private:
+  std::variant<adamw, sgd> o_;
 };
 
 /// torch.nn.utils.clip_grad_norm_(params, max_norm): scales every gradient by

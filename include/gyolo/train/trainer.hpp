@@ -37,6 +37,8 @@ struct train_hyp {
   double caption_loss_gain = 0.1;
   std::int64_t caption_pad = 0;
   int epochs = 60;  // for the flat-cosine schedule
+  optimizer_kind optimizer_type = optimizer_kind::adamw;  // train.py --optimizer (the README's recipe: AdamW)
+  double warmup_momentum = 0.8;                      // SGD only: the momentum's warm-up start
 };
 
 /// Fine-tuning options (upstream: train.py --freeze N, caption/tune.py).
@@ -86,8 +88,8 @@ class trainer {
   /// model: the train form with its weights loaded. The EMA starts as a copy of it.
   trainer(train_model<B>& model, context<B>& ctx, const train_hyp& h = {}, const freeze_options& fz = {})
       : model_(model), ctx_(ctx), tape_(ctx), hyp_(h), freeze_(fz), ema_model_(model),
-        vision_(split(model, false, fz), adamw_options{h.lr0, h.momentum, 0.999, 1e-4, h.weight_decay}),
-        grit_(split(model, true, fz), adamw_options{h.lr0 / 2, h.momentum, 0.999, 1e-4, h.weight_decay}) {
+        vision_(split(model, false, fz), h.optimizer_type, h.lr0, h.momentum, h.weight_decay),
+        grit_(split(model, true, fz), h.optimizer_type, h.lr0 / 2, h.momentum, h.weight_decay) {
     for (auto* ps : {&vision_.params(), &grit_.params()})
       for (const auto& r : *ps) r.p->g();  // optimizer.zero_grad() at the start: zero buffers
     for (auto* ps : {&vision_.params(), &grit_.params()})
@@ -103,11 +105,14 @@ class trainer {
     const int nw = std::max(int(std::lround(hyp_.warmup_epochs * it.nb)), 100);
     const double f = one_flat_cycle(1.0, hyp_.lrf, hyp_.epochs, it.epoch), f2 = one_flat_cycle(1.0, hyp_.lrf * 2.0, hyp_.epochs, it.epoch);
     for (int j = 0; j < 3; ++j) {
-      vision_.groups.lr[std::size_t(j)] = it.ni <= nw ? warmup_lr(it.ni, nw, j == 0 ? hyp_.warmup_bias_lr : 0.0, hyp_.lr0 * f) : hyp_.lr0 * f;
-      grit_.groups.lr[std::size_t(j)] = hyp_.lr0 / 2 * f2;
+      vision_.groups().lr[std::size_t(j)] =
+          it.ni <= nw ? warmup_lr(it.ni, nw, j == 0 ? hyp_.warmup_bias_lr : 0.0, hyp_.lr0 * f) : hyp_.lr0 * f;
+      grit_.groups().lr[std::size_t(j)] = hyp_.lr0 / 2 * f2;
+      // SGD: the momentum warms up too (upstream: groups with a 'momentum' key; AdamW's have none)
+      if (it.ni <= nw) vision_.set_momentum(j, warmup_lr(it.ni, nw, hyp_.warmup_momentum, hyp_.momentum));
     }
-    r.lr_vision = vision_.groups.lr;
-    r.lr_caption = grit_.groups.lr;
+    r.lr_vision = vision_.groups().lr;
+    r.lr_caption = grit_.groups().lr;
     // vision pass
     {
       auto o = forward(b.imgs, b);
@@ -157,12 +162,16 @@ class trainer {
     for (auto* ps : {&vision_.params(), &grit_.params()})
       for (const auto& r : *ps)
         if (r.p->has_grad) w.add_tensor("grad." + r.name, std::vector<std::int64_t>(r.p->shape.begin(), r.p->shape.end()), r.p->grad);
-    auto opt = [&](adamw& o, const std::string& tag) {
-      for (std::size_t i = 0; i < o.params().size(); ++i) {
-        const auto& st = o.state_of(i);
-        if (st.step == 0) continue;
-        const auto& r = o.params()[i];
+    auto opt = [&](optimizer& oo, const std::string& tag) {
+      for (std::size_t i = 0; i < oo.params().size(); ++i) {
+        const auto& r = oo.params()[i];
         const std::vector<std::int64_t> shape(r.p->shape.begin(), r.p->shape.end());
+        if (auto* s = oo.as_sgd()) {
+          if (!s->buffer_of(i).empty()) w.add_tensor("optim." + tag + ".momentum_buffer." + r.name, shape, s->buffer_of(i));
+          continue;
+        }
+        const auto& st = oo.as_adamw()->state_of(i);
+        if (st.step == 0) continue;
         w.add_tensor("optim." + tag + ".exp_avg." + r.name, shape, st.m);
         w.add_tensor("optim." + tag + ".exp_avg_sq." + r.name, shape, st.v);
         w.add_tensor("optim." + tag + ".step." + r.name, {1}, std::vector<float>{float(st.step)});
@@ -179,10 +188,15 @@ class trainer {
     gguf_weights ws(f);
     nn::load_tensors(ema_model_, ws, "ema.model");
     ema_.updates = std::int64_t(f.get_uint("gyolo.ema_updates"));
-    auto opt = [&](adamw& o, const std::string& tag) {
-      for (std::size_t i = 0; i < o.params().size(); ++i) {
-        const auto& r = o.params()[i];
-        auto& st = o.state_of(i);
+    auto opt = [&](optimizer& oo, const std::string& tag) {
+      for (std::size_t i = 0; i < oo.params().size(); ++i) {
+        const auto& r = oo.params()[i];
+        if (auto* s = oo.as_sgd()) {
+          const std::string n = "optim." + tag + ".momentum_buffer." + r.name;
+          s->buffer_of(i) = f.find(n) ? ws.get(n, r.p->shape) : std::vector<float>{};
+          continue;
+        }
+        auto& st = oo.as_adamw()->state_of(i);
         const std::string n = "optim." + tag + ".exp_avg." + r.name;
         if (!f.find(n)) {
           st = {};
@@ -212,8 +226,8 @@ class trainer {
   }
 
   train_model<B>& ema() { return ema_model_; }
-  adamw& vision_optimizer() { return vision_; }
-  adamw& caption_optimizer() { return grit_; }
+  optimizer& vision_optimizer() { return vision_; }
+  optimizer& caption_optimizer() { return grit_; }
   model_ema& ema_state() { return ema_; }
 
  private:
@@ -238,7 +252,7 @@ class trainer {
   }
   /// Clip both parameter sets (as train.py does in both passes), step `opt`, zero its gradients,
   /// update the EMA. Returns the norm of opt's own gradients before clipping.
-  float finish_pass(const char* task, adamw& opt) {
+  float finish_pass(const char* task, optimizer& opt) {
     const float nv = clip_grad_norm(vision_.params(), hyp_.clip_vision);
     const float nc = clip_grad_norm(grit_.params(), hyp_.clip_caption);
     if (before_step) {
@@ -260,7 +274,7 @@ class trainer {
   freeze_options freeze_;
   train_model<B> ema_model_;
   model_ema ema_;
-  adamw vision_, grit_;
+  optimizer vision_, grit_;
 };
 
 }  // namespace gyolo::train
