@@ -52,19 +52,6 @@ void train_step_usage(std::ostream& o) {
        "  W.gguf from weights_tools/convert.py --training. See docs/training.md.\n";
 }
 
-int parse_int(const std::string& flag, const std::string& v, int lo, int hi) {
-  std::size_t used = 0;
-  long x = 0;
-  try {
-    x = std::stol(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != v.size() || v.empty() || x < lo || x > hi)
-    throw error(flag + " wants an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got '" + v + "'");
-  return int(x);
-}
-
 train_step_options parse_train_step(int argc, char** argv) {
   train_step_options o;
   for (int i = 2; i < argc; ++i) {

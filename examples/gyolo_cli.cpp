@@ -85,19 +85,6 @@ void usage(std::ostream& o) {
        "(schema: docs/outputs.md); stdout: one JSON line per image.\n";
 }
 
-int parse_int(const std::string& flag, const std::string& v, int lo, int hi) {
-  std::size_t pos = 0;
-  long x = 0;
-  try {
-    x = std::stol(v, &pos);
-  } catch (...) {
-    pos = 0;
-  }
-  if (pos != v.size() || v.empty()) throw error(flag + " expects an integer, got '" + v + "'");
-  if (x < lo || x > hi) throw error(flag + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v);
-  return int(x);
-}
-
 double parse_real(const std::string& flag, const std::string& v, double lo, double hi) {
   std::size_t pos = 0;
   double x = 0;

@@ -228,7 +228,7 @@ PYEOF
   expect_error "train-step bad optimizer" "wants adamw or sgd" "$BIN" train-step --weights "$TW" --batch "$TB" --out "$T/x.npz" --optimizer lion
   expect_error "train-step resume without state" "holds no training state" "$BIN" train-step --weights "$TW" --resume --batch "$TB" --out "$T/x.npz"
   expect_error "train-step inference weights" "convert.py --training" "$BIN" train-step --weights "$W" --batch "$TB" --out "$T/x.npz"
-  expect_error "train-step bad ni" "--ni wants an integer" "$BIN" train-step --weights "$TW" --batch "$TB" --out "$T/x.npz" --ni -3
+  expect_error "train-step bad ni" "--ni must be in" "$BIN" train-step --weights "$TW" --batch "$TB" --out "$T/x.npz" --ni -3
   expect_error "train-step no batch" "needs --weights, --batch and --out" "$BIN" train-step --weights "$TW"
 fi
 # ---- only bad images: non-zero exit, no outputs

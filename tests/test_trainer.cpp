@@ -407,41 +407,13 @@ TEST_CASE("trainer: frozen layers and frozen BatchNorm (train.py --freeze, tune.
 TEST_CASE("trainer: the state saved after an iteration resumes bit-exactly", "[train][iter]") {
   // Two trainers: A runs iterations 50 and 51; B is built from the file A saved after iteration 50
   // (model, EMA, optimizer moments and steps) and runs iteration 51. Everything must be identical.
-  const std::string fix = std::string(GYOLO_FIXTURES_DIR) + "/";
-  const auto z = npz::load(fix + "iter/batch.npz");
-  const auto ish = z.at("imgs").shape;
-  tensor<float> X({int(ish[0]), int(ish[1]), int(ish[2]), int(ish[3])}), XO(X.shape());
-  auto u8 = [&](const char* k) {
-    const auto u = z.at(k).as<std::uint8_t>();
-    return std::vector<float>(u.begin(), u.end());
-  };
-  const auto imgs = u8("imgs"), ori = u8("ori_imgs"), masks = u8("masks"), semasks = u8("semasks");
-  for (std::size_t i = 0; i < imgs.size(); ++i) {
-    X[std::int64_t(i)] = imgs[i] / 255.0f;
-    XO[std::int64_t(i)] = ori[i] / 255.0f;
-  }
-  const auto targets = z.at("targets").as<float>();
-  const auto caps = z.at("caps").as<std::int64_t>();
-  train::train_batch b;
-  b.imgs = X.cv();
-  b.ori_imgs = XO.cv();
-  b.targets = targets.data();
-  b.n = int(z.at("targets").shape[0]);
-  b.masks = masks.data();
-  b.semasks = semasks.data();
-  b.caps = caps.data();
-  b.seq_len = int(z.at("caps").shape[1]);
-  const std::string wpath = fix + "train/weights.gguf";
+  iter_batch ib;
+  const auto& b = ib.b;
+  const std::string wpath = std::string(GYOLO_FIXTURES_DIR) + "/train/weights.gguf";
   gguf::file wf(wpath);
-  const auto vc = variant_from_yaml(nlohmann::json::parse(wf.get_string("gyolo.yaml")), wpath);
-  const auto gc = grit_config::from_json(nlohmann::json::parse(wf.get_string("gyolo.grit_config")));
   context<cpu> ctx(2);
   train_model<cpu> ma;
-  ma.init(vc, gc);
-  {
-    gguf_weights ws(wf);
-    nn::load_tensors(ma, ws, "model");
-  }
+  load_tiny(ma);
   train::trainer<cpu> ta(ma, ctx);
   train::iteration it;
   it.ni = 50;
@@ -455,7 +427,8 @@ TEST_CASE("trainer: the state saved after an iteration resumes bit-exactly", "[t
     w.write(saved);
   }
   train_model<cpu> mb;
-  mb.init(vc, gc);
+  mb.init(variant_from_yaml(nlohmann::json::parse(wf.get_string("gyolo.yaml")), wpath),
+          grit_config::from_json(nlohmann::json::parse(wf.get_string("gyolo.grit_config"))));
   gguf::file sf(saved);
   {
     gguf_weights ws(sf);

@@ -34,6 +34,7 @@
 
 #include <jpeglib.h>
 
+#include "gyolo/io/crc32.hpp"
 #include "gyolo/core/error.hpp"
 #include "gyolo/io/image_types.hpp"
 
@@ -363,21 +364,6 @@ inline image_u8 decode_jpeg(const std::uint8_t* data, std::size_t size, const st
 }
 
 // ---------------------------------------------------------------- PNG structure (libpng's checks)
-inline std::uint32_t crc32_png(const std::uint8_t* p, std::size_t n) {
-  static const auto table = [] {
-    std::vector<std::uint32_t> t(256);
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  std::uint32_t c = 0xFFFFFFFFu;
-  for (std::size_t i = 0; i < n; ++i) c = table[(c ^ p[i]) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
-
 struct png_info {
   std::uint32_t width = 0, height = 0;
   const std::uint8_t* exif = nullptr;
@@ -398,7 +384,7 @@ inline png_info scan_png(const std::uint8_t* d, std::size_t n, const std::string
     const std::uint8_t* body = d + pos + 8;
     const bool critical = (type[0] & 0x20) == 0;
     const std::string t(type, type + 4);
-    if (critical && crc32_png(type, len + 4) != be32(body + len))
+    if (critical && crc32(type, len + 4) != be32(body + len))
       throw error("image '" + name + "': PNG chunk '" + t + "' has a CRC error");
     if (first) {
       if (t != "IHDR" || len != 13) throw error("image '" + name + "': PNG does not start with an IHDR chunk");

@@ -12,25 +12,12 @@
 #include <vector>
 
 #include "gyolo/core/error.hpp"
+#include "gyolo/io/crc32.hpp"
 #include "gyolo/io/npy.hpp"
 
 namespace gyolo::npz {
 
 namespace detail {
-inline std::uint32_t crc32(const char* p, std::size_t n) {
-  static const auto table = [] {
-    std::array<std::uint32_t, 256> t{};
-    for (std::uint32_t i = 0; i < 256; ++i) {
-      std::uint32_t c = i;
-      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
-      t[i] = c;
-    }
-    return t;
-  }();
-  std::uint32_t c = 0xFFFFFFFFu;
-  for (std::size_t i = 0; i < n; ++i) c = table[(c ^ static_cast<unsigned char>(p[i])) & 0xFF] ^ (c >> 8);
-  return c ^ 0xFFFFFFFFu;
-}
 inline std::uint64_t rd(const std::vector<char>& b, std::uint64_t at, int bytes, const std::string& what) {
   if (at + std::uint64_t(bytes) > b.size()) throw error("npz: '" + what + "' is truncated (a record runs past the end)");
   std::uint64_t v = 0;
@@ -124,7 +111,7 @@ inline std::map<std::string, npy::array> load(const std::string& path) {
     if (loff > size || rd(b, loff, 4, path) != 0x04034b50) throw error("npz: '" + shown + "': local header missing");
     const std::uint64_t data = loff + 30 + rd(b, loff + 26, 2, path) + rd(b, loff + 28, 2, path);
     if (data > size || usize > size - data) throw error("npz: '" + shown + "': member data outside the file");
-    if (detail::crc32(b.data() + data, std::size_t(usize)) != crc) throw error("npz: '" + shown + "': CRC-32 mismatch (corrupted archive)");
+    if (crc32(b.data() + data, std::size_t(usize)) != crc) throw error("npz: '" + shown + "': CRC-32 mismatch (corrupted archive)");
     if (name.size() < 4 || name.compare(name.size() - 4, 4, ".npy") != 0) throw error("npz: '" + shown + "' is not a .npy member");
     const std::string key = name.substr(0, name.size() - 4);
     if (out.count(key)) throw error("npz: '" + shown + "' appears twice");
@@ -151,7 +138,7 @@ class writer {
     std::string central, out;
     for (const auto& m : members_) {
       if (out.size() + m.bytes.size() > 0xFFFFFFF0u) throw error("npz: archive larger than 4 GiB (ZIP64 writing is not supported)");
-      const std::uint32_t crc = detail::crc32(m.bytes.data(), m.bytes.size());
+      const std::uint32_t crc = crc32(m.bytes.data(), m.bytes.size());
       const std::uint64_t off = out.size();
       auto header = [&](std::string& o, bool central_entry) {
         using detail::wr;
