@@ -32,7 +32,7 @@ struct array {
   template <class T> std::vector<T> as() const {
     if (dtype != descr<T>()) throw error("npy: dtype is " + dtype + ", expected " + descr<T>());
     std::vector<T> v(static_cast<std::size_t>(numel()));
-    std::memcpy(v.data(), bytes.data(), v.size() * sizeof(T));
+    if (!v.empty()) std::memcpy(v.data(), bytes.data(), v.size() * sizeof(T));  // (an empty array's data may be null)
     return v;
   }
 };
@@ -153,7 +153,7 @@ std::string serialize(const T* data, const std::vector<std::int64_t>& shape) {
   out += header;
   std::int64_t n = 1;
   for (auto s : shape) n *= s;
-  out.append(reinterpret_cast<const char*>(data), std::size_t(n) * sizeof(T));
+  if (n > 0) out.append(reinterpret_cast<const char*>(data), std::size_t(n) * sizeof(T));
   return out;
 }
 
