@@ -2,6 +2,7 @@
 // yet): L = sum of every training output of head 55, as benchmarks/train_side_by_side.py does
 // with upstream. Prints one JSON line.
 //   gyolo_train_bench [--imgsz 640] [--batch 2] [--threads 2] [--runs 3] [--weights FILE.gguf|random] [--per-layer]
+//                     [--variant gyolo|tiny]
 // --per-layer: the last step's forward and backward time per gyolo.yaml layer, a table on stderr.
 #include <algorithm>
 #include <chrono>
@@ -32,7 +33,7 @@ double peak_rss_mb() {
 int main(int argc, char** argv) {
   using namespace gyolo;
   int imgsz = 640, batch = 2, threads = 2, runs = 3;
-  std::string weights = "random";
+  std::string weights = "random", variant = "gyolo";
   bool per_layer = false;
   for (int i = 1; i < argc; i += 2) {
     const std::string a = argv[i];
@@ -51,6 +52,7 @@ int main(int argc, char** argv) {
     else if (a == "--threads") threads = std::atoi(v.c_str());
     else if (a == "--runs") runs = std::atoi(v.c_str());
     else if (a == "--weights") weights = v;
+    else if (a == "--variant") variant = v;
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -58,7 +60,7 @@ int main(int argc, char** argv) {
   }
   try {
     vision_graph<cpu, train_mode> g;
-    g.init(gyolo_c::value);
+    g.init(variant == "tiny" ? gyolo_tiny::value : gyolo_c::value);
     if (weights == "random") {
       random_weights rw(1);
       nn::load_tensors(g, rw, "model");

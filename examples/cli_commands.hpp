@@ -7,6 +7,12 @@
 /// gyolo train-step (examples/cli_train_step.cpp).
 int train_step_command(int argc, char** argv);
 
+/// gyolo train (examples/cli_train.cpp).
+int train_command(int argc, char** argv);
+
+/// gyolo datagen (examples/cli_datagen.cpp).
+int datagen_command(int argc, char** argv);
+
 /// An integer flag value in [lo, hi], or an error naming the flag.
 inline int parse_int(const std::string& flag, const std::string& v, int lo, int hi) {
   std::size_t pos = 0;

@@ -3,6 +3,8 @@
 //   gyolo bench   --weights FILE|random [--imgsz N] [--runs N] [--threads N] [--tasks all|vision] [--per-layer]
 //   gyolo info    (CPU features and kernels; --isas: the kernel sets this CPU can run)
 //   gyolo train-step --weights W.gguf --batch batch.npz --out result.npz [--ni K] [--nb N] (one training iteration)
+//   gyolo train   --data DATA.yaml [--variant nano] [--epochs N] ... (training runs: cli_train.cpp)
+//   gyolo datagen --out DIR [--train N] [--val N] [--seed S] (generated scenes: cli_datagen.cpp)
 //   gyolo --version
 // Per image it writes <stem>.json, <stem>.png (the picture with masks, boxes, labels and the
 // caption), <stem>_semantic.png (8-bit COCO category ids) and <stem>_panoptic.png (COCO panoptic
@@ -60,6 +62,8 @@ struct options : model_run_options {
 void usage(std::ostream& o) {
   o << "usage: gyolo predict --weights FILE --source IMAGE_OR_DIR --out DIR [options]\n"
        "       gyolo bench --weights FILE|random [bench options]   (gyolo bench --help)\n"
+       "       gyolo train --data DATA.yaml [train options]          (gyolo train --help)\n"
+       "       gyolo datagen --out DIR [--train N] [--val N] [--seed S] (gyolo datagen --help)\n"
        "       gyolo train-step --weights W.gguf --batch batch.npz --out result.npz [--ni K] [--nb N]\n"
        "       gyolo info [--isas]    CPU features seen and kernels chosen\n"
        "       gyolo --version\n"
@@ -779,7 +783,9 @@ int main(int argc, char** argv) {
     if (cmd == "info") return info(argc, argv);
     if (cmd == "bench") return bench(parse_bench(argc, argv));
     if (cmd == "train-step") return train_step_command(argc, argv);
-    if (cmd != "predict") throw error("unknown command '" + cmd + "' (expected: predict, bench, info, train-step)");
+    if (cmd == "train") return train_command(argc, argv);
+    if (cmd == "datagen") return datagen_command(argc, argv);
+    if (cmd != "predict") throw error("unknown command '" + cmd + "' (expected: predict, bench, info, train, datagen, train-step)");
     return predict(parse(argc, argv));
   } catch (const std::exception& e) {
     std::cerr << "gyolo: error: " << e.what() << "\n";

@@ -51,6 +51,24 @@ struct grit_config {
     c.validate();
     return c;
   }
+  /// Upstream's config dict for these values (what from_json reads back): the weights file's
+  /// gyolo.grit_config when gyolo itself writes the file.
+  nlohmann::json to_json() const {
+    return {{"d_model", d_model},
+            {"n_heads", n_heads},
+            {"d_ff", d_ff},
+            {"grid_feat_dim", grid_feat_dim},
+            {"vocab_size", vocab_size},
+            {"max_len", max_len},
+            {"beam_len", beam_len},
+            {"pad_idx", pad},
+            {"bos_idx", bos},
+            {"eos_idx", eos},
+            {"use_gri_feat", true},
+            {"use_reg_feat", true},
+            {"grid_net", {{"n_layers", grid_layers}}},
+            {"cap_generator", {{"n_layers", decoder_layers}, {"decoder_name", "parallel"}}}};
+  }
   void validate() const {
     GYOLO_CHECK(d_model > 0 && n_heads > 0 && d_model % n_heads == 0, "grit_config: d_model must be a positive multiple of n_heads");
     GYOLO_CHECK(d_ff > 0 && grid_feat_dim > 0 && vocab_size > 0, "grit_config: non-positive size");

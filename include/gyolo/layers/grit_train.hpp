@@ -47,6 +47,7 @@
 #include "gyolo/nn/tape.hpp"
 #include "gyolo/train/ops_ref.hpp"
 #include "gyolo/train/ops_seq.hpp"
+#include "gyolo/train/linear_cpu.hpp"
 
 namespace gyolo {
 
@@ -183,11 +184,19 @@ struct train_linear {
   }
   void forward(tape<B>& t, seq::tmat x, seq::tmat y) const {
     GYOLO_CHECK(x.cols() == in && y.cols() == out && y.rows() == x.rows(), "linear: shape mismatch");
-    train::ref::linear<float>(x.val(), w.value.data(), bias ? b.value.data() : nullptr, y.v);
-    if (!y.has_grad()) return;
-    t.record([this, x, y] {
-      train::ref::linear_backward<float>(x.val(), w.value.data(), y.grad(), x.grad(), w.g(), bias ? b.g() : nullptr);
-    });
+    if constexpr (std::is_same_v<B, cpu>) {  // Eigen GEMMs; the reference backend keeps the double-sum oracle
+      train::fast::linear(x.val(), w.value.data(), bias ? b.value.data() : nullptr, y.v);
+      if (!y.has_grad()) return;
+      t.record([this, x, y] {
+        train::fast::linear_backward(x.val(), w.value.data(), y.grad(), x.grad(), w.g(), bias ? b.g() : nullptr);
+      });
+    } else {
+      train::ref::linear<float>(x.val(), w.value.data(), bias ? b.value.data() : nullptr, y.v);
+      if (!y.has_grad()) return;
+      t.record([this, x, y] {
+        train::ref::linear_backward<float>(x.val(), w.value.data(), y.grad(), x.grad(), w.g(), bias ? b.g() : nullptr);
+      });
+    }
   }
   seq::tmat operator()(tape<B>& t, seq::tmat x) const {
     auto y = seq::alloc(t, x.rows(), out);

@@ -169,6 +169,22 @@ struct gyolo_tiny {
   }();
 };
 
+/// The small built-in variant of `gyolo train --variant nano` (tiny's layer widths), for nc classes
+/// and sem_nc stuff channels.
+constexpr variant_config nano_variant(int nc, int sem_nc) {
+  variant_config v = gyolo_tiny::value;
+  v.nc = nc;
+  v.sem_nc = sem_nc;
+  return v;
+}
+
+/// The demo model that ships with gyolo (models/gyolo-shapes.gguf): nano trained by `gyolo train` on
+/// generated scenes (`gyolo datagen`: 5 shape classes, 7 stuff classes). See docs/training.md.
+struct gyolo_shapes {
+  static constexpr const char* name = "gyolo-shapes";
+  static constexpr variant_config value = nano_variant(5, 7);
+};
+
 template <class V>
 concept variant = requires {
   { V::name } -> std::convertible_to<const char*>;

@@ -1,0 +1,275 @@
+// gyolo train: trains a GYOLO on a dataset in upstream's layout (docs/training.md).
+//   gyolo train --data DATA.yaml [--variant tiny|nano|gyolo|scaled:W] [--weights TRAIN.gguf] [--epochs N]
+//               [--batch N] [--imgsz N] [--threads N] [--workers N] [--out DIR] [--seed S]
+//               [--close-mosaic N] [--no-augment] [--val-every N] [--strict] [--vocab FILE] [--json]
+//   gyolo train --resume DIR/last.gguf [--threads N] [--workers N] [--json]
+// On a terminal: a progress bar with ETA, images/s and the running losses, and an epoch summary;
+// otherwise (or with --json) one JSON line per epoch. Ctrl-C saves last.gguf and exits; --resume
+// continues exactly where the run stopped.
+#include <unistd.h>
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "cli_commands.hpp"
+#include "gyolo/gyolo.hpp"
+#include "gyolo/train/fit.hpp"
+
+namespace fs = std::filesystem;
+using namespace gyolo;
+
+namespace {
+
+std::atomic<bool> g_stop{false};
+extern "C" void on_sigint(int) { g_stop.store(true); }
+
+struct train_cli {
+  train::run_options run;
+  std::string variant = "nano", weights, out = "runs/train", resume, vocab;
+  int threads = 0, workers = 2;
+  bool json = false, vocab_subset = false;
+};
+
+void train_usage(std::ostream& o) {
+  o << "usage: gyolo train --data DATA.yaml [--variant tiny|nano|gyolo|scaled:W] [--weights TRAIN.gguf] [--epochs 100]\n"
+       "                   [--batch 16] [--imgsz 640] [--threads N] [--workers 2] [--out runs/train] [--seed 0]\n"
+       "                   [--close-mosaic 10] [--no-augment] [--val-every 1] [--val-max N] [--strict] [--vocab FILE] [--vocab-subset] [--json]\n"
+       "       gyolo train --resume DIR/last.gguf [--threads N] [--workers N] [--json]\n"
+       "  Trains on a dataset in upstream's layout (images/, labels/, stuff/, annotations/captions_*.json, a data yaml).\n"
+       "  Writes DIR/last.gguf (resumable) and DIR/best.gguf (the best epoch's EMA weights, for gyolo predict).\n"
+       "  Ctrl-C saves last.gguf and exits; --resume continues exactly where the run stopped.\n"
+       "  --vocab-subset keeps only the special tokens and the vocabulary's tokens that the train captions use (a smaller\n"
+       "  caption head; captions can then only use those words). See docs/training.md.\n";
+}
+
+train_cli parse_train(int argc, char** argv) {
+  train_cli c;
+  bool have_data = false;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      train_usage(std::cout);
+      std::exit(0);
+    }
+    if (a == "--json") {
+      c.json = true;
+      continue;
+    }
+    if (a == "--strict") {
+      c.run.strict = true;
+      continue;
+    }
+    if (a == "--vocab-subset") {
+      c.vocab_subset = true;
+      continue;
+    }
+    if (a == "--no-augment") {
+      c.run.augment = false;
+      continue;
+    }
+    if (i + 1 >= argc) throw error("option " + a + " needs a value");
+    const std::string v = argv[++i];
+    if (a == "--data") {
+      c.run.data = v;
+      have_data = true;
+    } else if (a == "--variant") c.variant = v;
+    else if (a == "--weights") c.weights = v;
+    else if (a == "--epochs") c.run.epochs = parse_int(a, v, 1, 100000);
+    else if (a == "--batch") c.run.batch = parse_int(a, v, 1, 4096);
+    else if (a == "--imgsz") c.run.imgsz = parse_int(a, v, 32, 8192);
+    else if (a == "--threads") c.threads = parse_int(a, v, 0, 1024);
+    else if (a == "--workers") c.workers = parse_int(a, v, 0, 64);
+    else if (a == "--out") c.out = v;
+    else if (a == "--seed") c.run.seed = std::uint64_t(parse_int(a, v, 0, 1 << 30));
+    else if (a == "--close-mosaic") c.run.close_mosaic = parse_int(a, v, 0, 100000);
+    else if (a == "--val-every") c.run.val_every = parse_int(a, v, 0, 100000);
+    else if (a == "--val-max") c.run.val_max_images = parse_int(a, v, 0, 1 << 30);
+    else if (a == "--vocab") c.vocab = v;
+    else if (a == "--resume") c.resume = v;
+    else throw error("unknown option '" + a + "' (gyolo train --help)");
+  }
+  if (c.resume.empty() && !have_data) throw error("train needs --data DATA.yaml (or --resume DIR/last.gguf)");
+  if (c.run.imgsz % 32) throw error("--imgsz must be a multiple of 32, got " + std::to_string(c.run.imgsz));
+  return c;
+}
+
+/// The built-in variants: the layer widths, with nc and the semantic channels from the data.
+variant_config variant_named(const std::string& n, int nc, int sem_nc) {
+  variant_config v;
+  if (n == "gyolo") v = gyolo_c::value;
+  else if (n == "tiny") v = gyolo_tiny::value;
+  else if (n == "nano") v = nano_variant(nc, sem_nc);
+  else if (n.rfind("scaled:", 0) == 0) {
+    double w = 0;
+    try {
+      w = std::stod(n.substr(7));
+    } catch (...) {
+    }
+    if (!(w > 0 && w <= 4)) throw error("--variant scaled:W wants a width multiple in (0, 4], got '" + n + "'");
+    v = scaled_gyolo(w, nc);
+  } else {
+    throw error("--variant '" + n + "' is not one of tiny, nano, gyolo, scaled:W");
+  }
+  v.nc = nc;
+  v.sem_nc = sem_nc;
+  return v;
+}
+
+/// The caption head of the built-in variants: the official one for gyolo, a narrow one for the
+/// small variants (their features are narrow too).
+grit_config grit_for(const std::string& variant, const variant_config& v, int vocab_size) {
+  grit_config g;
+  if (variant != "gyolo" && variant.rfind("scaled:", 0) != 0) {
+    g.d_model = 128;
+    g.n_heads = 4;
+    g.d_ff = 256;
+  }
+  g.grid_feat_dim = std::max(v.psa, 128);  // Grit: the grid features are max(ch[-3], 128) wide
+  g.vocab_size = vocab_size;
+  return g;
+}
+
+std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw error("cannot read vocabulary '" + path + "'");
+  std::vector<std::string> v;
+  std::string l;
+  while (std::getline(f, l)) {
+    if (!l.empty() && l.back() == '\r') l.pop_back();
+    v.push_back(l);
+  }
+  while (!v.empty() && v.back().empty()) v.pop_back();
+  return v;
+}
+
+/// The special tokens (the vocabulary's first five: [PAD] [UNK] [CLS] [SEP] [MASK], so that the
+/// caption head's pad/bos/eos ids stay 0/2/3) and every token the captions of `caps_json` use, in
+/// the vocabulary's order.
+std::vector<std::string> vocab_subset(const std::vector<std::string>& vocab, const fs::path& caps_json) {
+  if (vocab.size() < 5 || vocab[0] != "[PAD]" || vocab[2] != "[CLS]" || vocab[3] != "[SEP]")
+    throw error("--vocab-subset needs a vocabulary that starts [PAD] [UNK] [CLS] [SEP] [MASK] (upstream's)");
+  const caption_tokenizer tok(vocab);
+  std::vector<char> used(vocab.size(), 0);
+  for (int i = 0; i < 5; ++i) used[std::size_t(i)] = 1;
+  for (const auto& a : data::read_captions(caps_json))
+    for (auto id : tok.tokens(a.caption)) used[std::size_t(id)] = 1;
+  std::vector<std::string> v;
+  for (std::size_t i = 0; i < vocab.size(); ++i)
+    if (used[i]) v.push_back(vocab[i]);
+  return v;
+}
+
+std::string fmt(double x, int prec) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.*f", prec, x);
+  return b;
+}
+std::string hms(double s) {
+  const long t = long(s + 0.5);
+  char b[32];
+  if (t >= 3600) std::snprintf(b, sizeof b, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+  else std::snprintf(b, sizeof b, "%ld:%02ld", t / 60, t % 60);
+  return b;
+}
+
+}  // namespace
+
+int train_command(int argc, char** argv) {
+  auto c = parse_train(argc, argv);
+  const bool tty = !c.json && isatty(STDOUT_FILENO);
+  train::model_info info;
+  train_model<cpu> m;
+  std::optional<gguf::file> resume_file;
+  if (!c.resume.empty()) {
+    resume_file.emplace(c.resume);
+    const auto& f = *resume_file;
+    info = train::read_model_info(f, c.resume);
+    if (!f.has("gyolo.train.run")) f.fail("holds no gyolo.train.run: not a last.gguf written by gyolo train");
+    try {
+      c.run = train::run_options::from_json(nlohmann::json::parse(f.get_string("gyolo.train.run")));
+    } catch (const nlohmann::json::exception& e) {
+      f.fail(std::string("gyolo.train.run is malformed: ") + e.what());
+    }
+    c.out = fs::path(c.resume).parent_path().string();
+    m.init(info.variant, info.grit);
+    gguf_weights ws(f);
+    nn::load_tensors(m, ws, "model");
+  } else {
+    const auto cfg = data::read_data_yaml(c.run.data);
+    const int sem_nc = int(cfg.stuff_names.size());
+    std::string vocab_path = c.vocab;
+    if (vocab_path.empty()) vocab_path = "weights_tools/data/vocab.txt";
+    if (!c.weights.empty()) {  // fine-tune a converted (--training) or gyolo-written checkpoint
+      gguf::file f(c.weights);
+      info = train::read_model_info(f, c.weights);
+      if (info.variant.nc != cfg.nc || info.variant.sem_nc != sem_nc)
+        throw error("--weights '" + c.weights + "' has nc = " + std::to_string(info.variant.nc) + " and " +
+                    std::to_string(info.variant.sem_nc) + " stuff channels, the data " + std::to_string(cfg.nc) + " and " +
+                    std::to_string(sem_nc) + " (fine-tuning to other classes is not supported yet)");
+      if (!f.find("model.27.conv.weight")) f.fail("holds no training tensors: convert with weights_tools/convert.py --training");
+      m.init(info.variant, info.grit);
+      gguf_weights ws(f);
+      nn::load_tensors(m, ws, "model");
+    } else {
+      info.vocab = read_lines(vocab_path);
+      if (c.vocab_subset) info.vocab = vocab_subset(info.vocab, cfg.train.captions_json);
+      info.variant = variant_named(c.variant, cfg.nc, sem_nc);
+      info.grit = grit_for(c.variant, info.variant, int(info.vocab.size()));
+      m.init(info.variant, info.grit);
+      train::init_weights(m, info.variant.nc, c.run.seed);
+    }
+    info.names = cfg.names;
+    info.stuff_names = cfg.stuff_names;
+    info.name = "gyolo-" + c.variant;
+  }
+
+  train::fit_callbacks cb;
+  cb.warn = [](const std::string& w) { std::cerr << "warning: " << w << "\n"; };
+  if (tty)
+    cb.on_batch = [](const train::batch_progress& p) {
+      const int width = 24;
+      const int fill = p.batches ? int(double(p.batch) / p.batches * width) : 0;
+      std::string bar(std::size_t(fill), '#');
+      bar.resize(std::size_t(width), '.');
+      std::string l = "\r" + std::to_string(p.epoch + 1) + "/" + std::to_string(p.epochs) + " [" + bar + "] " + std::to_string(p.batch) +
+                      "/" + std::to_string(p.batches) + " " + fmt(p.images_per_s, 1) + " img/s ETA " + hms(p.eta_s);
+      for (int i = 0; i < 7; ++i) l += std::string(" ") + train::loss_means::names[i] + " " + fmt(p.losses->mean(i), 3);
+      std::cout << l << "\033[K" << std::flush;
+    };
+  cb.on_epoch = [tty](const train::epoch_report& r) {
+    if (tty) {
+      std::cout << "\r\033[K" << "epoch " << r.epoch + 1 << "/" << r.epochs << "  " << fmt(r.train_s, 0) << " s, "
+                << fmt(r.images_per_s, 1) << " img/s, loss";
+      for (int i = 0; i < 7; ++i) std::cout << " " << train::loss_means::names[i] << " " << fmt(r.losses.mean(i), 3);
+      std::cout << "\n";
+      if (r.val) std::cout << "  val: " << r.val->summary() << (r.best ? "  (best)" : "") << "\n";
+      std::cout << std::flush;
+    } else {
+      std::cout << r.to_json().dump() << std::endl;
+    }
+  };
+
+  train::fitter<cpu> fit(m, info, c.run, c.out, c.threads, c.workers, cb);
+  if (resume_file) fit.resume(*resume_file);
+  resume_file.reset();
+  std::signal(SIGINT, on_sigint);
+  std::signal(SIGTERM, on_sigint);
+  const auto end = fit.run(&g_stop);
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  if (end == train::fit_end::stopped) {
+    if (tty) std::cout << "\n";
+    std::cerr << "stopped: saved " << (fs::path(c.out) / "last.gguf").string() << " (epoch " << fit.state().epoch + 1 << ", batch "
+              << fit.state().batch << "); continue with gyolo train --resume " << (fs::path(c.out) / "last.gguf").string() << "\n";
+    return 130;
+  }
+  return 0;
+}
