@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <csignal>
+#include <cstdlib>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -22,6 +23,7 @@
 #include "cli_commands.hpp"
 #include "gyolo/gyolo.hpp"
 #include "gyolo/train/fit.hpp"
+#include "gyolo/train/setup.hpp"
 
 namespace fs = std::filesystem;
 using namespace gyolo;
@@ -101,72 +103,6 @@ train_cli parse_train(int argc, char** argv) {
   return c;
 }
 
-/// The built-in variants: the layer widths, with nc and the semantic channels from the data.
-variant_config variant_named(const std::string& n, int nc, int sem_nc) {
-  variant_config v;
-  if (n == "gyolo") v = gyolo_c::value;
-  else if (n == "tiny") v = gyolo_tiny::value;
-  else if (n == "nano") v = nano_variant(nc, sem_nc);
-  else if (n.rfind("scaled:", 0) == 0) {
-    double w = 0;
-    try {
-      w = std::stod(n.substr(7));
-    } catch (...) {
-    }
-    if (!(w > 0 && w <= 4)) throw error("--variant scaled:W wants a width multiple in (0, 4], got '" + n + "'");
-    v = scaled_gyolo(w, nc);
-  } else {
-    throw error("--variant '" + n + "' is not one of tiny, nano, gyolo, scaled:W");
-  }
-  v.nc = nc;
-  v.sem_nc = sem_nc;
-  return v;
-}
-
-/// The caption head of the built-in variants: the official one for gyolo, a narrow one for the
-/// small variants (their features are narrow too).
-grit_config grit_for(const std::string& variant, const variant_config& v, int vocab_size) {
-  grit_config g;
-  if (variant != "gyolo" && variant.rfind("scaled:", 0) != 0) {
-    g.d_model = 128;
-    g.n_heads = 4;
-    g.d_ff = 256;
-  }
-  g.grid_feat_dim = std::max(v.psa, 128);  // Grit: the grid features are max(ch[-3], 128) wide
-  g.vocab_size = vocab_size;
-  return g;
-}
-
-std::vector<std::string> read_lines(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw error("cannot read vocabulary '" + path + "'");
-  std::vector<std::string> v;
-  std::string l;
-  while (std::getline(f, l)) {
-    if (!l.empty() && l.back() == '\r') l.pop_back();
-    v.push_back(l);
-  }
-  while (!v.empty() && v.back().empty()) v.pop_back();
-  return v;
-}
-
-/// The special tokens (the vocabulary's first five: [PAD] [UNK] [CLS] [SEP] [MASK], so that the
-/// caption head's pad/bos/eos ids stay 0/2/3) and every token the captions of `caps_json` use, in
-/// the vocabulary's order.
-std::vector<std::string> vocab_subset(const std::vector<std::string>& vocab, const fs::path& caps_json) {
-  if (vocab.size() < 5 || vocab[0] != "[PAD]" || vocab[2] != "[CLS]" || vocab[3] != "[SEP]")
-    throw error("--vocab-subset needs a vocabulary that starts [PAD] [UNK] [CLS] [SEP] [MASK] (upstream's)");
-  const caption_tokenizer tok(vocab);
-  std::vector<char> used(vocab.size(), 0);
-  for (int i = 0; i < 5; ++i) used[std::size_t(i)] = 1;
-  for (const auto& a : data::read_captions(caps_json))
-    for (auto id : tok.tokens(a.caption)) used[std::size_t(id)] = 1;
-  std::vector<std::string> v;
-  for (std::size_t i = 0; i < vocab.size(); ++i)
-    if (used[i]) v.push_back(vocab[i]);
-  return v;
-}
-
 std::string fmt(double x, int prec) {
   char b[64];
   std::snprintf(b, sizeof b, "%.*f", prec, x);
@@ -203,10 +139,18 @@ int train_command(int argc, char** argv) {
     gguf_weights ws(f);
     nn::load_tensors(m, ws, "model");
   } else {
+    c.run.data = fs::absolute(c.run.data).lexically_normal().string();  // --resume may run from elsewhere
     const auto cfg = data::read_data_yaml(c.run.data);
     const int sem_nc = int(cfg.stuff_names.size());
     std::string vocab_path = c.vocab;
-    if (vocab_path.empty()) vocab_path = "weights_tools/data/vocab.txt";
+    if (vocab_path.empty()) {  // vocab.txt beside the data yaml, $GYOLO_VOCAB, then the source tree's copy
+      const fs::path beside = fs::path(c.run.data).parent_path() / "vocab.txt";
+      const char* env = std::getenv("GYOLO_VOCAB");
+      if (fs::exists(beside)) vocab_path = beside.string();
+      else if (env && *env) vocab_path = env;
+      else if (fs::exists("weights_tools/data/vocab.txt")) vocab_path = "weights_tools/data/vocab.txt";
+      else throw error("no caption vocabulary: pass --vocab FILE (upstream's data/vocab.txt; gyolo's copy is weights_tools/data/vocab.txt)");
+    }
     if (!c.weights.empty()) {  // fine-tune a converted (--training) or gyolo-written checkpoint
       gguf::file f(c.weights);
       info = train::read_model_info(f, c.weights);
@@ -219,10 +163,7 @@ int train_command(int argc, char** argv) {
       gguf_weights ws(f);
       nn::load_tensors(m, ws, "model");
     } else {
-      info.vocab = read_lines(vocab_path);
-      if (c.vocab_subset) info.vocab = vocab_subset(info.vocab, cfg.train.captions_json);
-      info.variant = variant_named(c.variant, cfg.nc, sem_nc);
-      info.grit = grit_for(c.variant, info.variant, int(info.vocab.size()));
+      info = train::new_model_info(cfg, c.variant, train::read_vocab(vocab_path), c.vocab_subset);
       m.init(info.variant, info.grit);
       train::init_weights(m, info.variant.nc, c.run.seed);
     }

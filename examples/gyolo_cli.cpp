@@ -264,11 +264,12 @@ struct output_set {
   }
 };
 
+template <variant V>
 struct runner {
-  using M = model<cpu, gyolo_c>;
+  using M = model<cpu, V>;
   const options& o;
   M& m;
-  pipeline<cpu, gyolo_c> pipe;
+  pipeline<cpu, V> pipe;
   context<cpu>& ctx;
   nlohmann::json coco = nlohmann::json::array();
   bool tty = false;
@@ -312,6 +313,19 @@ struct runner {
       files.add(out / name, post::encode_png(cat.data(), r.width, r.height, 1));
       j["semantic"] = {{"png", name}, {"category_ids", r.semantic->category_ids()}};
       outputs["semantic"] = name;
+      if (o.draw) {  // a picture of it: each category's colour blended over the image
+        image_u8 pic = img;
+        for (int y = 0; y < pic.height; ++y)
+          for (int x = 0; x < pic.width; ++x) {
+            const int c = cat(std::size_t(y), std::size_t(x));
+            if (c == 0) continue;
+            const auto& col = coco::color_map[std::size_t(c)];
+            post::blend_pixel(pic, x, y, {col[0], col[1], col[2]}, 0.6f);
+          }
+        const auto rgbv = post::bgr_to_rgb(pic);
+        files.add(out / (stem + "_semantic_color.png"), post::encode_png(rgbv.data(), pic.width, pic.height, 3));
+        outputs["semantic_picture"] = stem + "_semantic_color.png";
+      }
     }
     if (r.panoptic) {
       const std::string name = stem + "_panoptic.png";
@@ -432,8 +446,9 @@ struct runner {
   }
 };
 
-int predict(const options& o) {
-  using M = model<cpu, gyolo_c>;
+template <variant V>
+int predict_as(const options& o) {
+  using M = model<cpu, V>;
   const bool random = o.weights == "random";
   if (!random) check_weights_kind(o.weights);
   auto files = list_sources(o.source);
@@ -468,7 +483,7 @@ int predict(const options& o) {
   po.class_names = names;
   po.max_batch = o.batch;
   fs::create_directories(o.out);
-  runner run(o, *m, ctx, po);
+  runner<V> run(o, *m, ctx, po);
   run.tty = isatty(2) != 0;
   int failed = 0;
   const std::size_t total = files.size();
@@ -525,6 +540,25 @@ int predict(const options& o) {
     return 1;
   }
   return 0;
+}
+
+/// The variants `gyolo predict` is compiled for: the released GYOLO and the demo model trained by
+/// gyolo (gyolo-shapes); a weights file's gyolo.yaml chooses.
+int predict(const options& o) {
+  if (o.weights != "random") {
+    check_weights_kind(o.weights);
+    gguf::file f(o.weights);
+    if (f.has("gyolo.yaml")) {
+      variant_config v;
+      try {
+        v = variant_from_yaml(nlohmann::json::parse(f.get_string("gyolo.yaml")), o.weights);
+      } catch (const nlohmann::json::exception& e) {
+        f.fail(std::string("gyolo.yaml is not valid JSON: ") + e.what());
+      }
+      if (v == gyolo_shapes::value) return predict_as<gyolo_shapes>(o);
+    }
+  }
+  return predict_as<gyolo_c>(o);
 }
 
 // ---------------------------------------------------------------------------------------------

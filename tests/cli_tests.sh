@@ -231,6 +231,42 @@ PYEOF
   expect_error "train-step bad ni" "--ni must be in" "$BIN" train-step --weights "$TW" --batch "$TB" --out "$T/x.npz" --ni -3
   expect_error "train-step no batch" "needs --weights, --batch and --out" "$BIN" train-step --weights "$TW"
 fi
+# ---- datagen and train (Training III): a tiny generated dataset, a one-epoch run, Ctrl-C and --resume
+"$BIN" datagen --out "$T/ds" --train 8 --val 4 --seed 5 --min-size 100 --max-size 128 >"$T/out" 2>"$T/err" && ok || bad "datagen failed: $(cat "$T/err")"
+[ -f "$T/ds/data.yaml" ] && [ -f "$T/ds/images/val/1000001.png" ] && [ -f "$T/ds/labels/train/1.txt" ] && [ -f "$T/ds/stuff/train/1.png" ] \
+  && [ -f "$T/ds/annotations/captions_train.json" ] && ok || bad "datagen: files missing"
+expect_error "datagen no out" "--out" "$BIN" datagen --train 3
+expect_error "datagen bad count" "--train" "$BIN" datagen --out "$T/ds2" --train -1
+mkdir -p "$T/foreign"; echo keep >"$T/foreign/x.txt"
+expect_error "datagen foreign folder" "not empty\|not a gyolo datagen" "$BIN" datagen --out "$T/foreign" --train 2 --val 1
+[ -f "$T/foreign/x.txt" ] && ok || bad "datagen removed a foreign file"
+expect_error "train no data" "needs --data" "$BIN" train --epochs 1
+expect_error "train missing yaml" "data.yaml\|cannot open" "$BIN" train --data "$T/nope/data.yaml"
+expect_error "train bad imgsz" "multiple of 32" "$BIN" train --data "$T/ds/data.yaml" --imgsz 100
+expect_error "train bad variant" "is not one of" "$BIN" train --data "$T/ds/data.yaml" --variant huge --vocab "$FIX/../../weights_tools/data/vocab.txt"
+expect_error "train small imgsz" "anchors" "$BIN" train --data "$T/ds/data.yaml" --imgsz 64 --batch 4 --epochs 1 --vocab "$FIX/../../weights_tools/data/vocab.txt" --vocab-subset --out "$T/tr0" --threads 2
+OMP_WAIT_POLICY=passive "$BIN" train --data "$T/ds/data.yaml" --imgsz 128 --batch 4 --epochs 1 --threads 2 --workers 1 --out "$T/tr" \
+  --vocab "$FIX/../../weights_tools/data/vocab.txt" --vocab-subset >"$T/out" 2>"$T/err" && ok || bad "train failed: $(cat "$T/err")"
+/usr/bin/python3 -c "import json,sys; j=json.loads(open(sys.argv[1]).readline()); assert j['epoch']==1 and 'val' in j and 'box' in j['loss'], j" "$T/out" \
+  && ok || bad "train: JSON line: $(head -c 300 "$T/out")"
+[ -f "$T/tr/last.gguf" ] && [ -f "$T/tr/best.gguf" ] && ok || bad "train: no last.gguf / best.gguf"
+ls "$T/tr" | grep -q tmp && bad "train: temporary files left" || ok
+"$BIN" predict --weights "$T/tr/best.gguf" --source "$T/ds/images/val/1000001.png" --out "$T/trp" --imgsz 128 >"$T/out" 2>"$T/err" \
+  && [ -f "$T/trp/1000001.png" ] && [ -f "$T/trp/1000001_semantic_color.png" ] && ok || bad "predict with a gyolo-trained model: $(cat "$T/err")"
+# Ctrl-C: last.gguf saved, exit 130; --resume finishes the run
+OMP_WAIT_POLICY=passive "$BIN" train --data "$T/ds/data.yaml" --imgsz 128 --batch 2 --epochs 2 --threads 2 --workers 1 --out "$T/tc" \
+  --vocab "$FIX/../../weights_tools/data/vocab.txt" --vocab-subset >"$T/out" 2>"$T/err" &
+pid=$!
+for i in $(seq 1 600); do [ -f "$T/tc/last.gguf" ] && break; sleep 0.1; done
+kill -INT $pid; wait $pid; rc=$?
+[ $rc -eq 130 ] || [ $rc -eq 0 ] && ok || bad "train after SIGINT: exit $rc ($(cat "$T/err"))"
+[ -f "$T/tc/last.gguf" ] && ok || bad "train after SIGINT: no last.gguf"
+if [ $rc -eq 130 ]; then
+  grep -q "gyolo train --resume" "$T/err" && ok || bad "train after SIGINT: no resume hint"
+  OMP_WAIT_POLICY=passive "$BIN" train --resume "$T/tc/last.gguf" --threads 2 --workers 1 --json >"$T/out" 2>"$T/err" && ok || bad "train --resume: $(cat "$T/err")"
+  grep -q '"epoch":2' "$T/out" && ok || bad "train --resume did not finish epoch 2: $(head -c 300 "$T/out")"
+fi
+expect_error "train resume from converted weights" "gyolo.train" "$BIN" train --resume "$W"
 # ---- only bad images: non-zero exit, no outputs
 mkdir -p "$T/allbad"; cp "$FIX/image/empty.jpg" "$T/allbad/x.jpg"
 "$BIN" predict --weights random --source "$T/allbad" --out "$T/o8" >"$T/out" 2>"$T/err"; rc=$?

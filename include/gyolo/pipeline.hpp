@@ -88,7 +88,7 @@ struct detection {
   std::array<float, 4> box_input{};  // the same in network-input pixels (NMS output)
   float score = 0;
   int class_id = 0;                  // 0..nc-1
-  int category_id = 0;               // COCO category id (1..90) for the 80-class model
+  int category_id = 0;               // COCO category id (1..90) for the 80-class model; class_id + 1 for a model of its own taxonomy
   std::string label;
   int anchor = 0;                    // index on the prediction's anchor axis
   std::vector<float> coef;           // mask coefficients (nm)
@@ -97,25 +97,32 @@ struct detection {
 };
 
 struct semantic_result {
-  xt::xtensor<std::int16_t, 2> channels;        // [h0, w0] semantic channel index (0..172)
+  xt::xtensor<std::int16_t, 2> channels;        // [h0, w0] semantic channel index (0..172 for COCO)
   xt::xtensor<std::int16_t, 2> channels_input;  // [H, W] (keep_semantic_input), else empty
+  /// Category id of each channel for a model of another taxonomy (gyolo-trained: channel + 1);
+  /// empty: COCO's (Appendix B).
+  std::vector<int> channel_ids;
 
-  /// COCO category id of each pixel (Appendix B: things 1..90, stuff 92..182, other 183, 0 = unlabeled).
+  int category_of(int c) const {
+    if (channel_ids.empty()) return (c >= 0 && c < coco::num_semantic) ? coco::semantic_ids[std::size_t(c)] : 0;
+    return (c >= 0 && c < int(channel_ids.size())) ? channel_ids[std::size_t(c)] : 0;
+  }
+  /// Category id of each pixel (COCO, Appendix B: things 1..90, stuff 92..182, other 183, 0 = unlabeled).
   xt::xtensor<std::uint8_t, 2> category_map() const {
     xt::xtensor<std::uint8_t, 2> m = xt::xtensor<std::uint8_t, 2>::from_shape(channels.shape());
     auto s = channels.begin();
-    for (auto d = m.begin(); d != m.end(); ++d, ++s)
-      *d = std::uint8_t((*s >= 0 && *s < coco::num_semantic) ? coco::semantic_ids[std::size_t(*s)] : 0);
+    for (auto d = m.begin(); d != m.end(); ++d, ++s) *d = std::uint8_t(category_of(*s));
     return m;
   }
-  /// The COCO category ids present, ascending.
+  /// The category ids present, ascending.
   std::vector<int> category_ids() const {
-    std::vector<char> seen(coco::num_semantic, 0);
+    const int n = channel_ids.empty() ? coco::num_semantic : int(channel_ids.size());
+    std::vector<char> seen(std::size_t(n), 0);
     for (auto v : channels)
-      if (v >= 0 && v < coco::num_semantic) seen[std::size_t(v)] = 1;
+      if (v >= 0 && v < n) seen[std::size_t(v)] = 1;
     std::vector<int> ids;
-    for (int c = 0; c < coco::num_semantic; ++c)
-      if (seen[std::size_t(c)]) ids.push_back(coco::semantic_ids[std::size_t(c)]);
+    for (int c = 0; c < n; ++c)
+      if (seen[std::size_t(c)]) ids.push_back(category_of(c));
     std::sort(ids.begin(), ids.end());
     return ids;
   }
@@ -269,6 +276,8 @@ class pipeline {
     using clock = std::chrono::steady_clock;
     auto ms = [](clock::time_point a, clock::time_point z) { return std::chrono::duration<double, std::milli>(z - a).count(); };
     const int nc = model_type::config.nc, nm = model_type::config.nm;
+    // COCO's taxonomy (the released models), or a model's own: category id = semantic channel + 1
+    constexpr bool coco_taxonomy = model_type::config.nc == coco::num_things && model_type::config.nc + model_type::config.sem_nc == coco::num_semantic;
     // Detections.
     auto t0 = clock::now();
     const auto ps = out.pred.shape();  // [B, C, 1, A]
@@ -286,7 +295,7 @@ class pipeline {
         post::scale_box(g, d.box.data());
         d.score = q.score;
         d.class_id = q.cls;
-        d.category_id = nc == coco::num_things ? coco::thing_category_id(q.cls) : q.cls;
+        d.category_id = coco_taxonomy ? coco::thing_category_id(q.cls) : q.cls + 1;
         d.label = std::size_t(q.cls) < names.size() ? names[std::size_t(q.cls)] : "class" + std::to_string(q.cls);
         d.anchor = q.anchor;
         d.coef.resize(std::size_t(nm));
@@ -325,6 +334,8 @@ class pipeline {
       semantic_result s;
       s.channels = std::move(maps.original);
       s.channels_input = std::move(maps.input);
+      if (!coco_taxonomy)
+        for (int c = 0; c < ss.c; ++c) s.channel_ids.push_back(c + 1);
       r.semantic = std::move(s);
     }
     auto t3 = clock::now();
@@ -334,7 +345,10 @@ class pipeline {
       std::vector<post::panoptic_instance> inst;
       inst.reserve(r.detections.size());
       for (const auto& d : r.detections) inst.push_back({d.category_id, d.score, &d.mask});
-      r.panoptic = post::panoptic_fuse(inst, r.semantic->channels, o_.panoptic_conf);
+      std::vector<int> stuff;  // a model's own taxonomy: the channels after the things are stuff
+      if (!coco_taxonomy)
+        for (int c = 0; c < nc + model_type::config.sem_nc; ++c) stuff.push_back(c < nc ? 0 : c + 1);
+      r.panoptic = post::panoptic_fuse(inst, r.semantic->channels, o_.panoptic_conf, stuff);
     }
     r.timing_ms.panoptic = ms(t3, clock::now());
     return r;

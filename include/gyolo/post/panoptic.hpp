@@ -69,8 +69,11 @@ inline std::array<std::uint8_t, 3> instance_color(int id, int k) {
 }
 
 /// Fuses instances (NMS order) and a semantic channel map (post/semantic.hpp) of the same size.
+/// stuff_category: for a model of another taxonomy than COCO's (a model trained by gyolo on its own
+/// classes), the panoptic stuff category of each semantic channel (0: not stuff, e.g. the things'
+/// channels); empty: COCO's 173 channels and panoptic stuff categories (Appendix C).
 inline panoptic_map panoptic_fuse(const std::vector<panoptic_instance>& inst, const xt::xtensor<std::int16_t, 2>& sem,
-                                  double panoptic_conf = 0.25) {
+                                  double panoptic_conf = 0.25, const std::vector<int>& stuff_category = {}) {
   const int h = int(sem.shape()[0]), w = int(sem.shape()[1]);
   panoptic_map out;
   out.ids = xt::zeros<std::uint32_t>({std::size_t(h), std::size_t(w)});
@@ -110,23 +113,34 @@ inline panoptic_map panoptic_fuse(const std::vector<panoptic_instance>& inst, co
     finish(s, x0, y0, x1, y1);
   }
   // Stuff: each pixel's arg-max channel names at most one panoptic stuff category.
-  constexpr int ns = int(coco::panoptic_stuff_ids.size());
-  std::array<int, coco::num_semantic> group{};
-  for (int c = 0; c < coco::num_semantic; ++c)
-    group[std::size_t(c)] = c < coco::num_things ? -1 : coco::panoptic_stuff_index(coco::stuff_to_panoptic[std::size_t(c - coco::num_things)]);
-  std::array<panoptic_segment, ns> st{};
-  std::array<std::array<int, 4>, ns> ext{};
+  const bool coco_taxonomy = stuff_category.empty();
+  std::vector<int> stuff_ids;  // the stuff categories, in order
+  if (coco_taxonomy) stuff_ids.assign(coco::panoptic_stuff_ids.begin(), coco::panoptic_stuff_ids.end());
+  const int nch = coco_taxonomy ? coco::num_semantic : int(stuff_category.size());
+  std::vector<int> group(static_cast<std::size_t>(nch), -1);
+  for (int c = 0; c < nch; ++c) {
+    if (coco_taxonomy) {
+      group[std::size_t(c)] = c < coco::num_things ? -1 : coco::panoptic_stuff_index(coco::stuff_to_panoptic[std::size_t(c - coco::num_things)]);
+    } else if (stuff_category[std::size_t(c)] > 0) {
+      const auto it = std::find(stuff_ids.begin(), stuff_ids.end(), stuff_category[std::size_t(c)]);
+      group[std::size_t(c)] = int(it - stuff_ids.begin());
+      if (it == stuff_ids.end()) stuff_ids.push_back(stuff_category[std::size_t(c)]);
+    }
+  }
+  const int ns = int(stuff_ids.size());
+  std::vector<panoptic_segment> st(static_cast<std::size_t>(ns));
+  std::vector<std::array<int, 4>> ext(static_cast<std::size_t>(ns));
   for (int g = 0; g < ns; ++g) {
-    const int cat = coco::panoptic_stuff_ids[std::size_t(g)];
+    const int cat = stuff_ids[std::size_t(g)];
     st[std::size_t(g)].category_id = cat;
-    st[std::size_t(g)].rgb = coco::color_map[std::size_t(cat)];
+    st[std::size_t(g)].rgb = coco::color_map[std::size_t(cat) & 255u];
     st[std::size_t(g)].id = rgb_to_id(st[std::size_t(g)].rgb);
     ext[std::size_t(g)] = {w, h, -1, -1};
   }
   for (int y = 0; y < h; ++y)
     for (int x = 0; x < w; ++x) {
       const int c = sem(std::size_t(y), std::size_t(x));
-      if (c < 0 || c >= coco::num_semantic) continue;
+      if (c < 0 || c >= nch) continue;
       const int g = group[std::size_t(c)];
       if (g < 0 || occupied[std::size_t(y) * std::size_t(w) + std::size_t(x)]) continue;
       auto& s = st[std::size_t(g)];

@@ -99,26 +99,31 @@ struct initialiser {
 };
 }  // namespace init_detail
 
-/// Detect.bias_init for one head pair (box convs cvb.{i}, class convs cvc.{i}; strides 8, 16, 32).
+/// Detect.bias_init (spec §4.6): in each box branch cv2 / cv4 / cv6 and class branch cv3 / cv5 /
+/// cv7 of head 55, level i (stride 8, 16, 32), the last conv's bias (the branch's nn.Conv2d, the
+/// highest-numbered child with a bias): boxes 1, classes ln(5 / nc / (640 / stride)^2).
 template <class B>
 void head_bias_init(train_model<B>& m, int nc) {
-  std::map<std::string, param*> all;
-  nn::for_each_param(m, "model", [&](const std::string& n, param& p) { all[n] = &p; });
+  std::map<std::string, param*> last;  // "model.55.cv3.0." -> its last bias
+  nn::for_each_param(m, "model", [&](const std::string& n, param& p) {
+    if (n.rfind("model.55.cv", 0) != 0 || !init_detail::ends_with(n, ".bias") || n.find(".bn.") != std::string::npos) return;
+    const auto dot = n.find('.', n.find('.', 9) + 1);  // after "model.55.cvK.i"
+    last[n.substr(0, dot + 1)] = &p;                     // walk order: the last one wins
+  });
   const double strides[3] = {8, 16, 32};
-  for (const char* box : {"cv2", "cv4", "cv6"})
-    for (int i = 0; i < 3; ++i) {
-      auto it = all.find("model.55." + std::string(box) + "." + std::to_string(i) + ".2.bias");
-      if (it != all.end()) std::fill(it->second->value.begin(), it->second->value.end(), 1.0f);
+  for (int i = 0; i < 3; ++i) {
+    for (const char* box : {"cv2", "cv4", "cv6"}) {
+      auto it = last.find("model.55." + std::string(box) + "." + std::to_string(i) + ".");
+      if (it != last.end()) std::fill(it->second->value.begin(), it->second->value.end(), 1.0f);
     }
-  for (const char* cls : {"cv3", "cv5", "cv7"})
-    for (int i = 0; i < 3; ++i) {
-      auto it = all.find("model.55." + std::string(cls) + "." + std::to_string(i) + ".2.bias");
-      if (it == all.end()) continue;
-      const double s = strides[i];
-      const float b = float(std::log(5.0 / nc / ((640.0 / s) * (640.0 / s))));
+    for (const char* cls : {"cv3", "cv5", "cv7"}) {
+      auto it = last.find("model.55." + std::string(cls) + "." + std::to_string(i) + ".");
+      if (it == last.end()) continue;
+      const float b = float(std::log(5.0 / nc / ((640.0 / strides[i]) * (640.0 / strides[i]))));
       auto& v = it->second->value;
       std::fill(v.begin(), v.begin() + std::min<std::ptrdiff_t>(nc, std::ptrdiff_t(v.size())), b);
     }
+  }
 }
 
 /// Fresh weights for model m (built with init()) of a variant with nc classes, from `seed`.
