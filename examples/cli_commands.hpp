@@ -10,6 +10,9 @@ int train_step_command(int argc, char** argv);
 /// gyolo train (examples/cli_train.cpp).
 int train_command(int argc, char** argv);
 
+/// gyolo val (examples/cli_train.cpp).
+int val_command(int argc, char** argv);
+
 /// gyolo datagen (examples/cli_datagen.cpp).
 int datagen_command(int argc, char** argv);
 

@@ -63,6 +63,7 @@ void usage(std::ostream& o) {
   o << "usage: gyolo predict --weights FILE --source IMAGE_OR_DIR --out DIR [options]\n"
        "       gyolo bench --weights FILE|random [bench options]   (gyolo bench --help)\n"
        "       gyolo train --data DATA.yaml [train options]          (gyolo train --help)\n"
+       "       gyolo val --weights W.gguf --data DATA.yaml [--imgsz N]  (gyolo val --help)\n"
        "       gyolo datagen --out DIR [--train N] [--val N] [--seed S] (gyolo datagen --help)\n"
        "       gyolo train-step --weights W.gguf --batch batch.npz --out result.npz [--ni K] [--nb N]\n"
        "       gyolo info [--isas]    CPU features seen and kernels chosen\n"
@@ -819,7 +820,8 @@ int main(int argc, char** argv) {
     if (cmd == "train-step") return train_step_command(argc, argv);
     if (cmd == "train") return train_command(argc, argv);
     if (cmd == "datagen") return datagen_command(argc, argv);
-    if (cmd != "predict") throw error("unknown command '" + cmd + "' (expected: predict, bench, info, train, datagen, train-step)");
+    if (cmd == "val") return val_command(argc, argv);
+    if (cmd != "predict") throw error("unknown command '" + cmd + "' (expected: predict, bench, info, train, val, datagen, train-step)");
     return predict(parse(argc, argv));
   } catch (const std::exception& e) {
     std::cerr << "gyolo: error: " << e.what() << "\n";

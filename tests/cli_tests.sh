@@ -253,6 +253,9 @@ OMP_WAIT_POLICY=passive "$BIN" train --data "$T/ds/data.yaml" --imgsz 128 --batc
 ls "$T/tr" | grep -q tmp && bad "train: temporary files left" || ok
 "$BIN" predict --weights "$T/tr/best.gguf" --source "$T/ds/images/val/1000001.png" --out "$T/trp" --imgsz 128 >"$T/out" 2>"$T/err" \
   && [ -f "$T/trp/1000001.png" ] && [ -f "$T/trp/1000001_semantic_color.png" ] && ok || bad "predict with a gyolo-trained model: $(cat "$T/err")"
+"$BIN" val --weights "$T/tr/best.gguf" --data "$T/ds/data.yaml" --imgsz 128 --threads 2 >"$T/out" 2>"$T/err" \
+  && grep -q '"box_map50"' "$T/out" && grep -q '"images":4' "$T/out" && ok || bad "val: $(cat "$T/err") $(head -c 300 "$T/out")"
+expect_error "val no data" "needs --weights and --data" "$BIN" val --weights "$T/tr/best.gguf"
 # Ctrl-C: last.gguf saved, exit 130; --resume finishes the run
 OMP_WAIT_POLICY=passive "$BIN" train --data "$T/ds/data.yaml" --imgsz 128 --batch 2 --epochs 2 --threads 2 --workers 1 --out "$T/tc" \
   --vocab "$FIX/../../weights_tools/data/vocab.txt" --vocab-subset >"$T/out" 2>"$T/err" &
@@ -267,6 +270,23 @@ if [ $rc -eq 130 ]; then
   grep -q '"epoch":2' "$T/out" && ok || bad "train --resume did not finish epoch 2: $(head -c 300 "$T/out")"
 fi
 expect_error "train resume from converted weights" "gyolo.train" "$BIN" train --resume "$W"
+# ---- the shipped model (models/gyolo-shapes.gguf, trained by gyolo train) on the bundled scene it never saw:
+# "a red triangle and a yellow star and an orange square on the snow below the sky"
+SHIP="$FIX/../../models/gyolo-shapes.gguf"; SCENE="$FIX/../../examples/data/shapes.png"
+if [ -f "$SHIP" ]; then
+  "$BIN" predict --weights "$SHIP" --source "$SCENE" --imgsz 256 --out "$T/ship" >"$T/out" 2>"$T/err" && ok || bad "shipped model: $(cat "$T/err")"
+  /usr/bin/python3 - "$T/ship/shapes.json" <<'PYEOF' && ok || bad "shipped model: wrong answers on the bundled scene"
+import json, sys
+j = json.load(open(sys.argv[1]))
+dets = sorted(d['label'] for d in j['detections'] if d['score'] >= 0.5)
+assert dets == ['square', 'star', 'triangle'], dets
+cap = j['caption']
+assert cap.endswith('on the snow below the sky'), cap  # the objects' colours are not yet reliable (docs/training.md)
+cats = j['semantic']['category_ids']
+assert {1 + 2, 1 + 3, 1 + 1, 5 + 0 + 1, 5 + 4 + 1} <= set(cats), cats  # triangle, star, square, sky, snow
+assert any(s['isthing'] is False for s in j['panoptic']['segments_info'])
+PYEOF
+fi
 # ---- only bad images: non-zero exit, no outputs
 mkdir -p "$T/allbad"; cp "$FIX/image/empty.jpg" "$T/allbad/x.jpg"
 "$BIN" predict --weights random --source "$T/allbad" --out "$T/o8" >"$T/out" 2>"$T/err"; rc=$?

@@ -58,6 +58,9 @@ struct eval_metrics {
     j["mask_map50_95"] = mask_map();
     j["semantic_miou"] = miou();
     j["semantic_acc"] = semantic.aacc;
+    nlohmann::json per = nlohmann::json::array();  // per semantic channel, null where undefined
+    for (double v : semantic.iou) per.push_back(std::isnan(v) ? nlohmann::json(nullptr) : nlohmann::json(v));
+    j["semantic_iou"] = per;
     j["pq"] = panoptic.all.pq;
     j["sq"] = panoptic.all.sq;
     j["rq"] = panoptic.all.rq;
