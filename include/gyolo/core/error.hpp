@@ -2,12 +2,32 @@
 #pragma once
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace gyolo {
 
 struct error : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
+
+/// Bytes that came from a file, as they may appear in a message: printable ASCII kept, every other
+/// byte as \xNN; at most max_len bytes, then "...".
+inline std::string printable(std::string_view s, std::size_t max_len = std::string_view::npos) {
+  static const char* hex = "0123456789abcdef";
+  std::string r;
+  for (std::size_t i = 0; i < s.size() && i < max_len; ++i) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x20 && c < 0x7F) {
+      r.push_back(char(c));
+    } else {
+      r += "\\x";
+      r.push_back(hex[c >> 4]);
+      r.push_back(hex[c & 15]);
+    }
+  }
+  if (s.size() > max_len) r += "...";
+  return r;
+}
 
 #define GYOLO_CHECK(cond, msg)                 \
   do {                                         \

@@ -17,16 +17,16 @@
 #include <vector>
 
 #include "gyolo/core/error.hpp"
+#include "gyolo/core/random.hpp"
 #include "gyolo/io/image_types.hpp"
 
 namespace gyolo::data {
 
-/// splitmix64. uniform(): the top 53 bits / 2^53 in [0, 1); uniform(a, b) = a + (b - a) * u;
+/// splitmix64 (core/random.hpp). uniform(): the top 53 bits / 2^53 in [0, 1); uniform(a, b) = a + (b - a) * u;
 /// randint(lo, hi) = lo + floor(u * (hi - lo + 1)) (inclusive); normal(): Box-Muller;
 /// gamma(a): Marsaglia-Tsang; beta(a, b) = X / (X + Y).
-struct aug_rng {
-  std::uint64_t state = 0;
-  explicit aug_rng(std::uint64_t seed = 0) : state(seed) {}
+struct aug_rng : splitmix64 {
+  explicit aug_rng(std::uint64_t seed = 0) : splitmix64(seed) {}
   /// The generator of one sample: (seed, epoch, position in the epoch, attempt) mixed.
   static aug_rng for_sample(std::uint64_t seed, std::uint64_t epoch, std::uint64_t pos, std::uint64_t attempt = 0) {
     aug_rng r(seed);
@@ -37,14 +37,6 @@ struct aug_rng {
     }
     return aug_rng(s);
   }
-  std::uint64_t next() {
-    std::uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  double uniform() { return double(next() >> 11) * (1.0 / 9007199254740992.0); }
-  double uniform(double a, double b) { return a + (b - a) * uniform(); }
   int randint(int lo, int hi) {
     const long long span = (long long)hi - lo + 1;
     long long k = (long long)std::floor(uniform() * double(span));

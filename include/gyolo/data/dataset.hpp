@@ -91,6 +91,18 @@ inline std::vector<std::string> lines_of(const std::string& text) {
   return out;
 }
 
+/// Each non-empty line of a label file `file` as f(line number, tokens, "label 'file' line n: ").
+template <class F>
+void for_each_row(const std::string& text, const std::string& file, F&& f) {
+  const auto lines = lines_of(text);
+  for (std::size_t li = 0; li < lines.size(); ++li) {
+    const auto tok = split_ws(lines[li]);
+    if (tok.empty()) continue;
+    const int ln = int(li) + 1;
+    f(ln, tok, "label '" + file + "' line " + std::to_string(ln) + ": ");
+  }
+}
+
 /// A number token as float, or an error naming the file, line and token.
 inline double parse_number(const std::string& tok, const std::string& file, int line) {
   std::size_t used = 0;
@@ -283,12 +295,7 @@ struct semantic_polygon {
 inline std::vector<instance_label> parse_labels(const std::string& text, const std::string& file, int nc) {
   using namespace detail::ds;
   std::vector<instance_label> out;
-  const auto lines = lines_of(text);
-  for (std::size_t li = 0; li < lines.size(); ++li) {
-    const int ln = int(li) + 1;
-    const auto tok = split_ws(lines[li]);
-    if (tok.empty()) continue;
-    const auto where = "label '" + file + "' line " + std::to_string(ln) + ": ";
+  for_each_row(text, file, [&](int ln, const std::vector<std::string>& tok, const std::string& where) {
     instance_label L;
     L.cls = parse_class(tok[0], file, ln, nc, "class");
     std::vector<double> v;
@@ -315,7 +322,7 @@ inline std::vector<instance_label> parse_labels(const std::string& text, const s
                   " columns: expected 5 (cls xc yc w h) or an odd count >= 7 (cls and >= 3 points)");
     }
     out.push_back(std::move(L));
-  }
+  });
   return out;
 }
 
@@ -323,12 +330,7 @@ inline std::vector<instance_label> parse_labels(const std::string& text, const s
 inline std::vector<semantic_polygon> parse_stuff(const std::string& text, const std::string& file, int channels) {
   using namespace detail::ds;
   std::vector<semantic_polygon> out;
-  const auto lines = lines_of(text);
-  for (std::size_t li = 0; li < lines.size(); ++li) {
-    const int ln = int(li) + 1;
-    const auto tok = split_ws(lines[li]);
-    if (tok.empty()) continue;
-    const auto where = "label '" + file + "' line " + std::to_string(ln) + ": ";
+  for_each_row(text, file, [&](int ln, const std::vector<std::string>& tok, const std::string& where) {
     semantic_polygon s;
     s.channel = parse_class(tok[0], file, ln, channels, "semantic channel");
     if (tok.size() % 2 == 0) throw error(where + "odd number of coordinates");
@@ -339,7 +341,7 @@ inline std::vector<semantic_polygon> parse_stuff(const std::string& text, const 
       s.polygon.push_back(float(x));
     }
     out.push_back(std::move(s));
-  }
+  });
   return out;
 }
 

@@ -41,6 +41,7 @@
 
 #include "gyolo/core/error.hpp"
 #include "gyolo/core/parallel.hpp"
+#include "gyolo/core/random.hpp"
 #include "gyolo/io/image_types.hpp"
 #include "gyolo/post/png.hpp"
 
@@ -92,22 +93,9 @@ inline constexpr std::array<unsigned, 7> stuff_forbidden_colours = {
 // ---------------------------------------------------------------------------------------------
 // Random numbers (identical on every platform: integer arithmetic, explicit float mapping)
 
-/// splitmix64's output function: a bijective 64-bit mix.
-inline std::uint64_t mix64(std::uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-/// splitmix64 generator.
-struct rng {
-  std::uint64_t state = 0;
-  explicit rng(std::uint64_t seed) : state(seed) {}
-  std::uint64_t next() { return mix64(state += 0x9E3779B97F4A7C15ull); }
-  /// Uniform in [0, 1) with 53 random bits.
-  double uniform() { return double(next() >> 11) * 0x1.0p-53; }
-  /// Uniform in [a, b).
-  double uniform(double a, double b) { return a + (b - a) * uniform(); }
+/// splitmix64 (core/random.hpp: next, uniform) with the scenes' integer and coin draws.
+struct rng : splitmix64 {
+  explicit rng(std::uint64_t seed) : splitmix64(seed) {}
   /// Uniform integer in [lo, hi] (hi - lo < 2^32).
   int range(int lo, int hi) {
     const std::uint64_t n = std::uint64_t(std::int64_t(hi) - lo) + 1;

@@ -46,23 +46,8 @@ struct yaml_node {
 
 namespace detail::yaml {
 
-/// Bytes from a file as they may appear in a message: printable ASCII kept, others as \xNN.
-inline std::string printable(const std::string& s, std::size_t max_len = 80) {
-  std::string r;
-  static const char* hex = "0123456789abcdef";
-  for (std::size_t i = 0; i < s.size() && i < max_len; ++i) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c >= 0x20 && c < 0x7F) {
-      r.push_back(char(c));
-    } else {
-      r += "\\x";
-      r.push_back(hex[c >> 4]);
-      r.push_back(hex[c & 15]);
-    }
-  }
-  if (s.size() > max_len) r += "...";
-  return r;
-}
+/// Bytes from a file as they may appear in a message (gyolo::printable), at most 80 of them.
+inline std::string printable(const std::string& s, std::size_t max_len = 80) { return gyolo::printable(s, max_len); }
 
 struct line_t {
   int no = 0;       // 1-based

@@ -27,21 +27,6 @@ inline std::uint64_t rd(const std::vector<char>& b, std::uint64_t at, int bytes,
 inline void wr(std::string& o, std::uint64_t v, int bytes) {
   for (int i = 0; i < bytes; ++i) o.push_back(char((v >> (8 * i)) & 0xFF));
 }
-/// A member name as it may be shown in an error: printable ASCII kept, other bytes escaped.
-inline std::string printable(const std::string& s) {
-  std::string r;
-  for (unsigned char c : s) {
-    if (c >= 0x20 && c < 0x7F) {
-      r.push_back(char(c));
-    } else {
-      static const char* hex = "0123456789abcdef";
-      r += "\\x";
-      r.push_back(hex[c >> 4]);
-      r.push_back(hex[c & 15]);
-    }
-  }
-  return r;
-}
 }  // namespace detail
 
 /// The arrays of an .npz file by name (the member name without ".npy").
@@ -88,12 +73,12 @@ inline std::map<std::string, npy::array> load(const std::string& path) {
     // ZIP64 extra field: the 64-bit values of the fields that hold 0xFFFFFFFF, in this order
     for (std::uint64_t x = p + 46 + nlen; x + 4 <= p + 46 + nlen + xlen;) {
       const auto id = rd(b, x, 2, path), len = rd(b, x + 2, 2, path);
-      if (x + 4 + len > p + 46 + nlen + xlen) throw error("npz: '" + path + "': bad extra field of '" + detail::printable(name) + "'");
+      if (x + 4 + len > p + 46 + nlen + xlen) throw error("npz: '" + path + "': bad extra field of '" + printable(name) + "'");
       if (id == 0x0001) {
         std::uint64_t q = x + 4;
         auto take = [&](std::uint64_t& v) {
           if (v != 0xFFFFFFFF) return;
-          if (q + 8 > x + 4 + len) throw error("npz: '" + path + "': short ZIP64 field of '" + detail::printable(name) + "'");
+          if (q + 8 > x + 4 + len) throw error("npz: '" + path + "': short ZIP64 field of '" + printable(name) + "'");
           v = rd(b, q, 8, path);
           q += 8;
         };
@@ -104,7 +89,7 @@ inline std::map<std::string, npy::array> load(const std::string& path) {
       x += 4 + len;
     }
     p += 46 + nlen + xlen + clen;
-    const std::string shown = path + ":" + detail::printable(name);
+    const std::string shown = path + ":" + printable(name);
     if (method != 0) throw error("npz: '" + shown + "' is compressed (method " + std::to_string(method) + "); save with np.savez, not np.savez_compressed");
     if (flags & 1) throw error("npz: '" + shown + "' is encrypted");
     if (csize != usize) throw error("npz: '" + shown + "': stored sizes differ");

@@ -15,25 +15,11 @@
 #include <map>
 #include <string>
 
+#include "gyolo/core/random.hpp"
 #include "gyolo/model/train_model.hpp"
 #include "gyolo/nn/module.hpp"
 
 namespace gyolo::train {
-
-/// splitmix64: a small, fast, well-mixed generator with a fixed algorithm.
-struct splitmix64 {
-  std::uint64_t s;
-  explicit splitmix64(std::uint64_t seed) : s(seed) {}
-  std::uint64_t next() {
-    std::uint64_t z = (s += 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    return z ^ (z >> 31);
-  }
-  /// Uniform in [0, 1) with 24 random bits.
-  float uniform() { return float(next() >> 40) * (1.0f / 16777216.0f); }
-  float uniform(float lo, float hi) { return lo + (hi - lo) * uniform(); }
-};
 
 /// FNV-1a of a name: each tensor draws from its own stream (seed, name), so adding a tensor does
 /// not change the others.
@@ -59,7 +45,7 @@ struct initialiser {
 
   void fill_uniform(param& p, const std::string& name, double bound) {
     splitmix64 g(seed ^ name_hash(name));
-    for (auto& v : p.value) v = g.uniform(float(-bound), float(bound));
+    for (auto& v : p.value) v = g.uniform_f(float(-bound), float(bound));
   }
   void param(const std::string& name, gyolo::param& p) {
     const bool weight = ends_with(name, ".weight") || ends_with(name, "_weight");
