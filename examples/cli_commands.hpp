@@ -1,5 +1,6 @@
 // What the gyolo CLI's translation units share.
 #pragma once
+#include <cstdio>
 #include <string>
 
 #include "gyolo/core/error.hpp"
@@ -28,4 +29,28 @@ inline int parse_int(const std::string& flag, const std::string& v, int lo, int 
   if (pos != v.size() || v.empty()) throw gyolo::error(flag + " expects an integer, got '" + v + "'");
   if (x < lo || x > hi) throw gyolo::error(flag + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v);
   return int(x);
+}
+
+/// x with `prec` decimals.
+inline std::string fmt(double x, int prec) {
+  char b[64];
+  std::snprintf(b, sizeof b, "%.*f", prec, x);
+  return b;
+}
+
+/// Seconds as m:ss or h:mm:ss.
+inline std::string hms(double s) {
+  const long t = long(s + 0.5);
+  char b[32];
+  if (t >= 3600) std::snprintf(b, sizeof b, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+  else std::snprintf(b, sizeof b, "%ld:%02ld", t / 60, t % 60);
+  return b;
+}
+
+/// "[########................] 12/50": a progress bar of `width` cells.
+inline std::string progress_bar(long done, long total, int width = 24) {
+  const int fill = total > 0 ? int(double(done) / double(total) * width) : 0;
+  std::string bar(std::size_t(fill < width ? fill : width), '#');
+  bar.resize(std::size_t(width), '.');
+  return "[" + bar + "] " + std::to_string(done) + "/" + std::to_string(total);
 }

@@ -103,20 +103,16 @@ train_cli parse_train(int argc, char** argv) {
   return c;
 }
 
-std::string fmt(double x, int prec) {
-  char b[64];
-  std::snprintf(b, sizeof b, "%.*f", prec, x);
-  return b;
-}
-std::string hms(double s) {
-  const long t = long(s + 0.5);
-  char b[32];
-  if (t >= 3600) std::snprintf(b, sizeof b, "%ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
-  else std::snprintf(b, sizeof b, "%ld:%02ld", t / 60, t % 60);
-  return b;
-}
-
 }  // namespace
+
+/// The model in a gyolo-written or converted (--training) file: its info, and m built and loaded.
+train::model_info load_train_model(const gguf::file& f, const std::string& path, train_model<cpu>& m) {
+  auto info = train::read_model_info(f, path);
+  m.init(info.variant, info.grit);
+  gguf_weights ws(f);
+  nn::load_tensors(m, ws, "model");
+  return info;
+}
 
 int train_command(int argc, char** argv) {
   auto c = parse_train(argc, argv);
@@ -127,7 +123,6 @@ int train_command(int argc, char** argv) {
   if (!c.resume.empty()) {
     resume_file.emplace(c.resume);
     const auto& f = *resume_file;
-    info = train::read_model_info(f, c.resume);
     if (!f.has("gyolo.train.run")) f.fail("holds no gyolo.train.run: not a last.gguf written by gyolo train");
     try {
       c.run = train::run_options::from_json(nlohmann::json::parse(f.get_string("gyolo.train.run")));
@@ -135,33 +130,33 @@ int train_command(int argc, char** argv) {
       f.fail(std::string("gyolo.train.run is malformed: ") + e.what());
     }
     c.out = fs::path(c.resume).parent_path().string();
-    m.init(info.variant, info.grit);
-    gguf_weights ws(f);
-    nn::load_tensors(m, ws, "model");
+    info = load_train_model(f, c.resume, m);
   } else {
     c.run.data = fs::absolute(c.run.data).lexically_normal().string();  // --resume may run from elsewhere
     const auto cfg = data::read_data_yaml(c.run.data);
     const int sem_nc = int(cfg.stuff_names.size());
     std::string vocab_path = c.vocab;
-    if (vocab_path.empty()) {  // vocab.txt beside the data yaml, $GYOLO_VOCAB, then the source tree's copy
+    if (vocab_path.empty()) {
+      // vocab.txt beside the data yaml, $GYOLO_VOCAB, the installed copy (<prefix>/share/gyolo beside
+      // <prefix>/bin/gyolo), then the source tree's copy (running from a checkout)
       const fs::path beside = fs::path(c.run.data).parent_path() / "vocab.txt";
       const char* env = std::getenv("GYOLO_VOCAB");
+      std::error_code ec;
+      const fs::path installed = fs::canonical("/proc/self/exe", ec).parent_path().parent_path() / "share" / "gyolo" / "vocab.txt";
       if (fs::exists(beside)) vocab_path = beside.string();
       else if (env && *env) vocab_path = env;
+      else if (!ec && fs::exists(installed, ec)) vocab_path = installed.string();
       else if (fs::exists("weights_tools/data/vocab.txt")) vocab_path = "weights_tools/data/vocab.txt";
       else throw error("no caption vocabulary: pass --vocab FILE (upstream's data/vocab.txt; gyolo's copy is weights_tools/data/vocab.txt)");
     }
     if (!c.weights.empty()) {  // fine-tune a converted (--training) or gyolo-written checkpoint
       gguf::file f(c.weights);
-      info = train::read_model_info(f, c.weights);
+      if (!f.find("model.27.conv.weight")) f.fail("holds no training tensors: convert with weights_tools/convert.py --training");
+      info = load_train_model(f, c.weights, m);
       if (info.variant.nc != cfg.nc || info.variant.sem_nc != sem_nc)
         throw error("--weights '" + c.weights + "' has nc = " + std::to_string(info.variant.nc) + " and " +
                     std::to_string(info.variant.sem_nc) + " stuff channels, the data " + std::to_string(cfg.nc) + " and " +
                     std::to_string(sem_nc) + " (fine-tuning to other classes is not supported yet)");
-      if (!f.find("model.27.conv.weight")) f.fail("holds no training tensors: convert with weights_tools/convert.py --training");
-      m.init(info.variant, info.grit);
-      gguf_weights ws(f);
-      nn::load_tensors(m, ws, "model");
     } else {
       info = train::new_model_info(cfg, c.variant, train::read_vocab(vocab_path), c.vocab_subset);
       m.init(info.variant, info.grit);
@@ -176,12 +171,8 @@ int train_command(int argc, char** argv) {
   cb.warn = [](const std::string& w) { std::cerr << "warning: " << w << "\n"; };
   if (tty)
     cb.on_batch = [](const train::batch_progress& p) {
-      const int width = 24;
-      const int fill = p.batches ? int(double(p.batch) / p.batches * width) : 0;
-      std::string bar(std::size_t(fill), '#');
-      bar.resize(std::size_t(width), '.');
-      std::string l = "\r" + std::to_string(p.epoch + 1) + "/" + std::to_string(p.epochs) + " [" + bar + "] " + std::to_string(p.batch) +
-                      "/" + std::to_string(p.batches) + " " + fmt(p.images_per_s, 1) + " img/s ETA " + hms(p.eta_s);
+      std::string l = "\r" + std::to_string(p.epoch + 1) + "/" + std::to_string(p.epochs) + " " + progress_bar(p.batch, p.batches) + " " +
+                      fmt(p.images_per_s, 1) + " img/s ETA " + hms(p.eta_s);
       for (int i = 0; i < 7; ++i) l += std::string(" ") + train::loss_means::names[i] + " " + fmt(p.losses->mean(i), 3);
       std::cout << l << "\033[K" << std::flush;
     };

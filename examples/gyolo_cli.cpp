@@ -13,6 +13,7 @@
 // terminal) and errors. Schema: docs/outputs.md.
 // Errors: one line on stderr, non-zero exit, no partial result files. A directory with some bad
 // images processes the good ones, reports the bad ones and exits with 1.
+#include <glob.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -57,6 +58,7 @@ struct options : model_run_options {
   bool e2e_topk = false;
   task_set tasks;
   bool draw = true;
+  bool json = false;  // JSON lines on stdout even on a terminal
 };
 
 void usage(std::ostream& o) {
@@ -86,8 +88,13 @@ void usage(std::ostream& o) {
        "  --save-raw          also <stem>_raw/: input, pred, proto, semantic, det, masks,\n"
        "                      semantic_argmax (and caption_tokens) as .npy\n"
        "  --no-draw           do not write <stem>.png\n"
+       "  --json              JSON lines on stdout also on a terminal\n"
+       "--source: an image, a folder of images, a glob pattern (quoted: 'dir/*.jpg') or a .txt file\n"
+       "listing image paths (relative to the list's folder).\n"
        "outputs per image in DIR: <stem>.json <stem>.png <stem>_semantic.png <stem>_panoptic.png\n"
-       "(schema: docs/outputs.md); stdout: one JSON line per image.\n";
+       "(schema: docs/outputs.md). stdout: on a terminal a summary line per image (counts per class,\n"
+       "caption, time) and a progress bar for several images; otherwise, or with --json, one JSON\n"
+       "line per image.\n";
 }
 
 double parse_real(const std::string& flag, const std::string& v, double lo, double hi) {
@@ -144,6 +151,7 @@ options parse(int argc, char** argv) {
     else if (a == "--multi-label") o.nms.multi_label = true;
     else if (a == "--e2e-topk") o.e2e_topk = true;
     else if (a == "--no-draw") o.draw = false;
+    else if (a == "--json") o.json = true;
     else if (a == "--classes") {
       // "0,2,3" or "0 2 3" (upstream's nargs='+')
       std::string v = val();
@@ -199,18 +207,58 @@ void check_weights_kind(const std::string& path) {
   throw error("weights file '" + path + "' is not a GGUF file made by weights_tools/convert.py");
 }
 
+bool has_glob_chars(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
+
+/// The image files of --source: a file; a folder (its regular files, not hidden, sorted); a glob
+/// pattern ("images/*.jpg", sorted); or a .txt file listing one path per line (relative paths are
+/// relative to the list's folder; blank lines and lines starting with '#' are skipped).
 std::vector<fs::path> list_sources(const std::string& src) {
   std::error_code ec;
-  if (!fs::exists(src, ec)) throw error("source '" + src + "' does not exist");
   std::vector<fs::path> files;
+  if (!fs::exists(src, ec)) {
+    if (ec && ec != std::errc::no_such_file_or_directory) throw error("cannot access source '" + src + "': " + ec.message());
+    if (!has_glob_chars(src)) throw error("source '" + src + "' does not exist");
+    glob_t g{};
+    const int rc = ::glob(src.c_str(), GLOB_ERR, nullptr, &g);
+    if (rc == 0)
+      for (std::size_t i = 0; i < g.gl_pathc; ++i)
+        if (fs::is_regular_file(g.gl_pathv[i], ec)) files.emplace_back(g.gl_pathv[i]);
+    globfree(&g);
+    if (rc != 0 && rc != GLOB_NOMATCH) throw error("source pattern '" + src + "' could not be expanded (an unreadable folder?)");
+    if (files.empty()) throw error("source pattern '" + src + "' matches no files");
+    std::sort(files.begin(), files.end());
+    return files;
+  }
   if (fs::is_directory(src, ec)) {
-    for (auto& e : fs::directory_iterator(src, ec))
-      if (e.is_regular_file() && e.path().filename().string()[0] != '.') files.push_back(e.path());
+    // Regular files (not hidden). An entry whose type cannot be read (a symlink loop, a dangling
+    // link) is kept: decoding it fails with the reason, it is reported, and the others still run.
+    // FIFOs, sockets and devices are left out.
+    for (auto& e : fs::directory_iterator(src, ec)) {
+      if (e.path().filename().string()[0] == '.') continue;
+      std::error_code te;
+      const bool regular = e.is_regular_file(te);
+      if (regular || te) files.push_back(e.path());
+    }
     if (ec) throw error("cannot list source directory '" + src + "': " + ec.message());
     std::sort(files.begin(), files.end());
     if (files.empty()) throw error("source directory '" + src + "' contains no files");
-  } else {
+  } else if (fs::path(src).extension() == ".txt") {
+    std::ifstream f(src);
+    if (!f) throw error("cannot read the source list '" + src + "'");
+    const fs::path base = fs::path(src).parent_path();
+    std::string line;
+    while (std::getline(f, line)) {
+      while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
+      const auto b = line.find_first_not_of(" \t");
+      if (b == std::string::npos || line[b] == '#') continue;
+      const fs::path p = line.substr(b);
+      files.push_back(p.is_absolute() ? p : base / p);
+    }
+    if (files.empty()) throw error("the source list '" + src + "' names no files");
+  } else if (fs::is_regular_file(src, ec)) {
     files.push_back(src);
+  } else {
+    throw error("source '" + src + "' is not a regular file or a folder (FIFOs, sockets and devices are not read)");
   }
   return files;
 }
@@ -236,35 +284,6 @@ void save_npy(const fs::path& dir, const char* name, const T* data, std::vector<
   npy::save<T>((dir / (std::string(name) + ".npy")).string(), data, shape);
 }
 
-double round_to(double v, double s) { return std::nearbyint(v * s) / s; }
-
-/// Files of one image, written all-or-nothing: every file first goes to a temporary name, then
-/// all are renamed.
-struct output_set {
-  std::vector<std::pair<fs::path, std::vector<std::uint8_t>>> files;
-  void add(const fs::path& p, std::vector<std::uint8_t> b) { files.emplace_back(p, std::move(b)); }
-  void add(const fs::path& p, const std::string& s) { files.emplace_back(p, std::vector<std::uint8_t>(s.begin(), s.end())); }
-  void commit() {
-    std::vector<fs::path> tmps;
-    try {
-      for (auto& [p, b] : files) {
-        const fs::path t = p.parent_path() / ("." + p.filename().string() + ".tmp");
-        std::ofstream f(t, std::ios::binary | std::ios::trunc);
-        tmps.push_back(t);
-        if (!f) throw error("cannot write '" + t.string() + "'");
-        f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
-        f.close();
-        if (!f) throw error("writing '" + p.string() + "' failed (disk full?)");
-      }
-      for (std::size_t i = 0; i < files.size(); ++i) fs::rename(tmps[i], files[i].first);
-    } catch (...) {
-      std::error_code ec;
-      for (auto& t : tmps) fs::remove(t, ec);
-      throw;
-    }
-  }
-};
-
 template <variant V>
 struct runner {
   using M = model<cpu, V>;
@@ -282,17 +301,11 @@ struct runner {
     using clock = std::chrono::steady_clock;
     const auto t0 = clock::now();
     const fs::path out(o.out);
-    output_set files;
+    post::atomic_file_set files;
     nlohmann::json dets = nlohmann::json::array(), brief = nlohmann::json::array();
     for (const auto& d : r.detections) {
-      nlohmann::json b{{"box", {round_to(d.box[0], 1e3), round_to(d.box[1], 1e3), round_to(d.box[2], 1e3), round_to(d.box[3], 1e3)}},
-                       {"score", round_to(d.score, 1e6)},
-                       {"class_id", d.class_id},
-                       {"category_id", d.category_id},
-                       {"label", d.label}};
-      brief.push_back(b);
-      if (pipe.options().tasks.masks) b["mask"] = rle_json(d.mask);
-      dets.push_back(std::move(b));
+      brief.push_back(detection_json(d, false));
+      dets.push_back(detection_json(d, pipe.options().tasks.masks));
     }
     nlohmann::json j{{"image", file.string()},
                      {"width", r.width},
@@ -315,14 +328,7 @@ struct runner {
       j["semantic"] = {{"png", name}, {"category_ids", r.semantic->category_ids()}};
       outputs["semantic"] = name;
       if (o.draw) {  // a picture of it: each category's colour blended over the image
-        image_u8 pic = img;
-        for (int y = 0; y < pic.height; ++y)
-          for (int x = 0; x < pic.width; ++x) {
-            const int c = cat(std::size_t(y), std::size_t(x));
-            if (c == 0) continue;
-            const auto& col = coco::color_map[std::size_t(c)];
-            post::blend_pixel(pic, x, y, {col[0], col[1], col[2]}, 0.6f);
-          }
+        const image_u8 pic = render_semantic(img, *r.semantic);
         const auto rgbv = post::bgr_to_rgb(pic);
         files.add(out / (stem + "_semantic_color.png"), post::encode_png(rgbv.data(), pic.width, pic.height, 3));
         outputs["semantic_picture"] = stem + "_semantic_color.png";
@@ -350,6 +356,9 @@ struct runner {
                           {"panoptic", t.panoptic}, {"caption", t.caption},   {"encode", ms(t0, t_enc)}};
     j["timing_ms"] = timing;
     j["batch"] = r.batch;
+    nlohmann::json skipped = nlohmann::json::array();
+    for (const auto& t : r.skipped) skipped.push_back({{"task", t.task}, {"reason", t.reason}});
+    j["skipped"] = skipped;
     files.add(out / (stem + ".json"), j.dump(1) + "\n");
     fs::path raw_tmp;
     if (o.save_raw) raw_tmp = save_raw(out, stem, r);
@@ -380,6 +389,7 @@ struct runner {
             {"detections", brief},
             {"caption", j["caption"]},
             {"files", outputs},
+            {"skipped", skipped},
             {"timing_ms", timing}};
   }
 
@@ -447,11 +457,32 @@ struct runner {
   }
 };
 
+/// The terminal's line for one image: "image 2/5 dir/a.jpg 640x480: 2 persons, 1 dog; "a man ..." (85 ms)"
+/// (counts per class in class order, as ultralytics' predict prints them).
+std::string summary_line(std::size_t i, std::size_t total, const fs::path& file, const image_result& r) {
+  std::map<int, std::pair<std::string, int>> by_class;
+  for (const auto& d : r.detections) {
+    auto& e = by_class[d.class_id];
+    e.first = d.label;
+    ++e.second;
+  }
+  std::string s = "image " + std::to_string(i) + "/" + std::to_string(total) + " " + file.string() + " " + std::to_string(r.width) +
+                  "x" + std::to_string(r.height) + ":";
+  if (by_class.empty()) s += " no detections";
+  bool first = true;
+  for (const auto& [c, e] : by_class) {
+    s += std::string(first ? " " : ", ") + std::to_string(e.second) + " " + printable(e.first) + (e.second > 1 ? "s" : "");
+    first = false;
+  }
+  if (r.caption) s += "; \"" + printable(r.caption->text) + "\"";
+  for (const auto& t : r.skipped) s += "; no " + t.task;
+  return s + " (" + fmt(r.timing_ms.total(), 0) + " ms)";
+}
+
 template <variant V>
-int predict_as(const options& o) {
+int predict_as(const options& o, std::optional<gguf::file> weights_file) {
   using M = model<cpu, V>;
-  const bool random = o.weights == "random";
-  if (!random) check_weights_kind(o.weights);
+  const bool random = !weights_file;
   auto files = list_sources(o.source);
   const auto stems = output_stems(files);
   {
@@ -469,7 +500,8 @@ int predict_as(const options& o) {
     if (M::config.nc == coco::num_things)  // readable labels for the demo
       for (int c = 0; c < coco::num_things; ++c) names.emplace_back(coco::semantic_names[std::size_t(c)]);
   } else {
-    m.emplace(M::load(o.weights));
+    m.emplace(M::load(*weights_file));
+    weights_file.reset();  // the file's bytes are not needed once the model holds its weights
   }
   context<cpu> ctx(o.threads);
   pipeline_options po;
@@ -484,11 +516,34 @@ int predict_as(const options& o) {
   po.class_names = names;
   po.max_batch = o.batch;
   fs::create_directories(o.out);
+  {  // the output folder must take files before any image is inferred
+    const fs::path probe = fs::path(o.out) / (".gyolo-write-test-" + std::to_string(::getpid()));
+    std::ofstream f(probe, std::ios::binary | std::ios::trunc);
+    const bool writable = f && f.write("x", 1) && (f.close(), !f.fail());
+    std::error_code ec;
+    fs::remove(probe, ec);
+    if (!writable) throw error("cannot write into the output folder '" + o.out + "'");
+  }
   runner<V> run(o, *m, ctx, po);
   run.tty = isatty(2) != 0;
-  int failed = 0;
+  const bool human = !o.json && isatty(1) != 0;  // a summary line per image instead of JSON
+  const bool bar = run.tty && files.size() > 1;   // a progress bar on stderr
+  int failed = 0, done = 0;
   const std::size_t total = files.size();
+  const auto t_start = std::chrono::steady_clock::now();
+  auto elapsed_s = [&] { return std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count(); };
+  auto clear_bar = [&] {
+    if (bar) std::cerr << "\r\033[K" << std::flush;
+  };
+  auto draw_bar = [&] {
+    if (!bar) return;
+    const double s = elapsed_s(), rate = s > 0 ? double(done + failed) / s : 0;
+    const double eta = rate > 0 ? double(total - std::size_t(done + failed)) / rate : 0;
+    std::cerr << "\r" << progress_bar(done + failed, long(total)) << " " << fmt(rate, 1) << " img/s ETA " << hms(eta) << "\033[K"
+              << std::flush;
+  };
   auto fail = [&](const fs::path& f, const std::string& msg) {
+    clear_bar();
     ++failed;
     // decoder messages already name the file
     if (msg.find(f.string()) != std::string::npos) std::cerr << "gyolo: " << msg << "\n";
@@ -521,16 +576,24 @@ int predict_as(const options& o) {
       const auto i = idx[k];
       try {
         const auto line = run.finish(files[i], stems[i], imgs[k], res[k], dec_ms[k]);
-        std::cout << line.dump() << "\n" << std::flush;
-        if (run.tty)
-          std::cerr << "\r[" << (i + 1) << "/" << total << "] " << files[i].filename().string() << ": "
-                    << res[k].detections.size() << " detections, " << int(res[k].timing_ms.total()) << " ms   " << std::flush;
+        clear_bar();
+        for (const auto& t : res[k].skipped) std::cerr << "gyolo: " << files[i].string() << ": " << t.task << " skipped: " << t.reason << "\n";
+        if (human) std::cout << summary_line(i + 1, total, files[i], res[k]) << "\n" << std::flush;
+        else std::cout << line.dump() << "\n" << std::flush;
+        ++done;
       } catch (const std::exception& e) {
         fail(files[i], e.what());
       }
+      draw_bar();
     }
+    draw_bar();
   }
-  if (run.tty) std::cerr << "\n";
+  clear_bar();
+  if (human) {
+    const double s = elapsed_s();
+    std::cout << done << (done == 1 ? " image" : " images") << " in " << fmt(s, 1) << " s (" << fmt(s > 0 ? done / s : 0.0, 1)
+              << " img/s); results in " << o.out << "/" << (failed ? " (" + std::to_string(failed) + " failed)" : "") << "\n";
+  }
   if (!o.save_coco.empty()) {
     const fs::path p(o.save_coco);
     if (p.has_parent_path()) fs::create_directories(p.parent_path());
@@ -546,20 +609,19 @@ int predict_as(const options& o) {
 /// The variants `gyolo predict` is compiled for: the released GYOLO and the demo model trained by
 /// gyolo (gyolo-shapes); a weights file's gyolo.yaml chooses.
 int predict(const options& o) {
-  if (o.weights != "random") {
-    check_weights_kind(o.weights);
-    gguf::file f(o.weights);
-    if (f.has("gyolo.yaml")) {
-      variant_config v;
-      try {
-        v = variant_from_yaml(nlohmann::json::parse(f.get_string("gyolo.yaml")), o.weights);
-      } catch (const nlohmann::json::exception& e) {
-        f.fail(std::string("gyolo.yaml is not valid JSON: ") + e.what());
-      }
-      if (v == gyolo_shapes::value) return predict_as<gyolo_shapes>(o);
+  if (o.weights == "random") return predict_as<gyolo_c>(o, std::nullopt);
+  check_weights_kind(o.weights);
+  gguf::file f(o.weights);  // read once: its gyolo.yaml chooses the variant, then the model loads from it
+  if (f.has("gyolo.yaml")) {
+    variant_config v;
+    try {
+      v = variant_from_yaml(nlohmann::json::parse(f.get_string("gyolo.yaml")), o.weights);
+    } catch (const nlohmann::json::exception& e) {
+      f.fail(std::string("gyolo.yaml is not valid JSON: ") + e.what());
     }
+    if (v == gyolo_shapes::value) return predict_as<gyolo_shapes>(o, std::move(f));
   }
-  return predict_as<gyolo_c>(o);
+  return predict_as<gyolo_c>(o, std::move(f));
 }
 
 // ---------------------------------------------------------------------------------------------

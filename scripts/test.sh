@@ -10,6 +10,13 @@ cmake --build build -j2
 echo "CPU and kernels: $(build/bin/gyolo --version)"
 # The kernel tests cross-compiled for AArch64 and run under qemu-user (NEON portable kernels).
 bash tests/cross/aarch64_kernels.sh build/aarch64
+# The API reference (docs/Doxyfile) builds from the headers without a warning.
+rm -rf build/doxygen && mkdir -p build/doxygen && doxygen docs/Doxyfile >/dev/null
+if [ -s build/doxygen/warnings.txt ]; then cat build/doxygen/warnings.txt; echo "doxygen: warnings"; exit 1; fi
+echo "API reference: build/doxygen/html/index.html"
+# A host project built against gyolo four ways (install + find_package / pkg-config, add_subdirectory,
+# FetchContent, the Debian packages), each run on the bundled scene.
+bash tests/consumer/run.sh build
 isas="${GYOLO_TEST_ISAS:-best $(build/bin/gyolo info --isas)}"
 # Passive OpenMP waiting: idle worker threads sleep instead of spinning, which keeps the suite fast
 # when the machine is shared.

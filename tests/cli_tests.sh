@@ -36,6 +36,19 @@ if [ -f "$W" ]; then
   head -c 5000 "$W" >"$T/trunc.gguf"
   expect_error "truncated gguf" "truncated\|beyond the end" "$BIN" predict --weights "$T/trunc.gguf" --source "$IMG" --out "$T/o3"
 fi
+# A metadata key corrupted into control bytes: the message shows them escaped, never raw.
+if [ -f "$W" ]; then
+  /usr/bin/python3 - "$W" "$T/badkey.gguf" <<'PYEOF'
+import struct, sys
+b = bytearray(open(sys.argv[1], 'rb').read())
+klen = struct.unpack_from('<Q', b, 24)[0]        # the first key: u64 length, name, u32 value type
+b[32:34] = b'\x1b\xff'                             # an escape sequence and a non-ASCII byte in its name
+struct.pack_into('<I', b, 32 + klen, 99)          # and an impossible value type
+open(sys.argv[2], 'wb').write(b)
+PYEOF
+  expect_error "corrupt metadata key" 'has unknown value type 99' "$BIN" predict --weights "$T/badkey.gguf" --source "$IMG" --out "$T/o" --imgsz 64
+  grep -qF '\x1b\xff' "$T/err" && ! grep -q "$(printf '\033')" "$T/err" && ok || bad "corrupt metadata key: bytes not escaped: $(cat -v "$T/err")"
+fi
 # A directory with one good and one bad image: the good one is processed, the bad one reported.
 mkdir -p "$T/mixed"; cp "$IMG" "$T/mixed/a.jpg"; head -c 300 "$IMG" >"$T/mixed/b.jpg"
 "$BIN" predict --weights random --source "$T/mixed" --out "$T/o4" --imgsz 320 --save-raw >"$T/out" 2>"$T/err"; rc=$?
@@ -287,6 +300,80 @@ assert {1 + 2, 1 + 3, 1 + 1, 5 + 0 + 1, 5 + 4 + 1} <= set(cats), cats  # triangl
 assert any(s['isthing'] is False for s in j['panoptic']['segments_info'])
 PYEOF
 fi
+# ---- docs/tasks.md's examples (examples/tasks.cpp): the page shows the file's code, and each runs
+TASKS="$(cd "$(dirname "$BIN")" && pwd)/gyolo_tasks"
+/usr/bin/python3 - "$FIX/../../examples/tasks.cpp" "$FIX/../../docs/tasks.md" <<'PYEOF' && ok || bad "docs/tasks.md does not show examples/tasks.cpp's code"
+import re, sys
+src, doc = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+blocks = dict(re.findall(r'// \[(\w+)\][^\n]*\n(.*?)\n// \[\1\]', src, re.S))
+assert sorted(blocks) == ['caption', 'detect', 'masks', 'panoptic', 'semantic'], sorted(blocks)
+for k, b in blocks.items():
+    assert '```cpp\n' + b.strip('\n') + '\n```' in doc, k
+PYEOF
+if [ -f "$SHIP" ] && [ -x "$TASKS" ]; then
+  mkdir -p "$T/tasks"
+  run_task() { (cd "$T/tasks" && "$TASKS" "$1" "$SHIP" "$SCENE") >"$T/tasks/$1.txt" 2>&1; }
+  run_task detect && [ "$(grep -c '^\(square\|star\|triangle\) 0\.[5-9]' "$T/tasks/detect.txt")" = 3 ] && ok || bad "tasks detect: $(cat "$T/tasks/detect.txt")"
+  run_task masks && grep -q "^dense: 3 x 316 x 316" "$T/tasks/masks.txt" && ok || bad "tasks masks: $(cat "$T/tasks/masks.txt")"
+  run_task semantic && grep -q "^categories present:.* 6 .*10" "$T/tasks/semantic.txt" && [ -f "$T/tasks/semantic.png" ] && ok ||
+    bad "tasks semantic: $(cat "$T/tasks/semantic.txt")"
+  run_task panoptic && grep -q "(thing)" "$T/tasks/panoptic.txt" && grep -q "(stuff)" "$T/tasks/panoptic.txt" && [ -f "$T/tasks/panoptic.png" ] && ok ||
+    bad "tasks panoptic: $(cat "$T/tasks/panoptic.txt")"
+  run_task caption && grep -q "on the snow below the sky$" "$T/tasks/caption.txt" && ok || bad "tasks caption: $(cat "$T/tasks/caption.txt")"
+fi
+# ---- a task that cannot run on an image is skipped with the reason; the others still run
+if [ -f "$SHIP" ]; then
+  { printf 'P6\n700 8\n255\n'; head -c 16800 /dev/zero | tr '\0' '\200'; } >"$T/wide.ppm"
+  "$BIN" predict --weights "$SHIP" --source "$T/wide.ppm" --imgsz 128 --out "$T/wide" >"$T/out" 2>"$T/err" && ok || bad "wide image: $(cat "$T/err")"
+  grep -q "caption skipped: the network input 128x32 has 84 anchors and the caption needs at least 300" "$T/err" && ok ||
+    bad "wide image: no skip message: $(cat "$T/err")"
+  /usr/bin/python3 -c "
+import json, sys
+j = json.load(open('$T/wide/wide.json'))
+assert j['caption'] is None and j['skipped'][0]['task'] == 'caption', j['skipped']
+assert j['semantic'] is not None and j['panoptic'] is not None
+" && ok || bad "wide image: JSON lacks the skipped caption or the other tasks"
+fi
+# ---- --source as a glob pattern and as a list file; terminal (summary + progress bar) and JSON modes
+if [ -f "$SHIP" ]; then
+  mkdir -p "$T/src/sub"; cp "$SCENE" "$T/src/one.png"; cp "$SCENE" "$T/src/two.png"; cp "$SCENE" "$T/src/sub/three.png"
+  "$BIN" predict --weights "$SHIP" --source "$T/src/*.png" --imgsz 256 --out "$T/g" >"$T/out" 2>"$T/err" && ok || bad "glob source: $(cat "$T/err")"
+  [ "$(grep -c '"image"' "$T/out")" = 2 ] && [ -f "$T/g/one.json" ] && [ -f "$T/g/two.json" ] && ok || bad "glob source: expected one.png and two.png"
+  expect_error "glob matches nothing" "matches no files" "$BIN" predict --weights "$SHIP" --source "$T/src/*.jpg" --out "$T/g0"
+  printf '# images to run\nsub/three.png\n\n%s\n' "$T/src/one.png" >"$T/src/list.txt"
+  "$BIN" predict --weights "$SHIP" --source "$T/src/list.txt" --imgsz 256 --out "$T/l" >"$T/out" 2>"$T/err" && ok || bad "list source: $(cat "$T/err")"
+  [ "$(grep -c '"image"' "$T/out")" = 2 ] && [ -f "$T/l/three.json" ] && [ -f "$T/l/one.json" ] && ok || bad "list source: expected three and one"
+  printf 'missing.png\n' >"$T/src/bad.txt"
+  expect_error "list with a missing file" "missing.png" "$BIN" predict --weights "$SHIP" --source "$T/src/bad.txt" --imgsz 256 --out "$T/l2"
+  # On a terminal (script(1) gives the command one): a summary line per image and the totals, no JSON.
+  if command -v script >/dev/null; then
+    mkdir -p "$T/srcdir"; cp "$T/src/one.png" "$T/src/two.png" "$T/src/sub/three.png" "$T/srcdir/"
+    script -qec "'$BIN' predict --weights '$SHIP' --source '$T/srcdir' --imgsz 256 --out '$T/tty'" /dev/null >"$T/tty.raw" 2>&1 && ok || bad "terminal mode: $(cat "$T/tty.raw")"
+    sed 's/\x1b\[K//g; s/\r/\n/g' "$T/tty.raw" >"$T/tty.txt"  # the bar's carriage returns and line erasures as line breaks
+    grep -q "^image 1/3 .*one.png 316x316: 1 square, 1 triangle, 1 star; \".* on the snow below the sky\" ([0-9]* ms)" "$T/tty.txt" && ok ||
+      bad "terminal mode: no summary line: $(head -c 600 "$T/tty.txt")"
+    grep -q "^3 images in .* img/s); results in $T/tty/" "$T/tty.txt" && ok || bad "terminal mode: no totals line"
+    grep -q "img/s ETA" "$T/tty.txt" && ok || bad "terminal mode: no progress bar"
+    grep -q '"detections"' "$T/tty.txt" && bad "terminal mode printed JSON" || ok
+    script -qec "'$BIN' predict --weights '$SHIP' --source '$T/src/one.png' --imgsz 256 --out '$T/tty2' --json" /dev/null >"$T/tty.txt" 2>&1 && ok || bad "--json on a terminal"
+    grep -q '^{"caption"' "$T/tty.txt" && ok || bad "--json on a terminal: no JSON line: $(head -c 300 "$T/tty.txt")"
+  fi
+fi
+# ---- odd sources and outputs: FIFOs are refused (never opened), a symlink loop in a folder is
+# reported while the other images run, and a failed image leaves none of its files behind
+mkfifo "$T/fifo"
+timeout 60 "$BIN" predict --weights random --source "$T/fifo" --out "$T/of" --imgsz 64 >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -ne 0 ] && [ $rc -ne 124 ] && grep -q "not a regular file" "$T/err" && ok || bad "fifo source: rc $rc, $(cat "$T/err")"
+mkdir -p "$T/odd"; cp "$IMG" "$T/odd/a.jpg"; mkfifo "$T/odd/pipe.jpg"; ln -s loop1.jpg "$T/odd/loop2.jpg"; ln -s loop2.jpg "$T/odd/loop1.jpg"
+timeout 120 "$BIN" predict --weights random --source "$T/odd" --out "$T/oo" --imgsz 64 >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -eq 1 ] && ok || bad "odd folder: rc $rc (expected 1: the loop reported)"
+grep -q "loop1.jpg" "$T/err" && grep -q "loop2.jpg" "$T/err" && ok || bad "odd folder: symlink loop not reported: $(cat "$T/err")"
+[ -f "$T/oo/a.json" ] && ok || bad "odd folder: the good image was not processed"
+grep -q "pipe.jpg" "$T/err" "$T/out" && bad "odd folder: the FIFO was touched" || ok
+mkdir -p "$T/od/horses.png"
+"$BIN" predict --weights random --source "$IMG" --out "$T/od" --imgsz 64 >"$T/out" 2>"$T/err"; rc=$?
+[ $rc -ne 0 ] && grep -q "not a regular file" "$T/err" && ok || bad "output name is a folder: rc $rc, $(cat "$T/err")"
+[ "$(ls -A "$T/od")" = "horses.png" ] && ok || bad "output name is a folder: files left behind: $(ls -A "$T/od")"
 # ---- only bad images: non-zero exit, no outputs
 mkdir -p "$T/allbad"; cp "$FIX/image/empty.jpg" "$T/allbad/x.jpg"
 "$BIN" predict --weights random --source "$T/allbad" --out "$T/o8" >"$T/out" 2>"$T/err"; rc=$?

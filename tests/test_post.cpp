@@ -12,6 +12,7 @@
 #include <fstream>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -139,6 +140,11 @@ struct synthetic_case {
 };
 
 }  // namespace
+
+// A pipeline refers to its model: binding a temporary (pipeline(model::load(path))) must not compile.
+static_assert(std::is_constructible_v<gyolo::pipeline<gyolo::cpu, gyolo::gyolo_c>, const gyolo::model<gyolo::cpu, gyolo::gyolo_c>&>);
+static_assert(!std::is_constructible_v<gyolo::pipeline<gyolo::cpu, gyolo::gyolo_c>, gyolo::model<gyolo::cpu, gyolo::gyolo_c>&&>);
+static_assert(!std::is_constructible_v<gyolo::pipeline<gyolo::cpu, gyolo::gyolo_c>, gyolo::model<gyolo::cpu, gyolo::gyolo_c>>);
 
 TEST_CASE("torch-exact bilinear resize", "[post]") {
   const auto meta = load_json("interp.json");

@@ -1,6 +1,7 @@
 // Compile-time variants: user-made width / class-count variants are expressible, run, and are
 // matched against the yaml a weights file carries with upstream's parse_model rules.
 #include <catch2/catch.hpp>
+#include <thread>
 
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -95,4 +96,35 @@ TEST_CASE("input shape errors are clear", "[variants]") {
   REQUIRE_THROWS_WITH(m.forward(ctx, x.cv()), Catch::Contains("multiples of 32"));
   tensor<float> g(shape4{1, 1, 64, 64});
   REQUIRE_THROWS_WITH(m.forward(ctx, g.cv()), Catch::Contains("3 channels"));
+}
+
+TEST_CASE("a context used by two threads at once is refused", "[variants][threads]") {
+  random_weights ws(3);
+  const auto m = model<cpu, my_small>::from_source(ws);
+  context<cpu> ctx(1);
+  tensor<float> x(shape4{1, 3, 64, 64});
+  for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = float(i % 89) / 89.0f;
+  auto forward_on_other_thread = [&](context<cpu>& c) {
+    std::string msg = "no error";
+    std::thread t([&] {
+      try {
+        const auto o = m.forward(c, x.cv());
+        msg = o.pred.numel() > 0 ? "ran" : "empty";
+      } catch (const gyolo::error& e) {
+        msg = e.what();
+      }
+    });
+    t.join();
+    return msg;
+  };
+  {
+    const auto held = ctx.enter("test");  // this thread is inside a call with ctx
+    const auto nested = ctx.enter("test (nested)");
+    CHECK(m.forward(ctx, x.cv()).pred.numel() > 0);  // the same thread again: fine
+    const std::string msg = forward_on_other_thread(ctx);
+    CHECK(msg.find("model::forward: this gyolo::context is in use by another thread") != std::string::npos);
+    context<cpu> own(1);  // the other thread's own context: fine while ctx is held
+    CHECK(forward_on_other_thread(own) == "ran");
+  }
+  CHECK(forward_on_other_thread(ctx) == "ran");  // released when the guards ended
 }

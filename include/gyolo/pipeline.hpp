@@ -12,6 +12,9 @@
 // be switched off (pipeline_options::tasks) to save time; panoptic needs detections, masks and
 // semantics and computes them when it is on.
 //
+// The results (gyolo/result.hpp) are written as JSON / COCO files by gyolo/io/result_json.hpp and
+// drawn by gyolo/post/render.hpp.
+//
 // Arrays are xtensor containers: masks are post::binary_mask (a tight region of the image),
 // semantic maps [h0, w0] int16 channel indices, the panoptic map [h0, w0] uint32 COCO panoptic ids.
 #pragma once
@@ -34,15 +37,13 @@
 #include "gyolo/core/error.hpp"
 #include "gyolo/core/tensor.hpp"
 #include "gyolo/io/image.hpp"
-#include "gyolo/model/caption_result.hpp"
 #include "gyolo/model/model.hpp"
 #include "gyolo/post/coco.hpp"
-#include "gyolo/post/draw.hpp"
 #include "gyolo/post/masks.hpp"
 #include "gyolo/post/nms.hpp"
 #include "gyolo/post/panoptic.hpp"
-#include "gyolo/post/rle.hpp"
 #include "gyolo/post/semantic.hpp"
+#include "gyolo/result.hpp"
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -80,91 +81,6 @@ struct pipeline_options {
   std::vector<std::string> class_names;  // label names (default: the model's)
   int threads = 0;                 // post-processing threads (0: the context's)
   int max_batch = 8;               // images of equal input size per forward, at most
-};
-
-/// One detected instance.
-struct detection {
-  std::array<float, 4> box{};        // x1, y1, x2, y2 in original image pixels (scale_boxes, clipped)
-  std::array<float, 4> box_input{};  // the same in network-input pixels (NMS output)
-  float score = 0;
-  int class_id = 0;                  // 0..nc-1
-  int category_id = 0;               // COCO category id (1..90) for the 80-class model; class_id + 1 for a model of its own taxonomy
-  std::string label;
-  int anchor = 0;                    // index on the prediction's anchor axis
-  std::vector<float> coef;           // mask coefficients (nm)
-  post::binary_mask mask;            // at the original resolution (tasks.masks)
-  post::binary_mask mask_input;      // at the input resolution (keep_input_masks)
-};
-
-struct semantic_result {
-  xt::xtensor<std::int16_t, 2> channels;        // [h0, w0] semantic channel index (0..172 for COCO)
-  xt::xtensor<std::int16_t, 2> channels_input;  // [H, W] (keep_semantic_input), else empty
-  /// Category id of each channel for a model of another taxonomy (gyolo-trained: channel + 1);
-  /// empty: COCO's (Appendix B).
-  std::vector<int> channel_ids;
-
-  int category_of(int c) const {
-    if (channel_ids.empty()) return (c >= 0 && c < coco::num_semantic) ? coco::semantic_ids[std::size_t(c)] : 0;
-    return (c >= 0 && c < int(channel_ids.size())) ? channel_ids[std::size_t(c)] : 0;
-  }
-  /// Category id of each pixel (COCO, Appendix B: things 1..90, stuff 92..182, other 183, 0 = unlabeled).
-  xt::xtensor<std::uint8_t, 2> category_map() const {
-    xt::xtensor<std::uint8_t, 2> m = xt::xtensor<std::uint8_t, 2>::from_shape(channels.shape());
-    auto s = channels.begin();
-    for (auto d = m.begin(); d != m.end(); ++d, ++s) *d = std::uint8_t(category_of(*s));
-    return m;
-  }
-  /// The category ids present, ascending.
-  std::vector<int> category_ids() const {
-    const int n = channel_ids.empty() ? coco::num_semantic : int(channel_ids.size());
-    std::vector<char> seen(std::size_t(n), 0);
-    for (auto v : channels)
-      if (v >= 0 && v < n) seen[std::size_t(v)] = 1;
-    std::vector<int> ids;
-    for (int c = 0; c < n; ++c)
-      if (seen[std::size_t(c)]) ids.push_back(category_of(c));
-    std::sort(ids.begin(), ids.end());
-    return ids;
-  }
-};
-
-/// Wall time of each stage, milliseconds. vision and caption are this image's share of its batch.
-struct stage_times {
-  double preprocess = 0, vision = 0, detect = 0, masks = 0, semantic = 0, panoptic = 0, caption = 0;
-  double total() const { return preprocess + vision + detect + masks + semantic + panoptic + caption; }
-};
-
-/// Raw tensors of one image (keep_raw).
-struct raw_outputs {
-  tensor<float> input;     // [1, 3, H, W]
-  tensor<float> pred;      // [1, 4 + nc + nm, 1, A]
-  tensor<float> proto;     // [1, nm, H/4, W/4]
-  tensor<float> semantic;  // [1, 173, H/4, W/4]
-};
-
-struct image_result {
-  int width = 0, height = 0;               // original image
-  letterbox_info letterbox;                // how the network input was made
-  post::letterbox_geometry geometry;
-  std::vector<detection> detections;       // NMS order (descending score)
-  std::optional<semantic_result> semantic;
-  std::optional<post::panoptic_map> panoptic;
-  std::optional<caption_result> caption;
-  stage_times timing_ms;
-  int batch = 1;                           // images in the forward batch this one ran in
-  std::optional<raw_outputs> raw;
-
-  /// All instance masks as one [N, h0, w0] array.
-  xt::xtensor<std::uint8_t, 3> masks_dense() const {
-    xt::xtensor<std::uint8_t, 3> m =
-        xt::zeros<std::uint8_t>({detections.size(), std::size_t(height), std::size_t(width)});
-    for (std::size_t i = 0; i < detections.size(); ++i) {
-      const auto& b = detections[i].mask;
-      for (int r = 0; r < b.rows(); ++r)
-        for (int c = 0; c < b.cols(); ++c) m(i, std::size_t(b.y0 + r), std::size_t(b.x0 + c)) = b.data(std::size_t(r), std::size_t(c));
-    }
-    return m;
-  }
 };
 
 /// The caption of each image of a forward, when the model has a caption head.
@@ -224,11 +140,16 @@ class pipeline {
  public:
   using model_type = model<B, V>;
 
+  /// The pipeline refers to the model, which must outlive it (models are large: they are not
+  /// copied). A temporary model cannot be bound: pipeline(model::load(path)) does not compile.
   explicit pipeline(const model_type& m, pipeline_options o = {}) : m_(&m), o_(std::move(o)) {
     GYOLO_CHECK(o_.imgsz >= 32 && o_.imgsz % 32 == 0, "pipeline: imgsz must be a positive multiple of 32");
     if (o_.tasks.panoptic) o_.tasks.detect = o_.tasks.masks = o_.tasks.semantic = true;
     if (o_.tasks.masks) o_.tasks.detect = true;
   }
+
+  pipeline(model_type&&, pipeline_options = {}) = delete;
+  pipeline(const model_type&&, pipeline_options = {}) = delete;
 
   const pipeline_options& options() const { return o_; }
 
@@ -240,6 +161,7 @@ class pipeline {
 
   /// Runs a batch; images of equal network-input size share one forward. Results in input order.
   std::vector<image_result> run(context<B>& ctx, const std::vector<image_u8>& imgs) const {
+    const auto in_use = ctx.enter("pipeline::run");
     std::vector<prepared_input> in;
     in.reserve(imgs.size());
     for (const auto& im : imgs) in.push_back(prepare_input(im, o_.imgsz, o_.letterbox));
@@ -248,6 +170,7 @@ class pipeline {
 
   /// Runs inputs made by prepare_input (with any letterbox the caller chose).
   std::vector<image_result> run_prepared(context<B>& ctx, const std::vector<prepared_input>& in) const {
+    const auto in_use = ctx.enter("pipeline::run");
     std::vector<image_result> res(in.size());
     std::vector<bool> done(in.size(), false);
     for (std::size_t i = 0; i < in.size(); ++i) {
@@ -363,7 +286,9 @@ class pipeline {
     tensor<float> x(shape4{n, 3, s.h, s.w});
     const std::int64_t per = std::int64_t(3) * s.h * s.w;
     for (int k = 0; k < n; ++k) std::copy_n(in[group[std::size_t(k)]].x.data(), per, x.data() + k * per);
-    const bool want_caption = o_.tasks.caption && caption_possible();
+    std::optional<std::string> caption_skip;  // why the caption cannot run on this input size
+    if (o_.tasks.caption && caption_possible()) caption_skip = caption_unavailable(s.h, s.w);
+    const bool want_caption = o_.tasks.caption && caption_possible() && !caption_skip;
     const auto t0 = clock::now();
     auto out = m_->forward(ctx, x.cv(), false, want_caption);
     const auto t1 = clock::now();
@@ -382,6 +307,7 @@ class pipeline {
         r.caption = (*caps)[std::size_t(k)];
         r.timing_ms.caption = cap;
       }
+      if (caption_skip) r.skipped.push_back({"caption", *caption_skip});
       if (o_.keep_raw) r.raw = slice_raw(out, k, in[idx]);
       res[idx] = std::move(r);
     }
@@ -390,6 +316,20 @@ class pipeline {
   bool caption_possible() const {
     if constexpr (can_caption<model_type, context<B>, vision_outputs<B>>) return m_->has_caption();
     else return false;
+  }
+
+  /// Why the caption cannot run on an H x W input, if it cannot: Grit takes the top-k anchors of the
+  /// three detection levels (strides 8, 16, 32), so the input must have at least k of them.
+  std::optional<std::string> caption_unavailable(int H, int W) const {
+    if constexpr (can_caption<model_type, context<B>, vision_outputs<B>>) {
+      const std::int64_t anchors = std::int64_t(H / 8) * (W / 8) + std::int64_t(H / 16) * (W / 16) + std::int64_t(H / 32) * (W / 32);
+      const int k = m_->grit().cfg.topk;
+      if (anchors < k)
+        return "the network input " + std::to_string(W) + "x" + std::to_string(H) + " has " + std::to_string(anchors) +
+               " anchors and the caption needs at least " + std::to_string(k) + " (a larger image or --imgsz)";
+    }
+    (void)H, (void)W;
+    return std::nullopt;
   }
 
   static raw_outputs slice_raw(const vision_outputs<B>& out, int b, const prepared_input& p) {
@@ -411,91 +351,5 @@ class pipeline {
   const model_type* m_;
   pipeline_options o_;
 };
-
-// ---- serialization ---------------------------------------------------------------------------
-
-/// COCO RLE {"size": [h, w], "counts": "..."} of a mask (pycocotools' compressed format).
-inline nlohmann::json rle_json(const post::binary_mask& m) {
-  return {{"size", {m.height, m.width}}, {"counts", post::rle_string(post::rle_encode(m))}};
-}
-
-/// COCO detection results of one image (caption/val.py save_one_json): bbox [x, y, w, h] in
-/// original pixels (3 decimals), COCO category ids, score (5 decimals), RLE segmentation.
-inline nlohmann::json coco_results(const image_result& r, const nlohmann::json& image_id) {
-  auto round_to = [](double v, double s) { return std::nearbyint(v * s) / s; };
-  nlohmann::json a = nlohmann::json::array();
-  for (const auto& d : r.detections) {
-    nlohmann::json e{{"image_id", image_id},
-                     {"category_id", d.category_id},
-                     {"bbox",
-                      {round_to(d.box[0], 1e3), round_to(d.box[1], 1e3), round_to(double(d.box[2]) - d.box[0], 1e3),
-                       round_to(double(d.box[3]) - d.box[1], 1e3)}},
-                     {"score", round_to(d.score, 1e5)}};
-    if (d.mask.height > 0) e["segmentation"] = rle_json(d.mask);
-    a.push_back(std::move(e));
-  }
-  return a;
-}
-
-/// COCO panoptic segments_info of one image.
-inline nlohmann::json segments_info_json(const post::panoptic_map& p) {
-  nlohmann::json a = nlohmann::json::array();
-  for (const auto& s : p.segments)
-    a.push_back({{"id", s.id},
-                 {"category_id", s.category_id},
-                 {"iscrowd", 0},
-                 {"isthing", s.is_thing},
-                 {"area", s.area},
-                 {"bbox", {s.bbox[0], s.bbox[1], s.bbox[2], s.bbox[3]}}});
-  return a;
-}
-
-/// The panoptic map as a COCO panoptic RGB image (id = R + 256 G + 256^2 B), row-major RGB bytes.
-inline std::vector<std::uint8_t> panoptic_rgb(const post::panoptic_map& p) {
-  std::vector<std::uint8_t> v(p.ids.size() * 3);
-  std::size_t i = 0;
-  for (auto id : p.ids) {
-    v[i++] = std::uint8_t(id & 255u);
-    v[i++] = std::uint8_t((id >> 8) & 255u);
-    v[i++] = std::uint8_t((id >> 16) & 255u);
-  }
-  return v;
-}
-
-// ---- drawing ---------------------------------------------------------------------------------
-
-struct render_options {
-  bool masks = true, boxes = true, labels = true, scores = true, caption = true;
-  float mask_alpha = 0.4f;
-};
-
-/// The original image with translucent instance masks, boxes, "label score" tags and the caption;
-/// sizes scale with the image. Detections are drawn lowest score first, so the best is on top.
-inline image_u8 render(const image_u8& original, const image_result& r, const render_options& o = {}) {
-  GYOLO_CHECK(original.width == r.width && original.height == r.height && original.channels == 3,
-              "render: the image does not match the result");
-  image_u8 im = original;
-  const auto sc = post::draw_scale::for_image(im.width, im.height);
-  const auto n = r.detections.size();
-  if (o.masks)
-    for (std::size_t k = n; k-- > 0;) {
-      const auto& d = r.detections[k];
-      post::draw_mask(im, d.mask, post::palette_color(d.class_id), o.mask_alpha);
-    }
-  for (std::size_t k = n; k-- > 0;) {
-    const auto& d = r.detections[k];
-    const auto c = post::palette_color(d.class_id);
-    const int x1 = int(std::lround(d.box[0])), y1 = int(std::lround(d.box[1]));
-    const int x2 = int(std::lround(d.box[2])), y2 = int(std::lround(d.box[3]));
-    if (o.boxes) post::draw_rect(im, x1, y1, std::max(x2, x1 + 1), std::max(y2, y1 + 1), c, sc.line);
-    if (o.labels) {
-      char buf[32];
-      std::snprintf(buf, sizeof buf, " %.2f", double(d.score));
-      post::draw_label(im, x1, y1, o.scores ? d.label + buf : d.label, sc.label_px, c);
-    }
-  }
-  if (o.caption && r.caption && !r.caption->text.empty()) post::draw_caption(im, r.caption->text, sc.caption_px);
-  return im;
-}
 
 }  // namespace gyolo

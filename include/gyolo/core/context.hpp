@@ -1,14 +1,19 @@
-// Runtime knobs of a backend: thread count and scratch memory. One context per concurrent caller.
+// Runtime knobs of a backend: thread count and scratch memory. One context per concurrent caller:
+// the model and the pipeline are shared between threads, contexts are not. A context that two
+// threads use at once is detected (context::enter) and the second call fails with gyolo::error.
 #pragma once
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
 #include "gyolo/core/backend.hpp"
+#include "gyolo/core/error.hpp"
 #include "gyolo/core/tensor.hpp"
 
 #ifdef _OPENMP
@@ -85,8 +90,46 @@ struct layer_profiler {
 
 template <class B>
 class context {
+  /// Which thread is inside an entry point with this context, and how deeply (nested calls of the
+  /// same thread: the pipeline calls the model). A moved-to context starts unused.
+  struct use_state {
+    std::atomic<std::thread::id> owner{};
+    int depth = 0;
+    use_state() = default;
+    use_state(const use_state&) {}
+    use_state& operator=(const use_state&) { return *this; }
+  };
+
  public:
   explicit context(int threads = 0) { set_threads(threads); }
+
+  /// Holds the context for the calling thread (see enter()).
+  class [[nodiscard]] use_guard {
+   public:
+    explicit use_guard(context* c) : c_(c) {}
+    use_guard(const use_guard&) = delete;
+    use_guard& operator=(const use_guard&) = delete;
+    ~use_guard() {
+      if (--c_->use_.depth == 0) c_->use_.owner.store(std::thread::id{}, std::memory_order_release);
+    }
+
+   private:
+    context* c_;
+  };
+
+  /// Called by every entry point that runs with this context (model forward and caption, the
+  /// pipeline, training steps): marks it in use by the calling thread until the guard ends.
+  /// Another thread entering meanwhile gets gyolo::error instead of silently wrong results
+  /// (the context's scratch memory would be shared); the same thread may enter again (nested).
+  use_guard enter(const char* what) {
+    const auto me = std::this_thread::get_id();
+    std::thread::id expected{};
+    if (!use_.owner.compare_exchange_strong(expected, me, std::memory_order_acq_rel) && expected != me)
+      throw error(std::string(what) + ": this gyolo::context is in use by another thread at the same time; give each thread its own context "
+                  "(the model and the pipeline can be shared)");
+    ++use_.depth;
+    return use_guard(this);
+  }
 
   /// 0 = all hardware threads.
   void set_threads(int t) {
@@ -141,6 +184,7 @@ class context {
   tensor<float> pack_;
   std::array<tensor<float>, 4> work_;
   layer_profiler* prof_ = nullptr;
+  use_state use_;
 };
 
 }  // namespace gyolo

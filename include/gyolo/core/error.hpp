@@ -11,7 +11,7 @@ struct error : std::runtime_error {
 };
 
 /// Bytes that came from a file, as they may appear in a message: printable ASCII kept, every other
-/// byte as \xNN; at most max_len bytes, then "...".
+/// byte as `\xNN`; at most max_len bytes, then "...".
 inline std::string printable(std::string_view s, std::size_t max_len = std::string_view::npos) {
   static const char* hex = "0123456789abcdef";
   std::string r;

@@ -170,7 +170,7 @@ inline std::vector<fs::path> resolve_entry(const fs::path& root, const std::stri
 /// Reads a data.yaml: `path` (relative to the yaml's folder, or absolute; default the folder),
 /// `train`, `val` (folder, .txt list or a list of these), `nc`, `names` (flow/block list or a block
 /// mapping "0: name"), optional `stuff_names`. The captions json of a split is
-/// <root>/annotations/captions_<dir_name>.json, dir_name = the entry's last path component
+/// `<root>/annotations/captions_<dir_name>.json`, dir_name = the entry's last path component
 /// without extension (upstream LoadCaptions).
 inline data_config read_data_yaml(const fs::path& yaml_path) {
   const std::string file = yaml_path.string();
@@ -267,7 +267,7 @@ inline fs::path label_path_for(const fs::path& image, const char* folder = "labe
   return p;
 }
 
-/// upstream img2stuff_paths (+ the label-map form): <..>/stuff/<..>/<stem>.txt, and the .png one.
+/// upstream img2stuff_paths (+ the label-map form): `<..>/stuff/<..>/<stem>.txt`, and the .png one.
 inline std::array<fs::path, 2> stuff_paths_for(const fs::path& image) {
   fs::path t = label_path_for(image, "stuff");
   fs::path p = t;

@@ -598,14 +598,14 @@ inline std::string polygon_text(const std::vector<point>& poly, int width, int h
   return s;
 }
 
-/// labels/<split>/<id>.txt: one "cls x1 y1 ..." line per object.
+/// `labels/<split>/<id>.txt`: one "cls x1 y1 ..." line per object.
 inline std::string labels_text(const scene& sc) {
   std::string s;
   for (const auto& o : sc.objects) s += std::to_string(o.cls) + polygon_text(o.polygon, sc.image.width, sc.image.height) + "\n";
   return s;
 }
 
-/// stuff/<split>/<id>.txt: one "channel x1 y1 ..." line per stuff region (channel num_things +
+/// `stuff/<split>/<id>.txt`: one "channel x1 y1 ..." line per stuff region (channel num_things +
 /// stuff), then one per object (its class). The regions' polygons overlap the objects'.
 inline std::string stuff_polygons_text(const scene& sc) {
   std::string s;
@@ -614,7 +614,7 @@ inline std::string stuff_polygons_text(const scene& sc) {
   return s + labels_text(sc);
 }
 
-/// The semantic label map as an 8-bit gray PNG (stuff/<split>/<id>.png).
+/// The semantic label map as an 8-bit gray PNG (`stuff/<split>/<id>.png`).
 inline std::vector<std::uint8_t> semantic_png(const scene& sc) {
   return post::encode_png(sc.semantic.data(), sc.image.width, sc.image.height, 1);
 }
@@ -651,8 +651,8 @@ inline std::string data_yaml(const dataset_gen_options& o) {
   return s;
 }
 
-/// Writes a dataset: images/<split>/<id>.png, labels/<split>/<id>.txt, stuff/<split>/<id>.png
-/// (or .txt polygons), annotations/captions_<split>.json, data.yaml, for split train and val.
+/// Writes a dataset: `images/<split>/<id>.png`, `labels/<split>/<id>.txt`, `stuff/<split>/<id>.png`
+/// (or .txt polygons), `annotations/captions_<split>.json`, data.yaml, for split train and val.
 /// Refuses a non-empty `out` that is not a dataset written by datagen; replaces the split folders
 /// (and upstream's *.cache files) of one that is.
 inline void write_dataset(const dataset_gen_options& o) {

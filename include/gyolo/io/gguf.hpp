@@ -139,15 +139,17 @@ class file {
     return out;
   }
 
+  /// Throws gyolo::error naming the file. `what` may quote keys, names and strings read from the
+  /// file: control characters and other non-printable bytes are shown escaped (`\xNN`), never raw.
   [[noreturn]] void fail(const std::string& what) const {
-    throw error("weights file '" + path_ + "': " + what + producer());
+    throw error("weights file '" + path_ + "': " + printable(what) + producer());
   }
 
  private:
   std::string producer() const {
     auto it = kv_.find("gyolo.converter_version");
     if (it != kv_.end() && it->second.type == vtype::string)
-      return " (file made by gyolo converter " + std::get<std::string>(it->second.scalar) + ")";
+      return " (file made by gyolo converter " + printable(std::get<std::string>(it->second.scalar), 64) + ")";
     return "";
   }
 

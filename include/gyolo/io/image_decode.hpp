@@ -551,8 +551,11 @@ inline image_u8 decode_image(const std::string& path, const decode_options& opt 
   namespace fs = std::filesystem;
   std::error_code ec;
   const auto st = fs::status(path, ec);
+  if (ec && ec != std::errc::no_such_file_or_directory) throw error("image '" + path + "': cannot access the file: " + ec.message());
   if (ec || !fs::exists(st)) throw error("image '" + path + "': no such file");
   if (fs::is_directory(st)) throw error("image '" + path + "': is a directory, not an image file");
+  // a FIFO, socket or device could block the read forever or never end: only regular files are read
+  if (!fs::is_regular_file(st)) throw error("image '" + path + "': not a regular file (FIFOs, sockets and devices are not read)");
   std::ifstream f(path, std::ios::binary | std::ios::ate);
   if (!f) throw error("image '" + path + "': cannot open the file for reading");
   const std::streamoff end = f.tellg();

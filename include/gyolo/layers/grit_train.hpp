@@ -493,7 +493,7 @@ struct grit_train {
   }
 
   /// upstream Grit's state_dict order: grit_transformer, cv3, cv4, cv5. The inference head
-  /// (grit_head<B>, layers/grit.hpp) mirrors these members and is folded from this description.
+  /// (`grit_head<B>`, layers/grit.hpp) mirrors these members and is folded from this description.
   template <class V, class... S> static void fields(V& v, S&... s) {
     v.value("cfg", s.cfg...);
     v.child("grit_transformer", s.grit_transformer...);

@@ -144,7 +144,13 @@ class model {
 
   /// Loads a GGUF file written by weights_tools/convert.py. Throws gyolo::error naming the problem.
   static model load(const std::string& path, load_options opt = {}) {
-    gguf::file f(path);
+    const gguf::file f(path);
+    return load(f, opt);
+  }
+
+  /// The same from a file already opened (e.g. after reading its metadata to choose the variant).
+  static model load(const gguf::file& f, load_options opt = {}) {
+    const std::string& path = f.path();
     if (!f.has("general.architecture") || f.get_string("general.architecture") != "gyolo")
       f.fail("general.architecture is not 'gyolo'");
     const auto fv = f.get_uint("gyolo.format_version");
@@ -208,6 +214,7 @@ class model {
 
   /// Vision forward. keep_features also returns x11/x17/x20/x23/x44 (the caption head's inputs).
   vision_outputs<B> forward(context<B>& ctx, cview<float> x, bool run_o2m = false, bool keep_features = false) const {
+    const auto in_use = ctx.enter("model::forward");
     return vision_.forward(ctx, x, run_o2m, keep_features);
   }
 
@@ -218,6 +225,7 @@ class model {
   /// of upstream's 5-beam search, 20 tokens with per-token log-probs, and the decoded text (empty
   /// when the file has no vocabulary). Throws if the caption head is not loaded.
   std::vector<caption_result> caption(context<B>& ctx, const vision_outputs<B>& o) const {
+    const auto in_use = ctx.enter("model::caption");
     GYOLO_CHECK(grit_.loaded(), "caption: the model has no caption head (no Grit weights in '" + description_ + "')");
     GYOLO_CHECK(o.x11.numel() && o.x17.numel() && o.x20.numel() && o.x23.numel() && o.x44.numel(),
                 "caption: the vision outputs lack the caption features (call forward with keep_features = true)");

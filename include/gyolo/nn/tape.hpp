@@ -45,7 +45,7 @@ struct tview : view<float> {
   tview detach() const { return {val(), nullptr}; }
 };
 
-/// A tape-owned tensor (value + gradient): the train-mode counterpart of dtensor<B>.
+/// A tape-owned tensor (value + gradient): the train-mode counterpart of `dtensor<B>`.
 struct tvar {
   tview t;
   shape4 shape() const { return t.shape(); }

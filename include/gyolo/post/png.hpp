@@ -7,6 +7,7 @@
 #include <fstream>
 #include <string>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 #include "gyolo/core/error.hpp"
@@ -117,5 +118,56 @@ inline void write_file_atomic(const std::filesystem::path& path, const std::vect
 inline void write_file_atomic(const std::filesystem::path& path, const std::string& text) {
   write_file_atomic(path, text.data(), text.size());
 }
+
+/// Several files written all-or-nothing (the outputs of one image): add() keeps the bytes, commit()
+/// checks that no target is a folder or another non-file, writes every file under a temporary name
+/// beside its target, then renames them all. When anything fails, the temporary files and the
+/// targets already renamed are removed and gyolo::error names the file.
+class atomic_file_set {
+ public:
+  void add(const std::filesystem::path& p, std::vector<std::uint8_t> bytes) { files_.emplace_back(p, std::move(bytes)); }
+  void add(const std::filesystem::path& p, const std::string& text) {
+    files_.emplace_back(p, std::vector<std::uint8_t>(text.begin(), text.end()));
+  }
+  std::size_t size() const { return files_.size(); }
+
+  void commit() {
+    namespace fs = std::filesystem;
+    std::error_code ec;
+    for (const auto& [p, b] : files_) {
+      const auto st = fs::symlink_status(p, ec);
+      if (!ec && fs::exists(st) && !fs::is_regular_file(st))
+        throw error("cannot write '" + p.string() + "': it exists and is not a regular file");
+    }
+    std::vector<fs::path> tmps, renamed;
+    auto cleanup = [&] {
+      std::error_code e;
+      for (const auto& t : tmps) fs::remove(t, e);
+      for (const auto& r : renamed) fs::remove(r, e);
+    };
+    try {
+      for (const auto& [p, b] : files_) {
+        const fs::path t = p.parent_path() / ("." + p.filename().string() + ".tmp");
+        tmps.push_back(t);
+        std::ofstream f(t, std::ios::binary | std::ios::trunc);
+        if (!f) throw error("cannot write '" + t.string() + "'");
+        f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+        f.close();
+        if (!f) throw error("writing '" + p.string() + "' failed (disk full?)");
+      }
+      for (std::size_t i = 0; i < files_.size(); ++i) {
+        fs::rename(tmps[i], files_[i].first, ec);
+        if (ec) throw error("cannot rename '" + tmps[i].string() + "' to '" + files_[i].first.string() + "': " + ec.message());
+        renamed.push_back(files_[i].first);
+      }
+    } catch (...) {
+      cleanup();
+      throw;
+    }
+  }
+
+ private:
+  std::vector<std::pair<std::filesystem::path, std::vector<std::uint8_t>>> files_;
+};
 
 }  // namespace gyolo::post

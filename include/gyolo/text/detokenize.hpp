@@ -82,7 +82,7 @@ class vocabulary {
     r.append(s.substr(i));
     return r;
   }
-  /// Python str.strip() for ASCII whitespace (space, \t \n \v \f \r and \x1c-\x1f).
+  /// Python str.strip() for ASCII whitespace (space, `\t \n \v \f \r` and `\x1c`-`\x1f`).
   static std::string strip(std::string_view s) {
     auto ws = [](unsigned char c) { return c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f); };
     std::size_t a = 0, b = s.size();

@@ -101,6 +101,7 @@ class trainer {
   std::function<void(const char* task, const std::vector<param_ref>& all)> before_step;
 
   step_result step(const train_batch& b, const iteration& it) {
+    const auto in_use = ctx_.enter("trainer::step");
     step_result r;
     const int nw = std::max(int(std::lround(hyp_.warmup_epochs * it.nb)), 100);
     const double f = one_flat_cycle(1.0, hyp_.lrf, hyp_.epochs, it.epoch), f2 = one_flat_cycle(1.0, hyp_.lrf * 2.0, hyp_.epochs, it.epoch);
