@@ -91,8 +91,11 @@ echo "== consumer 4: Debian packages (cpack -G DEB)"
 dev=$(ls "$work"/deb/libgyolo-dev_*.deb) && cli=$(ls "$work"/deb/gyolo_*.deb) || fail "cpack did not make libgyolo-dev and gyolo"
 dpkg-deb -f "$dev" Package Version Depends | sed 's/^/  [libgyolo-dev] /'
 dpkg-deb -f "$cli" Package Depends | sed 's/^/  [gyolo] /'
-dpkg-deb -c "$dev" | grep -q "./usr/lib/cmake/gyolo/gyoloConfig.cmake" || fail "libgyolo-dev lacks the CMake package"
-dpkg-deb -c "$cli" | grep -q "./usr/bin/gyolo" || fail "the gyolo package lacks /usr/bin/gyolo"
+dpkg-deb -c "$dev" >"$work/dev.contents"
+dpkg-deb -c "$cli" >"$work/cli.contents"
+grep -q "./usr/lib/cmake/gyolo/gyoloConfig.cmake" "$work/dev.contents" || fail "libgyolo-dev lacks the CMake package"
+grep -q "./usr/include/gyolo/gyolo.hpp" "$work/dev.contents" || fail "libgyolo-dev lacks the headers"
+grep -q "./usr/bin/gyolo$" "$work/cli.contents" || fail "the gyolo package lacks /usr/bin/gyolo"
 if [ "${CI:-}" = true ] && [ "$(id -u)" = 0 ]; then
   dpkg -i "$dev" "$cli" >/dev/null || fail "dpkg -i"
   trap 'dpkg -r gyolo libgyolo-dev >/dev/null 2>&1 || true' EXIT
