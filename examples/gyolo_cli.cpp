@@ -828,7 +828,7 @@ int bench(const bench_options& o) {
     for (int r = 0; r < o.runs; ++r) {
       layer_profiler prof;
       ctx.set_profiler(&prof);
-      auto out = m->forward(ctx, prepared.x.cv(), false, caption);
+      auto out = m->forward(ctx, prepared.x.cv(), {.caption_features = caption});
       if (caption) {
         prof.start();
         auto c = m->caption(ctx, out);

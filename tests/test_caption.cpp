@@ -236,7 +236,7 @@ TEST_CASE("captions match upstream end to end at three input sizes", "[caption][
   for (const char* c : {"c128", "c160x128_b2", "c128x192"}) {
     const std::string cs = c;
     auto x = image(cs);
-    auto o = m.forward(ctx, x.cv(), false, true);
+    auto o = m.forward(ctx, x.cv(), {.caption_features = true});
     auto res = m.caption(ctx, o);
     const int n = x.shape().n;
     REQUIRE(int(res.size()) == n);
@@ -271,7 +271,7 @@ TEST_CASE("captions match upstream end to end at three input sizes", "[caption][
     }
     // batching changes nothing: each image alone gives the same caption
     if (n > 1) {
-      auto o1 = m.forward(ctx, x.cv().batch(1), false, true);
+      auto o1 = m.forward(ctx, x.cv().batch(1), {.caption_features = true});
       auto r1 = m.caption(ctx, o1);
       REQUIRE(r1[0].tokens == res[1].tokens);
     }
@@ -284,8 +284,8 @@ TEST_CASE("cpu and reference backends give the same caption", "[caption][parity]
   context<reference> rc(1);
   const auto& mc = caption_model<cpu>();
   const auto& mr = caption_model<reference>();
-  auto a = mc.caption(cc, mc.forward(cc, x.cv(), false, true));
-  auto b = mr.caption(rc, mr.forward(rc, x.cv(), false, true));
+  auto a = mc.caption(cc, mc.forward(cc, x.cv(), {.caption_features = true}));
+  auto b = mr.caption(rc, mr.forward(rc, x.cv(), {.caption_features = true}));
   REQUIRE(a[0].tokens == b[0].tokens);
   REQUIRE(max_abs_diff(a[0].token_log_probs.data(), b[0].token_log_probs.data(), 20) < 1e-4);
   REQUIRE(a[0].text == b[0].text);
@@ -298,7 +298,7 @@ TEST_CASE("caption of make_fixtures.py's tiny fixture (unmodified weights)", "[c
   tensor<float> x({1, 3, 128, 128});
   auto v = a.as<float>();
   std::copy(v.begin(), v.end(), x.data());
-  auto r = m.caption(ctx, m.forward(ctx, x.cv(), false, true));
+  auto r = m.caption(ctx, m.forward(ctx, x.cv(), {.caption_features = true}));
   const auto tokens = npy::load(tdir + "caption_128.tokens.npy").as<std::int64_t>();
   const auto logp = npy::load(tdir + "caption_128.logprobs.npy").as<float>();
   require_caption(r[0], tokens, logp.data(), "caption_128");
@@ -318,15 +318,15 @@ TEST_CASE("caption API: has_caption, options and errors", "[caption]") {
   const auto m2 = model<cpu, gyolo_tiny>::load(tdir + "tiny.gguf", off);
   REQUIRE_FALSE(m2.has_caption());
   auto x = image("c128");
-  auto o = m2.forward(ctx, x.cv(), false, true);
+  auto o = m2.forward(ctx, x.cv(), {.caption_features = true});
   REQUIRE_THROWS_WITH(m2.caption(ctx, o), Catch::Contains("no caption head"));
 
   auto o_nofeat = m.forward(ctx, x.cv());
-  REQUIRE_THROWS_WITH(m.caption(ctx, o_nofeat), Catch::Contains("keep_features"));
+  REQUIRE_THROWS_WITH(m.caption(ctx, o_nofeat), Catch::Contains("caption_features"));
 
   tensor<float> small({1, 3, 64, 64});
   small.zero();
-  auto os = m.forward(ctx, small.cv(), false, true);
+  auto os = m.forward(ctx, small.cv(), {.caption_features = true});
   REQUIRE_THROWS_WITH(m.caption(ctx, os), Catch::Contains("at least 300 anchors"));
 
   load_options bad;

@@ -45,7 +45,7 @@ TEST_CASE("full-size caption: parity with upstream and timing", "[.full-caption]
   auto v = a.as<float>();
   std::copy(v.begin(), v.end(), x.data());
   context<cpu> ctx(env_int("GYOLO_THREADS", 2));
-  auto o = m.forward(ctx, x.cv(), false, true);
+  auto o = m.forward(ctx, x.cv(), {.caption_features = true});
   auto r = m.caption(ctx, o);
   const auto tokens = npy::load(dir + "tokens.npy").as<std::int64_t>();
   const auto logp = npy::load(dir + "logprobs.npy").as<float>();

@@ -244,7 +244,7 @@ TEST_CASE("letterbox matches upstream letterbox (cv2) including geometry", "[ima
     const int imgsz = std::stoi(c[2]);
     const bool square = c[3] == "1", scaleup = c[4] == "1";
     gyolo::letterbox_info info;
-    const auto got = gyolo::letterbox(src, imgsz, square, scaleup, 32, &info);
+    const auto got = gyolo::letterbox(src, imgsz, {.square = square, .scaleup = scaleup}, &info);
     const auto want = load_ref(c[5]);
     require_same(got, want, "letterbox " + c[5]);
     INFO(c[5]);
@@ -304,7 +304,7 @@ TEST_CASE("horses.jpg: decode, predict letterbox, val resize match cv2 (sha256)"
   };
   check(img, "horses_decode");
   gyolo::letterbox_info info;
-  const auto lb = gyolo::letterbox(img, 640, false, true, 32, &info);
+  const auto lb = gyolo::letterbox(img, 640, {.square = false, .scaleup = true}, &info);
   check(lb, "horses_letterbox");
   const auto pad = cases("horses_letterbox_pad");
   REQUIRE(pad.size() == 1);
@@ -314,7 +314,7 @@ TEST_CASE("horses.jpg: decode, predict letterbox, val resize match cv2 (sha256)"
   CHECK(info.right == std::stoi(pad[0][4]));
   CHECK(info.new_w == std::stoi(pad[0][5]));
   CHECK(info.new_h == std::stoi(pad[0][6]));
-  check(gyolo::letterbox(img, 640, true, true, 32, nullptr), "horses_letterbox_sq");
+  check(gyolo::letterbox(img, 640, {.square = true, .scaleup = true}), "horses_letterbox_sq");
   check(gyolo::val_load_resize(img, 640), "horses_val_resize");
   check(gyolo::resize_area(img, img.width / 3, img.height / 3), "horses_area_third");
   std::vector<float> chw(static_cast<std::size_t>(3) * lb.height * lb.width);

@@ -112,7 +112,7 @@ TEST_CASE("one-to-many main head (option) matches upstream's discarded y2", "[pa
   const auto m = model<cpu, gyolo_tiny>::load(dir + "tiny.gguf", load_options{true});
   context<cpu> ctx(2);
   auto x = load4(dir + "graph_b2.input.npy");
-  auto o = m.forward(ctx, x.cv(), /*run_o2m=*/true);
+  auto o = m.forward(ctx, x.cv(), {.one_to_many = true});
   require_view_close(o.pred_o2m.cv(), load4(dir + "graph_b2.pred_o2m.npy"), 1e-3, "pred_o2m");
   require_view_close(o.pred.cv(), load4(dir + "graph_b2.pred.npy"), 1e-3, "pred");  // the e2e output is unchanged
 }

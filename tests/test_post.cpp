@@ -454,7 +454,7 @@ TEST_CASE("pipeline end to end on the tiny model matches upstream", "[post][pipe
   REQUIRE(r.panoptic);
   REQUIRE(agreement(r.panoptic->ids, load_u32("e2e.panoptic.npy")) >= 0.995);
   // batch of two different sizes gives the same as one at a time
-  image_u8 other = letterbox(img, 64, true, true, 32);
+  image_u8 other = letterbox(img, 64, {.square = true, .scaleup = true});
   const auto rs = p.run(ctx, std::vector<image_u8>{img, other, img});
   REQUIRE(rs.size() == 3);
   REQUIRE(rs[0].batch == 2);

@@ -116,12 +116,12 @@ inline prepared_input prepare_input(const image_u8& img, int imgsz, letterbox_mo
   p.orig_h = img.height;
   image_u8 lb;
   switch (mode) {
-    case letterbox_mode::predict: lb = letterbox(img, imgsz, false, true, 32, &p.info); break;
-    case letterbox_mode::square: lb = letterbox(img, imgsz, true, true, 32, &p.info); break;
-    case letterbox_mode::hub: lb = letterbox(img, imgsz, false, false, 32, &p.info); break;
+    case letterbox_mode::predict: lb = letterbox(img, imgsz, {.square = false, .scaleup = true}, &p.info); break;
+    case letterbox_mode::square: lb = letterbox(img, imgsz, {.square = true, .scaleup = true}, &p.info); break;
+    case letterbox_mode::hub: lb = letterbox(img, imgsz, {.square = false, .scaleup = false}, &p.info); break;
     case letterbox_mode::val: {
       const image_u8 r = val_load_resize(img, imgsz);
-      lb = letterbox(r, imgsz, true, false, 32, &p.info);
+      lb = letterbox(r, imgsz, {.square = true, .scaleup = false}, &p.info);
       break;
     }
   }
@@ -290,7 +290,7 @@ class pipeline {
     if (o_.tasks.caption && caption_possible()) caption_skip = caption_unavailable(s.h, s.w);
     const bool want_caption = o_.tasks.caption && caption_possible() && !caption_skip;
     const auto t0 = clock::now();
-    auto out = m_->forward(ctx, x.cv(), false, want_caption);
+    auto out = m_->forward(ctx, x.cv(), {.caption_features = want_caption});
     const auto t1 = clock::now();
     std::optional<std::vector<caption_result>> caps;
     if (want_caption) caps = try_caption(*m_, ctx, out);

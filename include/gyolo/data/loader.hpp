@@ -565,7 +565,7 @@ class loader {
     sample out;
     out.item = item_index;
     const labeled_image base = load(image_index, true);
-    out.ori = letterbox(base.img, s, true, false, 32);
+    out.ori = letterbox(base.img, s, {.square = true, .scaleup = false});
     labeled_image li;
     if (opt_.augment && mosaic_ && r.uniform() < hy.mosaic) {
       li = load_mosaic(item_index, &base, r);
@@ -576,7 +576,7 @@ class loader {
     } else {
       li = base;
       letterbox_info info;
-      li.img = letterbox(base.img, s, true, opt_.augment, 32, &info);
+      li.img = letterbox(base.img, s, {.square = true, .scaleup = opt_.augment}, &info);
       to_pixels(li, info.ratio * base.img.width, info.ratio * base.img.height, info.dw, info.dh);
       if (!li.label_map.empty()) {
         image_u8 m = (info.new_w != base.img.width || info.new_h != base.img.height)

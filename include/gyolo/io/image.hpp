@@ -41,12 +41,60 @@ inline image_u8 pad_constant(const image_u8& src, int top, int bottom, int left,
   return dst;
 }
 
-/// Upstream letterbox(im, imgsz, color=(114,114,114), auto=!square, scaleFill=False, scaleup, stride).
-/// square = false: pad only up to the next multiple of `stride` (predict.py, auto=True);
-/// square = true: pad to imgsz x imgsz (val.py, auto=False).
-inline image_u8 letterbox(const image_u8& img, int imgsz, bool square, bool scaleup, int stride,
-                          letterbox_info* info = nullptr) {
+/// How the network input relates to the original image.
+struct letterbox_geometry {
+  int orig_h = 0, orig_w = 0;    // the original image (h0, w0)
+  int input_h = 0, input_w = 0;  // the network input (H, W)
+  int top = 0, bottom = 0, left = 0, right = 0;  // integer padding of the input
+  double dw = 0, dh = 0;         // letterbox's float half paddings
+  // val.py: boxes are rescaled with the recorded ratio_pad = ((h / h0, w / w0), (dw, dh));
+  // predict.py / hubconf: ratio_pad is None and gain/pad are recomputed from the shapes.
+  bool has_ratio_pad = false;
+  double ratio_gain = 1.0;       // h / h0 (the first entry, which scale_boxes uses)
+
+  /// From letterbox() on the original image (predict.py, hubconf.py).
+  static letterbox_geometry from_letterbox(const letterbox_info& i) {
+    letterbox_geometry g;
+    g.orig_h = i.orig_h;
+    g.orig_w = i.orig_w;
+    g.input_h = i.input_h;
+    g.input_w = i.input_w;
+    g.top = i.top;
+    g.bottom = i.bottom;
+    g.left = i.left;
+    g.right = i.right;
+    g.dw = i.dw;
+    g.dh = i.dh;
+    return g;
+  }
+  /// val.py: val_load_resize (h0, w0) -> (h, w), then letterbox(square, scaleup=False) with info `i`.
+  static letterbox_geometry from_val(int h0, int w0, const letterbox_info& i) {
+    letterbox_geometry g = from_letterbox(i);
+    g.orig_h = h0;
+    g.orig_w = w0;
+    g.has_ratio_pad = true;
+    g.ratio_gain = double(i.orig_h) / double(h0);
+    return g;
+  }
+  /// Rows / columns of the input that hold the (resized) image: hubconf's _unletterbox crop.
+  int crop_h() const { return input_h - top - bottom; }
+  int crop_w() const { return input_w - left - right; }
+};
+
+/// How letterbox() pads and scales (upstream's letterbox arguments).
+struct letterbox_options {
+  bool square = false;  // false: pad only up to the next multiple of `stride` (predict.py, auto=True);
+                        // true: pad to imgsz x imgsz (val.py, auto=False)
+  bool scaleup = true;  // false: never enlarge (val.py, hubconf.py)
+  int stride = 32;
+};
+
+/// Upstream letterbox(im, imgsz, color=(114,114,114), auto=!o.square, scaleFill=False, o.scaleup,
+/// o.stride); `info` (optional) receives the geometry.
+inline image_u8 letterbox(const image_u8& img, int imgsz, const letterbox_options& o = {}, letterbox_info* info = nullptr) {
   using detail::img::py_round;
+  const bool square = o.square, scaleup = o.scaleup;
+  const int stride = o.stride;
   if (img.width <= 0 || img.height <= 0 || img.channels <= 0) throw error("letterbox: image is empty");
   if (imgsz <= 0) throw error("letterbox: imgsz must be positive, got " + std::to_string(imgsz));
   if (!square && stride <= 0) throw error("letterbox: stride must be positive, got " + std::to_string(stride));

@@ -207,7 +207,7 @@ class grit_head {
   /// train-mode Grit makes: train::ref::select_topk_anchors).
   std::vector<std::int64_t> select_regions(const std::array<cview<float>, 3>& d3, int i) const {
     return train::ref::select_topk_anchors<float>(d3, i, reg_max, cfg.topk,
-                                                  "use an input of at least 128x128, or switch captioning off: --tasks det,mask,sem,pan");
+                                                  "a larger input, e.g. 128x128 or more on both sides, or captioning switched off");
   }
 
   /// Per semantic channel c of image i: the first flat position of its maximum (torch max(dim)).

@@ -137,6 +137,12 @@ class override_weights final : public weight_source {
   std::set<std::string> used_;
 };
 
+/// What model::forward computes besides the inference outputs.
+struct forward_options {
+  bool one_to_many = false;       // also the one-to-many (auxiliary) head's maps, as upstream's training head
+  bool caption_features = false;  // also x11/x17/x20/x23/x44: the inputs caption() needs
+};
+
 template <class B, variant V = gyolo_c>
 class model {
  public:
@@ -212,23 +218,24 @@ class model {
     return m;
   }
 
-  /// Vision forward. keep_features also returns x11/x17/x20/x23/x44 (the caption head's inputs).
-  vision_outputs<B> forward(context<B>& ctx, cview<float> x, bool run_o2m = false, bool keep_features = false) const {
+  /// Vision forward: upstream's raw outputs (pred, proto, semantic, the one-to-one head maps) and
+  /// what `o` asks for besides.
+  vision_outputs<B> forward(context<B>& ctx, cview<float> x, const forward_options& o = {}) const {
     const auto in_use = ctx.enter("model::forward");
-    return vision_.forward(ctx, x, run_o2m, keep_features);
+    return vision_.forward(ctx, x, o.one_to_many, o.caption_features);
   }
 
   /// True when the caption head is loaded and the file carries a vocabulary to decode with.
   bool has_caption() const { return grit_.loaded() && !vocab_.empty(); }
 
-  /// Captions for every image of a forward pass run with keep_features = true (spec §6): the best
+  /// Captions for every image of a forward pass run with caption_features = true (spec §6): the best
   /// of upstream's 5-beam search, 20 tokens with per-token log-probs, and the decoded text (empty
   /// when the file has no vocabulary). Throws if the caption head is not loaded.
   std::vector<caption_result> caption(context<B>& ctx, const vision_outputs<B>& o) const {
     const auto in_use = ctx.enter("model::caption");
     GYOLO_CHECK(grit_.loaded(), "caption: the model has no caption head (no Grit weights in '" + description_ + "')");
     GYOLO_CHECK(o.x11.numel() && o.x17.numel() && o.x20.numel() && o.x23.numel() && o.x44.numel(),
-                "caption: the vision outputs lack the caption features (call forward with keep_features = true)");
+                "caption: the vision outputs lack the caption features (call forward with {.caption_features = true})");
     grit_inputs in{o.x17.cv(), o.x20.cv(), o.x23.cv(), o.x11.cv(), o.x44.cv(), {o.d3[0].cv(), o.d3[1].cv(), o.d3[2].cv()},
                    o.semantic.cv()};
     auto hyps = grit_(ctx, in);
