@@ -1,5 +1,7 @@
 // What the gyolo CLI's translation units share.
 #pragma once
+#include <cmath>
+#include <cctype>
 #include <cstdio>
 #include <string>
 
@@ -36,6 +38,35 @@ inline std::string fmt(double x, int prec) {
   char b[64];
   std::snprintf(b, sizeof b, "%.*f", prec, x);
   return b;
+}
+
+/// A number flag value in [lo, hi], or an error naming the flag.
+inline double parse_real(const std::string& flag, const std::string& v, double lo, double hi) {
+  std::size_t pos = 0;
+  double x = 0;
+  try {
+    x = std::stod(v, &pos);
+  } catch (...) {
+    pos = 0;
+  }
+  if (pos != v.size() || v.empty() || !std::isfinite(x)) throw gyolo::error(flag + " expects a number, got '" + v + "'");
+  if (x < lo || x > hi) throw gyolo::error(flag + " must be in [" + fmt(lo, 6) + ", " + fmt(hi, 6) + "], got " + v);
+  return x;
+}
+
+/// A size in bytes: a whole number with an optional K, M, G or T suffix (powers of 1024), or an
+/// error naming the flag.
+inline std::size_t parse_size(const std::string& flag, const std::string& v) {
+  std::string d = v;
+  std::size_t mult = 1;
+  if (!d.empty()) {
+    const char u = char(std::toupper(static_cast<unsigned char>(d.back())));
+    const int shift = u == 'K' ? 10 : u == 'M' ? 20 : u == 'G' ? 30 : u == 'T' ? 40 : 0;
+    if (shift) d.pop_back(), mult = std::size_t(1) << shift;
+  }
+  const bool digits = !d.empty() && d.size() <= 15 && d.find_first_not_of("0123456789") == std::string::npos;
+  if (!digits) throw gyolo::error(flag + " expects a size such as 512M or 8G, got '" + v + "'");
+  return std::size_t(std::stoull(d)) * mult;
 }
 
 /// Seconds as m:ss or h:mm:ss.

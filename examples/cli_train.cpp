@@ -2,13 +2,16 @@
 //   gyolo train --data DATA.yaml [--variant tiny|nano|gyolo|scaled:W] [--weights TRAIN.gguf] [--epochs N]
 //               [--batch N] [--imgsz N] [--threads N] [--workers N] [--out DIR] [--seed S]
 //               [--close-mosaic N] [--no-augment] [--val-every N] [--strict] [--vocab FILE] [--json]
+//               [--freeze N] [--lr0 X]
 //   gyolo train --resume DIR/last.gguf [--threads N] [--workers N] [--json]
 // On a terminal: a progress bar with ETA, images/s and the running losses, and an epoch summary;
 // otherwise (or with --json) one JSON line per epoch. Ctrl-C saves last.gguf and exits; --resume
 // continues exactly where the run stopped.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <csignal>
 #include <cstdlib>
 #include <cstdio>
@@ -35,7 +38,8 @@ extern "C" void on_sigint(int) { g_stop.store(true); }
 
 struct train_cli {
   train::run_options run;
-  std::string variant = "nano", weights, out = "runs/train", resume, vocab;
+  std::string variant = "nano", weights, out = "runs/train", resume, vocab, hyp;
+  double lr0 = 0;  // 0: the hyperparameters' own
   int threads = 0, workers = 2;
   bool json = false, vocab_subset = false;
 };
@@ -44,12 +48,52 @@ void train_usage(std::ostream& o) {
   o << "usage: gyolo train --data DATA.yaml [--variant tiny|nano|gyolo|scaled:W] [--weights TRAIN.gguf] [--epochs 100]\n"
        "                   [--batch 16] [--imgsz 640] [--threads N] [--workers 2] [--out runs/train] [--seed 0]\n"
        "                   [--close-mosaic 10] [--no-augment] [--val-every 1] [--val-max N] [--strict] [--vocab FILE] [--vocab-subset] [--json]\n"
+       "                   [--freeze N] [--hyp HYP.yaml] [--lr0 0.004]\n"
        "       gyolo train --resume DIR/last.gguf [--threads N] [--workers N] [--json]\n"
        "  Trains on a dataset in upstream's layout (images/, labels/, stuff/, annotations/captions_*.json, a data yaml).\n"
        "  Writes DIR/last.gguf (resumable) and DIR/best.gguf (the best epoch's EMA weights, for gyolo predict).\n"
        "  Ctrl-C saves last.gguf and exits; --resume continues exactly where the run stopped.\n"
        "  --vocab-subset keeps only the special tokens and the vocabulary's tokens that the train captions use (a smaller\n"
-       "  caption head; captions can then only use those words). See docs/training.md.\n";
+       "  caption head; captions can then only use those words).\n"
+       "  --weights DIR/last.gguf fine-tunes from that run's EMA weights (as upstream's strip_optimizer keeps them).\n"
+       "  --freeze N leaves layers 0..N-1 untrained (train.py --freeze); --freeze 56 trains the caption head alone on\n"
+       "  the features of the fixed vision layers (caption/tune.py's stage; best.gguf is then the best BLEU-4).\n"
+       "  --hyp reads hyperparameters from a yaml map as upstream's hyp.*.yaml (lr0, lrf, momentum, weight_decay,\n"
+       "  warmup_*, clip_vision, clip_caption, caption_loss_gain and the augmentation keys); --lr0 sets the initial\n"
+       "  learning rate (the caption head's is half of it). See docs/training.md.\n";
+}
+
+/// Upstream hyp.*.yaml keys that gyolo's losses do not read (their values are fixed as upstream's
+/// defaults): accepted with a warning, so that upstream's files can be given as they are.
+constexpr const char* upstream_only_hyp[] = {"box", "cls", "cls_pw", "obj", "obj_pw", "dfl", "iou_t", "anchor_t", "fl_gamma", "copy_paste",
+                                             "label_smoothing"};
+
+/// --hyp: a yaml map of numbers over the run's hyperparameters (the keys of gyolo.train.run's "hyp").
+void apply_hyp_file(train::run_options& run, const std::string& path) {
+  const auto y = data::read_yaml_file(path);
+  const std::string where = "--hyp '" + path + "'";
+  if (!y.is_map()) throw error(where + ": expected a map of hyperparameters (key: number)");
+  nlohmann::json j = run.to_json();
+  auto& h = j["hyp"];
+  for (const auto& [k, n] : y.entries) {
+    const std::string at = where + " line " + std::to_string(n.line) + ": ";
+    if (std::find(std::begin(upstream_only_hyp), std::end(upstream_only_hyp), k) != std::end(upstream_only_hyp)) {
+      std::cerr << "warning: " << at << "'" << k << "' is not used by gyolo (upstream's default applies)\n";
+      continue;
+    }
+    if (!h.contains(k) || k == "optimizer") throw error(at + "unknown hyperparameter '" + data::detail::yaml::printable(k) + "'");
+    double v = 0;
+    std::size_t used = 0;
+    try {
+      v = std::stod(n.text, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (!n.is_scalar() || used == 0 || used != n.text.size() || !std::isfinite(v) || v < 0)
+      throw error(at + k + " must be a number >= 0, got '" + data::detail::yaml::printable(n.text) + "'");
+    h[k] = v;
+  }
+  run = train::run_options::from_json(j);
 }
 
 train_cli parse_train(int argc, char** argv) {
@@ -96,21 +140,31 @@ train_cli parse_train(int argc, char** argv) {
     else if (a == "--val-max") c.run.val_max_images = parse_int(a, v, 0, 1 << 30);
     else if (a == "--vocab") c.vocab = v;
     else if (a == "--resume") c.resume = v;
+    else if (a == "--freeze") c.run.freeze = parse_int(a, v, 0, 56);
+    else if (a == "--hyp") c.hyp = v;
+    else if (a == "--lr0") {
+      c.lr0 = parse_real(a, v, 0, 1);
+      if (!(c.lr0 > 0)) throw error("--lr0 must be in (0, 1], got " + v);
+    }
     else throw error("unknown option '" + a + "' (gyolo train --help)");
   }
   if (c.resume.empty() && !have_data) throw error("train needs --data DATA.yaml (or --resume DIR/last.gguf)");
+  if (!c.resume.empty() && (!c.hyp.empty() || c.lr0 > 0)) throw error("--resume continues a run with its own hyperparameters: drop --hyp and --lr0");
+  if (!c.hyp.empty()) apply_hyp_file(c.run, c.hyp);
+  if (c.lr0 > 0) c.run.hyp.lr0 = c.lr0;
   if (c.run.imgsz % 32) throw error("--imgsz must be a multiple of 32, got " + std::to_string(c.run.imgsz));
   return c;
 }
 
 }  // namespace
 
-/// The model in a gyolo-written or converted (--training) file: its info, and m built and loaded.
-train::model_info load_train_model(const gguf::file& f, const std::string& path, train_model<cpu>& m) {
+/// The model in a gyolo-written or converted (--training) file: its info, and m built and loaded
+/// from the tensors under `prefix` ("model", or "ema.model" in a last.gguf).
+train::model_info load_train_model(const gguf::file& f, const std::string& path, train_model<cpu>& m, const std::string& prefix = "model") {
   auto info = train::read_model_info(f, path);
   m.init(info.variant, info.grit);
   gguf_weights ws(f);
-  nn::load_tensors(m, ws, "model");
+  nn::load_tensors(m, ws, prefix);
   return info;
 }
 
@@ -135,29 +189,33 @@ int train_command(int argc, char** argv) {
     c.run.data = fs::absolute(c.run.data).lexically_normal().string();  // --resume may run from elsewhere
     const auto cfg = data::read_data_yaml(c.run.data);
     const int sem_nc = int(cfg.stuff_names.size());
-    std::string vocab_path = c.vocab;
-    if (vocab_path.empty()) {
-      // vocab.txt beside the data yaml, $GYOLO_VOCAB, the installed copy (<prefix>/share/gyolo beside
-      // <prefix>/bin/gyolo), then the source tree's copy (running from a checkout)
-      const fs::path beside = fs::path(c.run.data).parent_path() / "vocab.txt";
-      const char* env = std::getenv("GYOLO_VOCAB");
-      std::error_code ec;
-      const fs::path installed = fs::canonical("/proc/self/exe", ec).parent_path().parent_path() / "share" / "gyolo" / "vocab.txt";
-      if (fs::exists(beside)) vocab_path = beside.string();
-      else if (env && *env) vocab_path = env;
-      else if (!ec && fs::exists(installed, ec)) vocab_path = installed.string();
-      else if (fs::exists("weights_tools/data/vocab.txt")) vocab_path = "weights_tools/data/vocab.txt";
-      else throw error("no caption vocabulary: pass --vocab FILE (upstream's data/vocab.txt; gyolo's copy is weights_tools/data/vocab.txt)");
-    }
     if (!c.weights.empty()) {  // fine-tune a converted (--training) or gyolo-written checkpoint
       gguf::file f(c.weights);
-      if (!f.find("model.27.conv.weight")) f.fail("holds no training tensors: convert with weights_tools/convert.py --training");
-      info = load_train_model(f, c.weights, m);
+      // a last.gguf: its EMA weights, which upstream's strip_optimizer keeps as a run's result
+      const bool ema = f.find("ema.model.27.conv.weight") != nullptr;
+      if (!ema && !f.find("model.27.conv.weight"))
+        f.fail("holds no training tensors (the auxiliary branch model.27...): give a run's last.gguf, or convert with "
+               "weights_tools/convert.py --training");
+      info = load_train_model(f, c.weights, m, ema ? "ema.model" : "model");
       if (info.variant.nc != cfg.nc || info.variant.sem_nc != sem_nc)
         throw error("--weights '" + c.weights + "' has nc = " + std::to_string(info.variant.nc) + " and " +
                     std::to_string(info.variant.sem_nc) + " stuff channels, the data " + std::to_string(cfg.nc) + " and " +
                     std::to_string(sem_nc) + " (fine-tuning to other classes is not supported yet)");
     } else {
+      std::string vocab_path = c.vocab;  // a fine-tuned file has its own vocabulary
+      if (vocab_path.empty()) {
+        // vocab.txt beside the data yaml, $GYOLO_VOCAB, the installed copy (<prefix>/share/gyolo beside
+        // <prefix>/bin/gyolo), then the source tree's copy (running from a checkout)
+        const fs::path beside = fs::path(c.run.data).parent_path() / "vocab.txt";
+        const char* env = std::getenv("GYOLO_VOCAB");
+        std::error_code ec;
+        const fs::path installed = fs::canonical("/proc/self/exe", ec).parent_path().parent_path() / "share" / "gyolo" / "vocab.txt";
+        if (fs::exists(beside)) vocab_path = beside.string();
+        else if (env && *env) vocab_path = env;
+        else if (!ec && fs::exists(installed, ec)) vocab_path = installed.string();
+        else if (fs::exists("weights_tools/data/vocab.txt")) vocab_path = "weights_tools/data/vocab.txt";
+        else throw error("no caption vocabulary: pass --vocab FILE (upstream's data/vocab.txt; gyolo's copy is weights_tools/data/vocab.txt)");
+      }
       info = train::new_model_info(cfg, c.variant, train::read_vocab(vocab_path), c.vocab_subset);
       m.init(info.variant, info.grit);
       train::init_weights(m, info.variant.nc, c.run.seed);

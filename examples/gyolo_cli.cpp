@@ -89,25 +89,15 @@ void usage(std::ostream& o) {
        "                      semantic_argmax (and caption_tokens) as .npy\n"
        "  --no-draw           do not write <stem>.png\n"
        "  --json              JSON lines on stdout also on a terminal\n"
+       "  --memory-limit SIZE (every command) the most memory gyolo's tensors may hold, e.g. 4G;\n"
+       "                      beyond it a clear error instead of the allocation (default: 3/4 of\n"
+       "                      the physical memory; 0: no limit)\n"
        "--source: an image, a folder of images, a glob pattern (quoted: 'dir/*.jpg') or a .txt file\n"
        "listing image paths (relative to the list's folder).\n"
        "outputs per image in DIR: <stem>.json <stem>.png <stem>_semantic.png <stem>_panoptic.png\n"
        "(schema: docs/outputs.md). stdout: on a terminal a summary line per image (counts per class,\n"
        "caption, time) and a progress bar for several images; otherwise, or with --json, one JSON\n"
        "line per image.\n";
-}
-
-double parse_real(const std::string& flag, const std::string& v, double lo, double hi) {
-  std::size_t pos = 0;
-  double x = 0;
-  try {
-    x = std::stod(v, &pos);
-  } catch (...) {
-    pos = 0;
-  }
-  if (pos != v.size() || v.empty() || !std::isfinite(x)) throw error(flag + " expects a number, got '" + v + "'");
-  if (x < lo || x > hi) throw error(flag + " must be in [" + std::to_string(lo) + ", " + std::to_string(hi) + "], got " + v);
-  return x;
 }
 
 bool is_int(const std::string& s) {
@@ -564,12 +554,16 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
         fail(files[i], e.what());
       }
     }
-    if (imgs.empty()) continue;
+    if (imgs.empty()) {
+      draw_bar();
+      continue;
+    }
     std::vector<image_result> res;
     try {
       res = run.pipe.run(ctx, imgs);
     } catch (const std::exception& e) {
       for (auto i : idx) fail(files[i], e.what());
+      draw_bar();
       continue;
     }
     for (std::size_t k = 0; k < idx.size(); ++k) {
@@ -586,7 +580,6 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
       }
       draw_bar();
     }
-    draw_bar();
   }
   clear_bar();
   if (human) {
@@ -865,8 +858,21 @@ int bench(const bench_options& o) {
 
 }  // namespace
 
+/// --memory-limit SIZE, accepted by every command: gyolo::set_memory_limit, then taken out of argv.
+void take_memory_limit(int& argc, char** argv) {
+  for (int i = 2; i < argc; ++i) {
+    if (std::string(argv[i]) != "--memory-limit") continue;
+    if (i + 1 >= argc) throw error("--memory-limit needs a value");
+    set_memory_limit(parse_size("--memory-limit", argv[i + 1]));
+    for (int j = i; j + 2 <= argc; ++j) argv[j] = argv[j + 2];  // argv[argc] (null) moves down too
+    argc -= 2;
+    --i;
+  }
+}
+
 int main(int argc, char** argv) {
   try {
+    take_memory_limit(argc, argv);
     if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
       usage(argc < 2 ? std::cerr : std::cout);
       return argc < 2 ? 2 : 0;

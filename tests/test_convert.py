@@ -160,13 +160,13 @@ def pickle_ckpt(obj):
     return buf.getvalue(), p.storages
 
 
-def write_zip(path, entries, prefix='archive/'):
+def write_zip(path, entries, prefix='archive/', deflate=()):
     with zipfile.ZipFile(path, 'w', zipfile.ZIP_STORED) as zf:
         for name, data in entries:
-            zf.writestr(prefix + name, data)
+            zf.writestr(prefix + name, data, zipfile.ZIP_DEFLATED if name in deflate else zipfile.ZIP_STORED)
 
 
-def write_ckpt(path, obj, prefix='archive/', byteorder=None, storage_edit=None):
+def write_ckpt(path, obj, prefix='archive/', byteorder=None, storage_edit=None, deflate=()):
     """Torch zip layout: data.pkl, [byteorder], data/<key>..., version."""
     pkl, storages = pickle_ckpt(obj)
     entries = [('data.pkl', pkl)]
@@ -179,7 +179,7 @@ def write_ckpt(path, obj, prefix='archive/', byteorder=None, storage_edit=None):
         if raw is not None:
             entries.append((f'data/{key}', raw))
     entries.append(('version', b'3\n'))
-    write_zip(path, entries, prefix)
+    write_zip(path, entries, prefix, deflate)
     return path
 
 
@@ -496,6 +496,7 @@ def test_training_keeps_aux_and_whole_head():
     # everything apart from the tensors is what the default conversion writes
     check_ok(run_convert(ckpt, out_inf), out_inf)
     kv_inf = check_tensors(out_inf, expected)
+    kv.pop('gyolo.crc32'), kv_inf.pop('gyolo.crc32')  # the files' checksums differ, of course
     assert kv == kv_inf, 'metadata differs between --training and the default'
 
 
@@ -796,6 +797,90 @@ def test_hostile_tensor_geometry_refused():
         if os.path.exists(out):
             os.unlink(out)
     assert not problems, '; '.join(problems)
+
+
+def check_refused_small(r, out, rss_limit_kb, *needles):
+    """check_refused, and the converter's peak memory (its child's max RSS) stayed under the limit."""
+    check_refused(r, out, *needles)
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    assert peak < rss_limit_kb, f'the converter peaked at {peak} KB before refusing (limit {rss_limit_kb} KB)'
+
+
+@test
+def test_stride0_expansion_refused():
+    # 1 KB of checkpoint declaring a 2^30-element fp16 tensor through a stride-0 view: the element
+    # cap alone let it through (2 GB materialised); a view may not hold more elements than its storage
+    m, _, _ = make_model(seed=4)
+    t = m._modules['model']._modules['1']._modules['bn']._parameters['weight'].tensor
+    t.size, t.stride = (1 << 30,), (0,)
+    ckpt = write_ckpt(path('stride0.pt'), make_ckpt(model=m))
+    out = path('stride0.gguf')
+    check_refused_small(run_convert(ckpt, out), out, 1 << 20, 'stride 0', str(1 << 30))
+
+
+@test
+def test_repeated_views_of_one_storage_refused():
+    # one 1M-element storage viewed whole by 200 tensors (extra checkpoint entries are unpickled
+    # too): 200M elements materialised from 1M stored
+    m, _, _ = make_model(seed=4)
+    big = Storage('big', np.zeros(1 << 20, dtype='<f2'))
+    ck = make_ckpt(model=m)
+    ck['optimizer'] = [Tensor(big, 0, (1 << 20,), (1,)) for _ in range(200)]
+    ckpt = write_ckpt(path('repeat.pt'), ck)
+    out = path('repeat.gguf')
+    check_refused_small(run_convert(ckpt, out), out, 1 << 20, 'materialise', 'stored')
+
+
+@test
+def test_deflate_bomb_refused():
+    # a storage entry deflated ~1000x (64 MB of zeros in ~64 KB): refused from the zip header,
+    # before anything is decompressed; torch.save never compresses
+    m, _, _ = make_model(seed=4)
+    ck = make_ckpt(model=m)
+    ck['optimizer'] = [Tensor(Storage('bomb', np.zeros(32 << 20, dtype='<f2')), 0, (32 << 20,), (1,))]
+    ckpt = write_ckpt(path('bomb.pt'), ck, deflate={'data/bomb'})
+    assert os.path.getsize(ckpt) < (1 << 20)
+    out = path('bomb.gguf')
+    check_refused_small(run_convert(ckpt, out), out, 1 << 20, 'archive/data/bomb', 'expands from')
+
+
+@test
+def test_storage_entry_larger_than_declared_refused():
+    m, _, _ = make_model(seed=4)
+    ckpt = write_ckpt(path('long_storage.pt'), make_ckpt(model=m),
+                      storage_edit=lambda k, raw: raw + bytes(4096) if k == '3' else raw)
+    out = path('long_storage.gguf')
+    check_refused(run_convert(ckpt, out), out, 'archive/data/3', 'bytes, its')
+
+
+@test
+def test_deflated_checkpoint_of_normal_size_converts():
+    # compression by itself is fine: a re-zipped (deflated) checkpoint converts to the same file
+    m, _, _ = make_model(seed=4)
+    a, b = path('stored.gguf'), path('deflated.gguf')
+    check_ok(run_convert(write_ckpt(path('stored.pt'), make_ckpt(model=m)), a), a)
+    keys = {f'data/{k}' for k in range(64)} | {'data.pkl'}
+    check_ok(run_convert(write_ckpt(path('deflated.pt'), make_ckpt(model=m), deflate=keys), b), b)
+    ta, tb = read_gguf(a)[1], read_gguf(b)[1]
+    assert len(ta) > 5 and [(t[0], t[1], t[4]) for t in ta] == [(t[0], t[1], t[4]) for t in tb]
+
+
+@test
+def test_content_checksum_written_last_and_verifiable():
+    import zlib
+    m, expected, _ = make_model(seed=4)
+    ckpt = write_ckpt(path('crc.pt'), make_ckpt(model=m))
+    out = path('crc.gguf')
+    check_ok(run_convert(ckpt, out), out)
+    kv, tensors, _ = read_gguf(out)
+    assert list(kv)[-1] == 'gyolo.crc32' and kv['gyolo.crc32'][0] == 4, list(kv)[-3:]
+    buf = bytearray(open(out, 'rb').read())
+    at = buf.find(b'gyolo.crc32') + len('gyolo.crc32') + 4
+    stored = struct.unpack_from('<I', buf, at)[0]
+    assert stored == kv['gyolo.crc32'][1]
+    buf[at:at + 4] = bytes(4)
+    assert zlib.crc32(bytes(buf)) == stored
 
 
 @test

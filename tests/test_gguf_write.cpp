@@ -3,6 +3,7 @@
 // through the writer byte for byte, a train-mode model survives save + load unchanged, and
 // write() is atomic.
 #include <catch2/catch.hpp>
+#include <set>
 
 #include <algorithm>
 #include <cmath>
@@ -91,9 +92,15 @@ void require_same_value(const std::string& key, const gguf::value& a, const gguf
   }
 }
 
-void require_same_metadata(const gguf::file& a, const gguf::file& b) {
-  REQUIRE(a.metadata().size() == b.metadata().size());
+void require_same_metadata(const gguf::file& a, const gguf::file& b, const std::set<std::string>& ignore = {}) {
+  auto count = [&](const gguf::file& f) {
+    std::size_t n = 0;
+    for (const auto& kv : f.metadata()) n += ignore.count(kv.first) == 0;
+    return n;
+  };
+  REQUIRE(count(a) == count(b));
   for (const auto& [k, v] : a.metadata()) {
+    if (ignore.count(k)) continue;
     INFO(k);
     REQUIRE(b.has(k));
     require_same_value(k, v, b.get(k));
@@ -226,13 +233,18 @@ TEST_CASE("gguf writer: every metadata type and tensors read back bit-exactly", 
   REQUIRE(fs::file_size(path) == w.file_size());
   REQUIRE(fs::file_size(path) % 32 == 0);
   const auto bytes = slurp(path);
-  REQUIRE(bytes.compare(0, w.header().size(), w.header()) == 0);
+  std::size_t crc_at = 0;
+  std::string head = w.header(&crc_at);
+  REQUIRE(crc_at > 0);
+  head.replace(crc_at, 4, bytes, crc_at, 4);  // the checksum's value is computed by write()
+  REQUIRE(bytes.compare(0, head.size(), head) == 0);
   CHECK(w.keys()[6] == "t.u32");  // replaced in place
 
   gguf::file f(path);
   using gguf::vtype;
   auto scalar_type = [&](const char* k) { return f.get(k).type; };
-  CHECK(f.metadata().size() == w.kv_count());
+  CHECK(f.metadata().size() == w.kv_count() + 1);  // + gyolo.crc32
+  CHECK(f.has_checksum());
   CHECK(f.get_string("general.architecture") == "gyolo");
   CHECK(f.get_uint("general.alignment") == 32);
   CHECK(scalar_type("t.u8") == vtype::u8);
@@ -429,6 +441,7 @@ TEST_CASE("gguf writer: a convert.py file goes through the writer byte for byte"
     INFO(src);
     gguf::file f(src);
     gguf::writer w;
+    w.set_checksum(false);  // the fixtures predate the content checksum
     w.copy_metadata(f);
     w.copy_tensors(f);
     const auto out = scratch().path("roundtrip.gguf");
@@ -517,6 +530,7 @@ TEST_CASE("gguf writer: saving the graph loaded from convert.py --training outpu
     nn::load_tensors(g, ws, "model");
   }
   gguf::writer w;
+  w.set_checksum(false);  // the fixture predates the content checksum
   w.copy_metadata(f);
   nn::save_tensors(w, g, "model");
   for (const auto& t : f.tensors())
@@ -536,6 +550,7 @@ TEST_CASE("gguf writer: saving the whole train model (Grit as child 56) reproduc
     nn::load_tensors(m, ws, "model");
   }
   gguf::writer w;
+  w.set_checksum(false);  // the fixture predates the content checksum
   w.copy_metadata(f);
   nn::save_tensors(w, m, "model");
   CHECK(w.tensor_count() == f.tensors().size());
@@ -603,4 +618,76 @@ TEST_CASE("gguf writer: write is atomic", "[gguf_write]") {
     CHECK(f.get_string("general.architecture") == "gyolo");
   }
   fs::remove_all(base);
+}
+
+TEST_CASE("gguf: the content checksum finds a flipped byte in a class name; files without one still load", "[gguf_write]") {
+  gguf::file src(tiny_path);
+  REQUIRE_FALSE(src.has_checksum());  // written before checksums existed
+  gguf::writer w;
+  w.copy_metadata(src);
+  w.copy_tensors(src);
+  const auto out = scratch().path("crc.gguf");
+  w.write(out);
+  gguf::file f(out);
+  CHECK(f.has_checksum());
+  CHECK(w.keys().back() != gguf::checksum_key);  // added at write(), not kept in the writer
+  require_same_metadata(src, f, {gguf::checksum_key});
+  require_same_tensors(src, f);
+  // written again from the file that has it: the key keeps its place, the bytes are identical
+  {
+    gguf::writer w2;
+    w2.copy_metadata(f);
+    w2.copy_tensors(f);
+    const auto out2 = scratch().path("crc2.gguf");
+    w2.write(out2);
+    CHECK(slurp(out2) == slurp(out));
+  }
+  // one byte of a class name flipped ("person" -> "Person"): refused by name, unless not verified
+  std::string bytes = slurp(out);
+  const auto name = f.get_strings("gyolo.names").at(0);
+  const auto at = bytes.find(name, bytes.find("gyolo.names"));
+  REQUIRE(at != std::string::npos);
+  bytes[at] = char(bytes[at] ^ 0x20);
+  const auto bad = scratch().path("crc_bad.gguf");
+  std::ofstream(bad, std::ios::binary) << bytes;
+  CHECK_THROWS_WITH(gguf::file(bad), Catch::Contains("content checksum mismatch") && Catch::Contains("crc_bad.gguf"));
+  using tiny_model = model<cpu, gyolo_tiny>;
+  CHECK_THROWS_WITH(tiny_model::load(bad), Catch::Contains("content checksum mismatch"));
+  gguf::file unchecked(bad, gguf::open_options{.verify_checksum = false});
+  CHECK(unchecked.get_strings("gyolo.names").at(0) != name);
+  load_options lo;
+  lo.verify_checksum = false;
+  CHECK_NOTHROW(tiny_model::load(bad, lo));
+  // a byte of tensor data flipped: refused too
+  std::string b2 = slurp(out);
+  b2[b2.size() - 100] = char(b2[b2.size() - 100] ^ 1);
+  const auto bad2 = scratch().path("crc_bad2.gguf");
+  std::ofstream(bad2, std::ios::binary) << b2;
+  CHECK_THROWS_WITH(gguf::file(bad2), Catch::Contains("content checksum mismatch"));
+  // without the checksum: no key
+  gguf::writer w3;
+  w3.set_checksum(false);
+  w3.copy_metadata(f);  // drops the copied (stale) key
+  w3.copy_tensors(f);
+  const auto out3 = scratch().path("nocrc.gguf");
+  w3.write(out3);
+  CHECK_FALSE(gguf::file(out3).has_checksum());
+  CHECK(slurp(out3) == slurp(tiny_path));
+}
+
+TEST_CASE("crc32: slice-by-8 equals the byte-wise definition and zlib's check value", "[gguf_write]") {
+  const std::string s = "123456789";
+  CHECK(crc32(s.data(), s.size()) == 0xCBF43926u);  // the standard check value
+  std::vector<unsigned char> v(1000);
+  for (std::size_t i = 0; i < v.size(); ++i) v[i] = static_cast<unsigned char>(i * 37 + 11);
+  for (std::size_t n : {0u, 1u, 7u, 8u, 9u, 63u, 1000u}) {
+    std::uint32_t c = 0xFFFFFFFFu;  // the byte-wise definition
+    for (std::size_t i = 0; i < n; ++i) {
+      c ^= v[i];
+      for (int k = 0; k < 8; ++k) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+    }
+    CHECK(crc32(v.data(), n) == ~c);
+    // split anywhere: the same as in one go
+    CHECK(crc32_update(crc32(v.data(), n / 3), v.data() + n / 3, n - n / 3) == ~c);
+  }
 }

@@ -402,6 +402,64 @@ TEST_CASE("trainer: frozen layers and frozen BatchNorm (train.py --freeze, tune.
     CHECK(bn_changed == 0);
     CHECK(conv_moved > 100);
   }
+  SECTION("the caption stage (every vision layer frozen): Grit's gradient equals the unfolded model's") {
+    train_model<cpu> m, ref;
+    load_tiny(m);
+    load_tiny(ref);
+    const auto before = values(m);
+    auto fz = train::freeze_options::first_layers(56);
+    fz.batchnorm = true;  // Grit's BatchNorm in eval too, so that the reference is the whole model in eval mode
+    train::trainer<cpu> tr(m, ctx, {}, fz);
+    REQUIRE(tr.caption_only());
+    CHECK(tr.vision_optimizer().params().empty());
+    std::map<std::string, std::vector<float>> stepped;
+    int calls = 0;
+    tr.before_step = [&](const char* task, const std::vector<train::param_ref>& all) {
+      ++calls;
+      CHECK(std::string(task) == "language");
+      for (const auto& r : all) stepped[r.name] = r.p->grad;
+    };
+    const auto r = tr.step(ib.b, it);
+    CHECK(calls == 1);  // no vision pass
+    // the reference: layers 1-56 unfolded, in eval mode, teacher-forced on ori_imgs, backward through all
+    tape<cpu> t(ctx);
+    t.training = false;
+    auto x = t.input(ib.b.ori_imgs, false);
+    auto o = ref.forward(t, x.t, ib.b.caps, ib.b.seq_len);
+    const double want = gyolo::caption_nll(o.logp.t, ib.b.caps, 0, train::train_hyp{}.caption_loss_gain);
+    t.backward();
+    CHECK(r.caption == Approx(want).epsilon(1e-4));
+    std::vector<train::param_ref> grit;
+    for (const auto& p : train::collect_params(ref, "model"))
+      if (stepped.count(p.name)) grit.push_back(p);
+    REQUIRE(grit.size() == stepped.size());
+    REQUIRE(grit.size() > 20);
+    const float norm = train::clip_grad_norm(grit, train::train_hyp{}.clip_caption);
+    CHECK(r.grad_norm_caption == Approx(norm).epsilon(1e-3));
+    double worst = 0, scale = 0;
+    for (const auto& p : grit)
+      for (std::size_t i = 0; i < p.p->grad.size(); ++i) {
+        worst = std::max(worst, double(std::abs(p.p->grad[i] - stepped.at(p.name)[i])));
+        scale = std::max(scale, double(std::abs(p.p->grad[i])));
+      }
+    CHECK(scale > 0);
+    CHECK(worst <= 1e-3 * scale);
+    // the vision layers (weights and running statistics) are exactly as they were; Grit moved
+    const auto after = values(m);
+    int vision_changed = 0, grit_moved = 0;
+    for (const auto& [n, v] : before) {
+      if (n.rfind("model.56.", 0) == 0) grit_moved += after.at(n) != v;
+      else vision_changed += after.at(n) != v;
+    }
+    CHECK(vision_changed == 0);
+    CHECK(grit_moved > 20);
+  }
+  SECTION("nothing left to train is an error") {
+    train_model<cpu> m;
+    load_tiny(m);
+    auto fz = train::freeze_options::first_layers(57);
+    CHECK_THROWS_WITH(train::trainer<cpu>(m, ctx, {}, fz), Catch::Contains("nothing to train"));
+  }
 }
 
 TEST_CASE("trainer: the state saved after an iteration resumes bit-exactly", "[train][iter]") {

@@ -128,3 +128,51 @@ TEST_CASE("a context used by two threads at once is refused", "[variants][thread
   }
   CHECK(forward_on_other_thread(ctx) == "ran");  // released when the guards ended
 }
+
+TEST_CASE("the memory limit refuses an allocation before it is made; the cache is capped and trimmed", "[variants][memory]") {
+  random_weights ws(3);
+  const auto m = model<cpu, my_small>::from_source(ws);
+  context<cpu> ctx(1);
+  tensor<float> x(shape4{1, 3, 256, 256});
+  for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = float(i % 89) / 89.0f;
+  const auto before = memory_usage();
+  CHECK(before.limit_bytes > 0);  // the default: 3/4 of the physical memory
+  struct restore {
+    memory_stats s;
+    ~restore() {
+      set_memory_limit(s.limit_bytes);
+      set_memory_cache_cap(s.cache_cap_bytes);
+    }
+  } r{before};
+  const auto want = m.forward(ctx, x.cv()).pred;  // the pass's blocks are cached now
+  std::vector<float> ref(want.data(), want.data() + want.numel());
+  // a limit just above what is live now: the pass's first large activation does not fit
+  set_memory_limit(memory_usage().live_bytes + (std::size_t(1) << 20));
+  const auto live = memory_usage().live_bytes;
+  bool typed = false;
+  std::string msg;
+  try {
+    (void)m.forward(ctx, x.cv());
+  } catch (const resource_error& e) {
+    typed = true;
+    msg = e.what();
+  }
+  CHECK(typed);
+  CHECK(msg.find("above the memory limit of") != std::string::npos);
+  CHECK(memory_usage().live_bytes == live);  // what the failed pass held is released
+  set_memory_limit(0);                        // no limit: the same pass runs, same result
+  const auto again = m.forward(ctx, x.cv()).pred;
+  CHECK(std::equal(ref.begin(), ref.end(), again.data()));
+  // the cache: capped at what it holds now minus a little, then trimmed to nothing
+  CHECK(memory_usage().cached_bytes > 0);
+  set_memory_cache_cap(0);
+  CHECK(memory_usage().cached_bytes == 0);
+  CHECK(memory_usage().cache_cap_bytes == 0);
+  (void)m.forward(ctx, x.cv());
+  CHECK(memory_usage().cached_bytes == 0);  // nothing kept with cap 0
+  set_memory_cache_cap(std::size_t(1) << 30);
+  (void)m.forward(ctx, x.cv());
+  CHECK(memory_usage().cached_bytes > 0);
+  trim_memory_cache();
+  CHECK(memory_usage().cached_bytes == 0);
+}

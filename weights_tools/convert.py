@@ -12,7 +12,8 @@ pickle is read with a restricted unpickler that maps every allowed global to an
 inert stand-in and refuses anything else.  See docs/weights-format.md.
 
 Writes exactly --out (via --out.tmp + rename); on any error nothing is written
-and a single line goes to stderr, exit status 1.
+and a single line goes to stderr, exit status 1.  The last metadata key, gyolo.crc32, is the
+CRC-32 of the whole file with its own four value bytes as zero; gyolo verifies it at load.
 """
 import argparse
 import collections
@@ -25,6 +26,7 @@ import re
 import struct
 import sys
 import zipfile
+import zlib
 
 import numpy as np
 
@@ -32,6 +34,20 @@ CONVERTER_VERSION = '0.1.0'
 FORMAT_VERSION = 1
 ALIGNMENT = 32
 MAX_TENSOR_ELEMENTS = 1 << 31  # far above any GeneralistYOLO tensor; bounds memory use
+MAX_PICKLE_BYTES = 256 << 20   # data.pkl (a few MB for GYOLO-X); read whole, so bounded first
+MAX_EXPANSION = 64             # a compressed zip entry may expand at most this much (torch stores them raw)
+SHARED_VIEW_FACTOR = 2         # tensors may materialise at most 2x the elements their storages hold (tied weights)
+
+
+class _LoadBudget:
+    """What one checkpoint's tensors may materialise: every allocation is bounded by what the file
+    actually holds (stored elements), so a small file cannot demand gigabytes through repeated or
+    stride-0 views of one storage."""
+    stored = 0        # elements of the storages read so far
+    materialised = 0  # elements of the tensors rebuilt so far
+
+
+_budget = _LoadBudget()
 
 
 class ConvertError(Exception):
@@ -166,6 +182,13 @@ def _rebuild_tensor(storage, storage_offset, size, stride):
         n *= s
     if n > MAX_TENSOR_ELEMENTS:
         raise ConvertError(f'tensor of size {size} has {n} elements (limit {MAX_TENSOR_ELEMENTS})')
+    if n > buf.size:
+        raise ConvertError(f'tensor of size {size} and stride {stride} has {n} elements but its storage holds '
+                           f'{buf.size}: views that repeat elements (stride 0, overlapping) are not supported')
+    if _budget.materialised + n > SHARED_VIEW_FACTOR * _budget.stored + (1 << 20):
+        raise ConvertError(f'the checkpoint\'s tensors would materialise over {_budget.materialised + n} elements from '
+                           f'{_budget.stored} stored ones (one storage viewed over and over)')
+    _budget.materialised += n
     if n == 0:
         arr = np.zeros(size, dtype=buf.dtype)
     else:
@@ -274,10 +297,16 @@ class RestrictedUnpickler(pickle.Unpickler):
             return self._storages[key]
         entry = f'{self._prefix}data/{key}'
         try:
-            raw = self._zf.read(entry)
+            info = self._zf.getinfo(entry)
         except KeyError:
             raise ConvertError(f'checkpoint zip lacks storage entry {entry}')
         item = stype.dtype.itemsize
+        if not isinstance(numel, int) or numel < 0 or numel > MAX_TENSOR_ELEMENTS:
+            raise ConvertError(f'storage {entry} declares {numel!r} elements (limit {MAX_TENSOR_ELEMENTS})')
+        if info.file_size > numel * item:
+            raise ConvertError(f'storage {entry} has {info.file_size} bytes, its {numel} {stype.name} elements take {numel * item}')
+        _check_expansion(info)
+        raw = self._zf.read(entry)
         if len(raw) % item:
             raise ConvertError(f'storage {entry} has {len(raw)} bytes, not a multiple of {item}')
         data = np.frombuffer(raw, dtype=stype.dtype)
@@ -285,7 +314,16 @@ class RestrictedUnpickler(pickle.Unpickler):
             raise ConvertError(f'storage {entry} holds {data.size} elements, expected {numel}')
         st = Storage(data, stype)
         self._storages[key] = st
+        _budget.stored += data.size
         return st
+
+
+def _check_expansion(info):
+    """Refuses a zip entry that would decompress to far more than it occupies in the file (torch.save
+    stores entries uncompressed; a deflate bomb expands ~1000x), before anything is decompressed."""
+    if info.compress_type != zipfile.ZIP_STORED and info.file_size > MAX_EXPANSION * max(info.compress_size, 1) + (1 << 20):
+        raise ConvertError(f'zip entry {info.filename} expands from {info.compress_size} to {info.file_size} bytes '
+                           f'(more than {MAX_EXPANSION}x; torch.save stores entries uncompressed)')
 
 
 def load_checkpoint(path):
@@ -301,7 +339,12 @@ def load_checkpoint(path):
             order = zf.read(prefix + 'byteorder').decode().strip()
             if order != 'little':
                 raise ConvertError(f'{path}: unsupported storage byte order {order!r}')
+        info = zf.getinfo(pkls[0])
+        if info.file_size > MAX_PICKLE_BYTES:
+            raise ConvertError(f'{path}: {pkls[0]} is {info.file_size} bytes (limit {MAX_PICKLE_BYTES})')
+        _check_expansion(info)
         up = RestrictedUnpickler(io.BytesIO(zf.read(pkls[0])), zf, prefix)
+        _budget.stored = _budget.materialised = 0
         try:
             return up.load()
         except ConvertError:
@@ -500,6 +543,20 @@ def build_gguf(kvs, tensors):
     return head, blobs
 
 
+def with_crc32(head, blobs):
+    """head with gyolo.crc32's value (the last metadata key, zero so far) set to the CRC-32 of
+    head + blobs."""
+    key = _str('gyolo.crc32') + struct.pack('<I', GGUF_UINT32)
+    at = head.rfind(key)
+    if at < 0 or head[at + len(key):at + len(key) + 4] != bytes(4):
+        raise ConvertError('internal error: gyolo.crc32 not found in the header')
+    at += len(key)
+    crc = zlib.crc32(head)
+    for b in blobs:
+        crc = zlib.crc32(b, crc)
+    return head[:at] + struct.pack('<I', crc) + head[at + 4:]
+
+
 def convert(ckpt_path, out_path, vocab_path=None, training=False):
     with open(ckpt_path, 'rb') as f:
         sha = hashlib.sha256(f.read()).hexdigest()
@@ -532,7 +589,9 @@ def convert(ckpt_path, out_path, vocab_path=None, training=False):
         kvs.append(('gyolo.grit_config', GGUF_STRING, meta['grit_config']))
     if vocab is not None:
         kvs.append(('gyolo.vocab', GGUF_ARRAY, (GGUF_STRING, vocab)))
+    kvs.append(('gyolo.crc32', GGUF_UINT32, 0))  # filled in below
     head, blobs = build_gguf(kvs, collections.OrderedDict((k, t.array) for k, t in sel.items()))
+    head = with_crc32(head, blobs)
     tmp = out_path + '.tmp'
     try:
         with open(tmp, 'wb') as f:

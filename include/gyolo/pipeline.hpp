@@ -161,8 +161,7 @@ class pipeline {
 
   /// Runs a batch; images of equal network-input size share one forward. Results in input order.
   std::vector<image_result> run(context<B>& ctx, const std::vector<image_u8>& imgs) const {
-    const auto in_use = ctx.enter("pipeline::run");
-    std::vector<prepared_input> in;
+    std::vector<prepared_input> in;  // (run_prepared holds the context; the letterbox does not use it)
     in.reserve(imgs.size());
     for (const auto& im : imgs) in.push_back(prepare_input(im, o_.imgsz, o_.letterbox));
     return run_prepared(ctx, in);

@@ -1,4 +1,5 @@
-// The single exception type of gyolo: every message is one line that names the problem.
+// gyolo's exception types: every message is one line that names the problem. gyolo::error is the
+// base of all of them; resource_error (a memory limit reached) derives from it.
 #pragma once
 #include <stdexcept>
 #include <string>
@@ -8,6 +9,11 @@ namespace gyolo {
 
 struct error : std::runtime_error {
   using std::runtime_error::runtime_error;
+};
+
+/// A resource limit reached before the allocation that would exceed it (gyolo::set_memory_limit).
+struct resource_error : error {
+  using error::error;
 };
 
 /// Bytes that came from a file, as they may appear in a message: printable ASCII kept, every other

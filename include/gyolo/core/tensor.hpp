@@ -2,6 +2,7 @@
 // larger tensor (so Concat/split cost nothing): element (n, c, y, x) lives at
 // data[n * batch_stride + (c * h + y) * w + x].
 #pragma once
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -12,6 +13,8 @@
 #include <new>
 #include <string>
 #include <vector>
+
+#include <unistd.h>  // sysconf: the physical memory, for the default limit
 
 #include "gyolo/core/backend.hpp"
 #include "gyolo/core/error.hpp"
@@ -55,9 +58,14 @@ struct view {
 template <class T = float, class Space = host_space> using cview = view<const T, Space>;
 
 namespace detail {
-/// Reuses large host blocks across forward passes: a forward pass allocates the same sizes every
-/// time, and returning them to the OS each time costs page faults (several % of a 640x640 pass).
-/// Blocks are bucketed by exact (page-rounded) size; the cache holds at most `cap` bytes.
+/// Every host tensor block goes through here (tensor<T>: inference, training, the caption head).
+/// - Cache: large blocks freed by a forward pass are kept for the next one (a pass allocates the
+///   same sizes every time, and returning them to the OS each time costs page faults, several % of
+///   a 640x640 pass). Blocks are bucketed by exact (page-rounded) size; the cache holds at most
+///   cache_cap bytes (default 1 GiB; set_memory_cache_cap, trim_memory_cache).
+/// - Limit: the bytes of live blocks may not exceed `limit` (default 3/4 of the physical memory;
+///   set_memory_limit): the allocation that would exceed it throws resource_error instead, before
+///   anything is allocated, so that e.g. a huge input size fails with a message, not the OOM killer.
 class block_cache {
  public:
   static block_cache& instance() {
@@ -65,6 +73,13 @@ class block_cache {
     return c;
   }
   void* acquire(std::size_t bytes) {
+    const std::size_t lim = limit_.load(std::memory_order_relaxed);
+    const std::size_t now = live_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
+    if (lim && now > lim) {
+      live_.fetch_sub(bytes, std::memory_order_relaxed);
+      throw resource_error("allocating " + mib(bytes) + " would take gyolo's tensors to " + mib(now) + ", above the memory limit of " +
+                           mib(lim) + " (a smaller input size or batch; gyolo::set_memory_limit or the CLI's --memory-limit)");
+    }
     if (bytes >= min_block) {
       std::lock_guard<std::mutex> lk(m_);
       auto it = free_.find(bytes);
@@ -76,14 +91,18 @@ class block_cache {
       }
     }
     void* p = std::aligned_alloc(64, bytes);
-    if (!p) throw error("out of memory allocating " + std::to_string(bytes) + " bytes");
+    if (!p) {
+      live_.fetch_sub(bytes, std::memory_order_relaxed);
+      throw resource_error("out of memory allocating " + mib(bytes));
+    }
     return p;
   }
   void release(void* p, std::size_t bytes) {
     if (!p) return;
+    live_.fetch_sub(bytes, std::memory_order_relaxed);
     if (bytes >= min_block) {
       std::lock_guard<std::mutex> lk(m_);
-      if (held_ + bytes <= cap) {
+      if (held_ + bytes <= cap_) {
         free_.emplace(bytes, p);
         held_ += bytes;
         return;
@@ -91,22 +110,49 @@ class block_cache {
     }
     std::free(p);
   }
-  /// Returns every cached block to the system.
-  void trim() {
+  /// Returns cached blocks to the system until the cache holds at most `keep` bytes.
+  void trim(std::size_t keep = 0) {
     std::lock_guard<std::mutex> lk(m_);
-    for (auto& [b, p] : free_) std::free(p);
-    free_.clear();
-    held_ = 0;
+    for (auto it = free_.begin(); it != free_.end() && held_ > keep;) {
+      held_ -= it->first;
+      std::free(it->second);
+      it = free_.erase(it);
+    }
+  }
+  void set_cap(std::size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      cap_ = bytes;
+    }
+    trim(bytes);
+  }
+  void set_limit(std::size_t bytes) { limit_.store(bytes, std::memory_order_relaxed); }
+  std::size_t live() const { return live_.load(std::memory_order_relaxed); }
+  std::size_t limit() const { return limit_.load(std::memory_order_relaxed); }
+  std::size_t held() {
+    std::lock_guard<std::mutex> lk(m_);
+    return held_;
+  }
+  std::size_t cap() {
+    std::lock_guard<std::mutex> lk(m_);
+    return cap_;
   }
   ~block_cache() { trim(); }
 
   static constexpr std::size_t min_block = std::size_t(1) << 20;
-  static constexpr std::size_t cap = std::size_t(1) << 30;
+  static constexpr std::size_t default_cap = std::size_t(1) << 30;
+  /// 3/4 of the physical memory (0, no limit, where the system does not tell).
+  static std::size_t default_limit() {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGE_SIZE);
+    return pages > 0 && page > 0 ? std::size_t(pages) / 4 * 3 * std::size_t(page) : 0;
+  }
+  static std::string mib(std::size_t b) { return std::to_string((b + (1u << 20) - 1) >> 20) + " MiB"; }
 
  private:
   std::mutex m_;
   std::multimap<std::size_t, void*> free_;
-  std::size_t held_ = 0;
+  std::size_t held_ = 0, cap_ = default_cap;
+  std::atomic<std::size_t> live_{0}, limit_{default_limit()};
 };
 
 inline std::size_t round_bytes(std::size_t bytes) {
@@ -119,6 +165,25 @@ struct block_free {
 };
 }  // namespace detail
 
+/// gyolo's host memory (every tensor: inference, training, the caption head), process-wide.
+struct memory_stats {
+  std::size_t live_bytes = 0;       // held by tensors now
+  std::size_t cached_bytes = 0;     // freed blocks kept for reuse
+  std::size_t cache_cap_bytes = 0;  // the most the cache keeps
+  std::size_t limit_bytes = 0;      // the most live_bytes may reach (0: no limit)
+};
+inline memory_stats memory_usage() {
+  auto& c = detail::block_cache::instance();
+  return {c.live(), c.held(), c.cap(), c.limit()};
+}
+/// Caps the live tensor memory: an allocation beyond it throws gyolo::resource_error before it is
+/// made. 0: no limit. Default: 3/4 of the physical memory.
+inline void set_memory_limit(std::size_t bytes) { detail::block_cache::instance().set_limit(bytes); }
+/// Caps the cache of freed blocks (default 1 GiB) and trims it to the new cap; 0 disables caching.
+inline void set_memory_cache_cap(std::size_t bytes) { detail::block_cache::instance().set_cap(bytes); }
+/// Returns every cached block to the system (e.g. after a run at a large input size).
+inline void trim_memory_cache() { detail::block_cache::instance().trim(); }
+
 /// Owning host tensor (64-byte aligned). Device tensors live in the CUDA backend.
 template <class T = float>
 class tensor {
@@ -130,7 +195,9 @@ class tensor {
     GYOLO_CHECK(s.n >= 0 && s.c >= 0 && s.h >= 0 && s.w >= 0, "tensor: negative shape " + s.str());
     if (s.numel() > capacity_) {
       const std::size_t bytes = detail::round_bytes(std::size_t(s.numel()) * sizeof(T));
-      buf_.reset();
+      buf_.reset();  // (an acquire that throws leaves the tensor empty, not pointing at freed memory)
+      capacity_ = 0;
+      shape_ = {};
       buf_ = std::unique_ptr<T, detail::block_free>(static_cast<T*>(detail::block_cache::instance().acquire(bytes)),
                                                     detail::block_free{bytes});
       capacity_ = s.numel();

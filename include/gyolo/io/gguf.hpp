@@ -1,8 +1,14 @@
 // GGUF v3 reader that trusts nothing: every count, length, type, offset and size is checked
 // against the file before use, and every problem is one line naming what is wrong.
 // Spec: https://github.com/ggerganov/ggml/blob/master/docs/gguf.md (little-endian, v3).
+// Content checksum: a file may carry "gyolo.crc32" (u32), the CRC-32 of the whole file with those
+// four value bytes read as zero (written by gyolo's writer and weights_tools/convert.py). It is
+// verified when the file is opened (open_options::verify_checksum), so that a flipped byte in a
+// class name or the stored yaml is an error, not a silently different model. Files without the
+// key (earlier converters) are read as before.
 #pragma once
 #include <cstdint>
+#include <cstdio>
 #include <cstring>
 #include <fstream>
 #include <map>
@@ -11,6 +17,7 @@
 #include <vector>
 
 #include "gyolo/core/error.hpp"
+#include "gyolo/io/crc32.hpp"
 
 namespace gyolo::gguf {
 
@@ -68,11 +75,19 @@ inline float half_to_float(std::uint16_t h) {
   return f;
 }
 
+/// How a file is opened.
+struct open_options {
+  bool verify_checksum = true;  // check gyolo.crc32 when the file has it
+};
+
+/// The metadata key of the content checksum.
+inline constexpr const char* checksum_key = "gyolo.crc32";
+
 class file {
  public:
   static constexpr std::uint64_t max_file_bytes = std::uint64_t(8) << 30;
 
-  explicit file(const std::string& path) : path_(path) {
+  explicit file(const std::string& path, open_options opt = {}) : path_(path) {
     std::ifstream f(path, std::ios::binary | std::ios::ate);
     if (!f) fail("cannot open file");
     const auto size = f.tellg();
@@ -82,7 +97,11 @@ class file {
     f.seekg(0);
     if (size > 0 && !f.read(buf_.data(), size)) fail("read error");
     parse();
+    if (crc_at_ && opt.verify_checksum) verify_checksum();
   }
+
+  /// Whether the file carries a content checksum (gyolo.crc32).
+  bool has_checksum() const { return crc_at_ != 0; }
 
   const std::string& path() const { return path_; }
   const std::map<std::string, value>& metadata() const { return kv_; }
@@ -209,6 +228,25 @@ class file {
     return 0;
   }
 
+  /// The CRC-32 of the file with the checksum's value bytes read as zero.
+  std::uint32_t content_crc() const {
+    static const char zero[4] = {};
+    std::uint32_t c = crc32_update(0, buf_.data(), std::size_t(crc_at_));
+    c = crc32_update(c, zero, 4);
+    return crc32_update(c, buf_.data() + crc_at_ + 4, buf_.size() - std::size_t(crc_at_) - 4);
+  }
+  void verify_checksum() const {
+    std::uint32_t stored;
+    std::memcpy(&stored, buf_.data() + crc_at_, 4);
+    const std::uint32_t actual = content_crc();
+    if (stored != actual) {
+      char b[96];
+      std::snprintf(b, sizeof b, "content checksum mismatch: gyolo.crc32 is 0x%08x, the file's bytes give 0x%08x", unsigned(stored),
+                    unsigned(actual));
+      fail(std::string(b) + " (the file is corrupt or was edited; open_options/load_options verify_checksum = false skips the check)");
+    }
+  }
+
   void parse() {
     if (buf_.size() < 24) fail("too small to be a GGUF file (" + std::to_string(buf_.size()) + " bytes)");
     if (std::memcmp(buf_.data(), "GGUF", 4) != 0) fail("not a GGUF file (bad magic)");
@@ -225,6 +263,10 @@ class file {
       if (kv_.count(key)) fail("duplicate metadata key '" + key + "'");
       value v;
       v.type = vtype(rd<std::uint32_t>(key.c_str()));
+      if (key == checksum_key) {
+        if (v.type != vtype::u32) fail(std::string(checksum_key) + " must be a u32");
+        crc_at_ = pos_;
+      }
       if (v.type == vtype::array) {
         v.elem_type = vtype(rd<std::uint32_t>(key.c_str()));
         const auto len = rd<std::uint64_t>(key.c_str());
@@ -291,6 +333,7 @@ class file {
   std::string path_;
   std::vector<char> buf_;
   std::uint64_t pos_ = 0, data_start_ = 0;
+  std::uint64_t crc_at_ = 0;  // offset of gyolo.crc32's value (0: none; it never starts a file)
   std::map<std::string, value> kv_;
   std::vector<tensor_info> tensors_;
   std::map<std::string, std::size_t> index_;

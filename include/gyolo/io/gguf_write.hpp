@@ -11,6 +11,10 @@
 // ne = [1], as convert.py does. Everything the reader rejects (more than 4 dims, a zero or
 // absurd dimension, an empty or over-long name, a duplicate) is rejected when it is added.
 //
+// Unless set_checksum(false), the file carries gyolo.crc32 (gguf.hpp): the CRC-32 of the whole
+// file with its four value bytes as zero, computed at write(). The key keeps its position when
+// the metadata already has it (copied from a file), else it is the last key.
+//
 // write(path) is atomic: the file is written to a temporary file in the same directory, synced
 // and renamed over `path`; on any failure the temporary file is removed and gyolo::error names
 // the path and the system's reason.
@@ -256,17 +260,40 @@ class writer {
     return std::uint32_t(a);
   }
 
-  /// Header, key/values, tensor infos and padding: everything before the data section.
-  std::string header() const {
+  /// Whether write() adds the content checksum gyolo.crc32 (default: yes).
+  void set_checksum(bool on) { checksum_ = on; }
+  bool checksum() const { return checksum_; }
+
+  /// Header, key/values, tensor infos and padding: everything before the data section. With the
+  /// checksum on, *crc_at (when given) receives the offset of gyolo.crc32's value, which is left
+  /// as it is (write() fills it in).
+  std::string header(std::size_t* crc_at = nullptr) const {
     const std::uint64_t align = alignment();
+    const bool present = find_kv(checksum_key) != kvs_.size();
+    const std::size_t n_kv = kvs_.size() + (checksum_ && !present ? 1 : 0) - (!checksum_ && present ? 1 : 0);
     std::string h = "GGUF";
     h += pod_bytes(std::uint32_t(3));
     h += pod_bytes(std::uint64_t(tensors_.size()));
-    h += pod_bytes(std::uint64_t(kvs_.size()));
+    h += pod_bytes(std::uint64_t(n_kv));
     for (const auto& k : kvs_) {
+      if (k.key == checksum_key) {
+        if (!checksum_) continue;  // a copied checksum would be stale
+        if (k.type != vtype::u32) throw error(std::string("gguf writer: ") + checksum_key + " must be a u32");
+        h += str_bytes(k.key);
+        h += pod_bytes(std::uint32_t(k.type));
+        if (crc_at) *crc_at = h.size();
+        h += k.raw;
+        continue;
+      }
       h += str_bytes(k.key);
       h += pod_bytes(std::uint32_t(k.type));
       h += k.raw;
+    }
+    if (checksum_ && !present) {
+      h += str_bytes(checksum_key);
+      h += pod_bytes(std::uint32_t(vtype::u32));
+      if (crc_at) *crc_at = h.size();
+      h += pod_bytes(std::uint32_t(0));
     }
     std::uint64_t offset = 0;
     for (const auto& t : tensors_) {
@@ -293,12 +320,23 @@ class writer {
   /// nothing is left behind and gyolo::error names `path` and the system's reason.
   void write(const std::string& path) const {
     const std::uint64_t align = alignment();
-    const std::string head = header();
+    std::size_t crc_at = 0;
+    std::string head = header(&crc_at);
     std::uint64_t total = head.size();
     for (const auto& t : tensors_) total += padded(t.bytes.size(), align);
     if (total > file::max_file_bytes)
       throw error("cannot write weights file '" + path + "': " + std::to_string(total) +
                   " bytes is more than gguf::file reads (8 GiB)");
+    static const std::array<char, 4096> zeros{};
+    if (checksum_) {  // the CRC-32 of the file as written, its own four bytes as zero
+      std::memset(head.data() + crc_at, 0, 4);
+      std::uint32_t c = crc32_update(0, head.data(), head.size());
+      for (const auto& t : tensors_) {
+        c = crc32_update(c, t.bytes.data(), t.bytes.size());
+        c = crc32_update(c, zeros.data(), std::size_t(padded(t.bytes.size(), align) - t.bytes.size()));
+      }
+      std::memcpy(head.data() + crc_at, &c, 4);
+    }
 
     const std::string tmp = temp_name(path);
     const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
@@ -341,7 +379,6 @@ class writer {
       }
     };
     emit(head.data(), head.size());
-    static const std::array<char, 4096> zeros{};
     for (const auto& t : tensors_) {
       emit(t.bytes.data(), t.bytes.size());
       emit(zeros.data(), std::size_t(padded(t.bytes.size(), align) - t.bytes.size()));
@@ -378,6 +415,7 @@ class writer {
   static constexpr std::size_t chunk_bytes = std::size_t(4) << 20;
 
   std::vector<kv> kvs_;
+  bool checksum_ = true;
   std::vector<tensor> tensors_;
   std::map<std::string, std::size_t> index_;
 

@@ -106,6 +106,7 @@ inline std::string describe_mismatch(const variant_config& a, const variant_conf
 struct load_options {
   bool one_to_many = false;  // also load the main one-to-many head (cv4/cv5/dfl2)
   bool caption = true;       // load the caption head (layer 56) when the file has its weights
+  bool verify_checksum = true;  // check the file's content checksum (gyolo.crc32) when it has one
   /// Replace named tensors after reading them (same element count as the file's tensor, values in
   /// fp32): for experiments and tests. Every name must be a tensor the model loads.
   std::map<std::string, std::vector<float>> tensor_overrides;
@@ -150,7 +151,7 @@ class model {
 
   /// Loads a GGUF file written by weights_tools/convert.py. Throws gyolo::error naming the problem.
   static model load(const std::string& path, load_options opt = {}) {
-    const gguf::file f(path);
+    const gguf::file f(path, gguf::open_options{.verify_checksum = opt.verify_checksum});
     return load(f, opt);
   }
 

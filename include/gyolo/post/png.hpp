@@ -88,22 +88,30 @@ inline std::vector<std::uint8_t> bgr_to_rgb(const image_u8& im) {
   return v;
 }
 
+namespace detail {
+/// Writes bytes to the temporary file beside `path` (".<name>.tmp") and returns its path; on
+/// failure removes it and throws gyolo::error naming `path`.
+inline std::filesystem::path write_temp(const std::filesystem::path& path, const void* data, std::size_t size) {
+  namespace fs = std::filesystem;
+  const fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp");
+  std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+  if (!f) throw error("cannot write '" + tmp.string() + "'");
+  f.write(static_cast<const char*>(data), std::streamsize(size));
+  f.close();
+  if (!f) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw error("writing '" + path.string() + "' failed (disk full?)");
+  }
+  return tmp;
+}
+}  // namespace detail
+
 /// Writes bytes to `path` atomically: a temporary file next to it, then a rename. On failure
 /// nothing is left behind and gyolo::error is thrown.
 inline void write_file_atomic(const std::filesystem::path& path, const void* data, std::size_t size) {
   namespace fs = std::filesystem;
-  const fs::path tmp = path.parent_path() / ("." + path.filename().string() + ".tmp");
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    if (!f) throw error("cannot write '" + tmp.string() + "'");
-    f.write(static_cast<const char*>(data), std::streamsize(size));
-    f.close();
-    if (!f) {
-      std::error_code ec;
-      fs::remove(tmp, ec);
-      throw error("writing '" + path.string() + "' failed (disk full?)");
-    }
-  }
+  const fs::path tmp = detail::write_temp(path, data, size);
   std::error_code ec;
   fs::rename(tmp, path, ec);
   if (ec) {
@@ -146,15 +154,7 @@ class atomic_file_set {
       for (const auto& r : renamed) fs::remove(r, e);
     };
     try {
-      for (const auto& [p, b] : files_) {
-        const fs::path t = p.parent_path() / ("." + p.filename().string() + ".tmp");
-        tmps.push_back(t);
-        std::ofstream f(t, std::ios::binary | std::ios::trunc);
-        if (!f) throw error("cannot write '" + t.string() + "'");
-        f.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
-        f.close();
-        if (!f) throw error("writing '" + p.string() + "' failed (disk full?)");
-      }
+      for (const auto& [p, b] : files_) tmps.push_back(detail::write_temp(p, b.data(), b.size()));
       for (std::size_t i = 0; i < files_.size(); ++i) {
         fs::rename(tmps[i], files_[i].first, ec);
         if (ec) throw error("cannot rename '" + tmps[i].string() + "' to '" + files_[i].first.string() + "': " + ec.message());

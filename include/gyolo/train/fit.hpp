@@ -38,6 +38,7 @@ struct run_options {
   int val_max_images = 0;           // 0: the whole val split
   bool strict = false;              // a bad file stops the run instead of being skipped
   bool augment = true;              // upstream's augmentations (hyp below); false: letterbox only
+  int freeze = 0;                   // layers 0..freeze-1 not trained (train.py --freeze); 56: the caption stage
   train_hyp hyp;
   data::aug_hyp aug;
 
@@ -52,6 +53,7 @@ struct run_options {
             {"val_max_images", val_max_images},
             {"strict", strict},
             {"augment", augment},
+            {"freeze", freeze},
             {"hyp",
              {{"lr0", hyp.lr0},
               {"lrf", hyp.lrf},
@@ -89,6 +91,7 @@ struct run_options {
     o.val_max_images = j.at("val_max_images").get<int>();
     o.strict = j.at("strict").get<bool>();
     o.augment = j.at("augment").get<bool>();
+    o.freeze = j.value("freeze", 0);  // absent from the files of earlier versions
     const auto& h = j.at("hyp");
     auto d = [&](const char* k, double& v) { v = h.at(k).get<double>(); };
     d("lr0", o.hyp.lr0), d("lrf", o.hyp.lrf), d("momentum", o.hyp.momentum), d("weight_decay", o.hyp.weight_decay);
@@ -182,8 +185,11 @@ struct fit_callbacks {
 /// How a run ended.
 enum class fit_end { finished, stopped };
 
-/// Upstream's fitness (utils/metrics.py fitness: 0.1 mAP50 + 0.9 mAP50-95 of the boxes).
-inline double fitness(const eval_metrics& m) { return 0.1 * m.box_map50() + 0.9 * m.box_map(); }
+/// Upstream's fitness (utils/metrics.py fitness: 0.1 mAP50 + 0.9 mAP50-95 of the boxes). In the
+/// caption stage, where the boxes cannot change, the caption's BLEU-4.
+inline double fitness(const eval_metrics& m, bool caption_only = false) {
+  return caption_only ? m.caption.bleu[3] : 0.1 * m.box_map50() + 0.9 * m.box_map();
+}
 
 template <class B>
 class fitter {
@@ -201,7 +207,8 @@ class fitter {
                 "train: the data has " + std::to_string(cfg_.nc + int(cfg_.stuff_names.size())) + " semantic channels, the model " +
                     std::to_string(info.variant.nc + info.variant.sem_nc));
     o_.hyp.epochs = o.epochs;
-    trainer_.emplace(model_, ctx_, o_.hyp);
+    GYOLO_CHECK(o.freeze >= 0 && o.freeze <= 56, "train: freeze must be in [0, 56] (56: every vision layer), got " + std::to_string(o.freeze));
+    trainer_.emplace(model_, ctx_, o_.hyp, freeze_options::first_layers(o.freeze));
     train_loader_.emplace(cfg_, cfg_.train, loader_options(true));
     val_loader_.emplace(cfg_, cfg_.val, loader_options(false));
   }
@@ -273,7 +280,7 @@ class fitter {
       const bool last_epoch = epoch + 1 == o_.epochs;
       if ((o_.val_every > 0 && (epoch + 1) % o_.val_every == 0) || last_epoch) {
         rep.val = validate();
-        rep.fitness = fitness(*rep.val);
+        rep.fitness = fitness(*rep.val, trainer_->caption_only());
       }
       rep.val_s = std::chrono::duration<double>(clock::now() - t1).count();
       // checkpoints: best first (its epoch is recorded in last's state)

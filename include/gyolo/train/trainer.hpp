@@ -12,10 +12,18 @@
 //
 // As upstream, the caption pass's gradients on non-Grit parameters are never stepped or zeroed:
 // they add into the next vision pass. The first iteration starts from zero gradients.
+//
+// The caption stage (caption/tune.py's recipe: freeze_options that leave every vision parameter
+// out, `gyolo train --freeze 56`): there is no vision pass. The vision layers, which no longer
+// change, are folded once into their inference form, and each iteration runs them on `ori_imgs`
+// to get exactly the features that inference gives Grit, then Grit alone forward and backward
+// (teacher-forced, train mode) and the caption optimizer's step. About three times as many
+// caption iterations per second as the joint loop.
 #pragma once
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -94,7 +102,14 @@ class trainer {
       for (const auto& r : *ps) r.p->g();  // optimizer.zero_grad() at the start: zero buffers
     for (auto* ps : {&vision_.params(), &grit_.params()})
       for (const auto& r : *ps) r.p->has_grad = false;  // ... and no gradient yet (.grad None)
+    if (vision_.params().empty()) {
+      GYOLO_CHECK(!grit_.params().empty(), "trainer: every parameter is frozen, there is nothing to train");
+      frozen_vision_.emplace(nn::fold<vision_graph<B>>(model.vision, false));
+    }
   }
+
+  /// true when every vision parameter is frozen: the caption stage (see the top of this file).
+  bool caption_only() const { return frozen_vision_.has_value(); }
 
   /// Called right before each optimizer step, after clipping (task "vision" or "language"): the
   /// parameters with their gradients, for tests and logging.
@@ -114,6 +129,10 @@ class trainer {
     }
     r.lr_vision = vision_.groups().lr;
     r.lr_caption = grit_.groups().lr;
+    if (frozen_vision_) {
+      caption_stage_pass(b, r);
+      return r;
+    }
     // vision pass
     {
       auto o = forward(b.imgs, b);
@@ -244,6 +263,31 @@ class trainer {
     }
     return r;
   }
+  /// The caption stage's iteration: the folded vision model's features of ori_imgs (no gradient
+  /// flows into them), Grit teacher-forced on a fresh tape, backward through Grit only.
+  void caption_stage_pass(const train_batch& b, step_result& r) {
+    auto vo = frozen_vision_->forward(ctx_, b.ori_imgs, false, true);
+    tape_.reset();
+    tape_.training = true;
+    tape_.frozen_bn = freeze_.batchnorm;
+    auto x17 = tape_.input(vo.x17.cv(), true), x20 = tape_.input(vo.x20.cv(), true), x23 = tape_.input(vo.x23.cv(), true);
+    auto x11 = tape_.input(vo.x11.cv(), true), x44 = tape_.input(vo.x44.cv(), true);
+    grit_train_inputs in;
+    in.x17 = x17.t;
+    in.x20 = x20.t;
+    in.x23 = x23.t;
+    in.x11 = x11.t;
+    in.x44 = x44.t;
+    for (std::size_t l = 0; l < 3; ++l) in.d3[l] = vo.d3[l].cv();
+    in.semantic = vo.semantic.cv();
+    in.caps = b.caps;
+    in.seq_len = b.seq_len;
+    auto logp = model_.grit.forward(tape_, in);
+    r.caption = caption_nll(logp.t, b.caps, hyp_.caption_pad, hyp_.caption_loss_gain);
+    GYOLO_CHECK(std::isfinite(r.caption), "train step: the caption loss is not finite (every caption target is PAD?)");
+    tape_.backward();
+    r.grad_norm_caption = finish_pass("language", grit_);
+  }
   train_model_outputs<B> forward(cview<float> x, const train_batch& b) {
     tape_.reset();
     tape_.training = true;
@@ -276,6 +320,7 @@ class trainer {
   train_model<B> ema_model_;
   model_ema ema_;
   optimizer vision_, grit_;
+  std::optional<vision_graph<B>> frozen_vision_;  // the caption stage's folded vision layers
 };
 
 }  // namespace gyolo::train
