@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cctype>
 #include <cstdio>
+#include <limits>
 #include <string>
 
 #include "gyolo/core/error.hpp"
@@ -66,7 +67,9 @@ inline std::size_t parse_size(const std::string& flag, const std::string& v) {
   }
   const bool digits = !d.empty() && d.size() <= 15 && d.find_first_not_of("0123456789") == std::string::npos;
   if (!digits) throw gyolo::error(flag + " expects a size such as 512M or 8G, got '" + v + "'");
-  return std::size_t(std::stoull(d)) * mult;
+  const auto n = std::stoull(d);  // at most 15 digits: no overflow here
+  if (n > std::numeric_limits<std::size_t>::max() / mult) throw gyolo::error(flag + " is too large: '" + v + "'");
+  return std::size_t(n) * mult;
 }
 
 /// Seconds as m:ss or h:mm:ss.

@@ -24,6 +24,7 @@ expect_error "non-numeric imgsz" "expects an integer" "$BIN" predict --weights r
 # a memory limit: --imgsz 8192 fails at once with the reason (it took over 10 GB before the limit existed)
 expect_error "memory limit" "above the memory limit of 256 MiB" "$BIN" predict --weights "$FIX/../../models/gyolo-shapes.gguf" --source "$IMG" --out "$T/ml" --imgsz 8192 --memory-limit 256M
 expect_error "bad memory limit" "--memory-limit expects a size" "$BIN" predict --weights random --source "$IMG" --out "$T/o" --memory-limit lots
+expect_error "memory limit overflow" "--memory-limit is too large" "$BIN" predict --weights random --source "$IMG" --out "$T/o" --memory-limit 999999999999999T
 expect_error "memory limit without value" "--memory-limit needs a value" "$BIN" predict --weights random --source "$IMG" --out "$T/o" --memory-limit
 expect_error "missing weights" "cannot open weights file" "$BIN" predict --weights "$T/nope.gguf" --source "$IMG" --out "$T/o"
 printf 'PK\003\004junk' >"$T/ckpt.pt"
