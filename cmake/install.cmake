@@ -5,9 +5,9 @@ include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 set(GYOLO_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/gyolo)
 
-# Library: headers, the compiled part, the exported target gyolo::gyolo.
+# Library: headers, the compiled parts, the exported targets gyolo::gyolo and gyolo::video.
 install(DIRECTORY include/gyolo DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev FILES_MATCHING PATTERN "*.hpp" PATTERN "*.inc")
-install(TARGETS gyolo EXPORT gyoloTargets
+install(TARGETS gyolo gyolo_video EXPORT gyoloTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev)
 install(EXPORT gyoloTargets NAMESPACE gyolo:: DESTINATION ${GYOLO_CMAKE_DIR} COMPONENT dev)
 configure_package_config_file(cmake/gyoloConfig.cmake.in ${CMAKE_CURRENT_BINARY_DIR}/gyoloConfig.cmake
@@ -41,6 +41,9 @@ set(CPACK_DEBIAN_DEV_PACKAGE_NAME libgyolo-dev)
 set(CPACK_DEBIAN_DEV_PACKAGE_SECTION libdevel)
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
     "libeigen3-dev (>= 3.4), xtensor-dev (>= 0.24), libstb-dev, libjpeg-dev | libjpeg62-turbo-dev, nlohmann-json3-dev (>= 3), g++ (>= 4:12)")
+if(GYOLO_VIDEO_FOUND)  # gyolo::video links FFmpeg's libraries
+  string(APPEND CPACK_DEBIAN_DEV_PACKAGE_DEPENDS ", pkg-config, libavformat-dev, libavcodec-dev, libswscale-dev, libavutil-dev")
+endif()
 set(CPACK_DEBIAN_CLI_PACKAGE_NAME gyolo)
 set(CPACK_DEBIAN_CLI_PACKAGE_SECTION science)
 set(CPACK_DEBIAN_CLI_PACKAGE_SHLIBDEPS ON)  # libjpeg62-turbo, libgomp1, libstdc++6, libc6 from dpkg-shlibdeps

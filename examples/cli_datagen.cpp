@@ -3,13 +3,16 @@
 // (include/gyolo/data/scenes.hpp).
 //   gyolo datagen --out DIR [--train N] [--val N] [--seed S] [--min-size 192] [--max-size 320]
 //                 [--captions 1] [--semantic png|polygons] [--threads T]
+//   gyolo datagen --video FILE [--frames 8] [--size 256] [--fps 5] [--seed S]
 #include <chrono>
+#include <filesystem>
 #include <cstdlib>
 #include <iostream>
 #include <string>
 
 #include "cli_commands.hpp"
 #include "gyolo/data/scenes.hpp"
+#include "gyolo/io/video.hpp"
 
 using namespace gyolo;
 
@@ -20,11 +23,23 @@ void datagen_usage(std::ostream& o) {
        "                     [--captions 1] [--semantic png|polygons] [--threads T]\n"
        "  writes a synthetic dataset (5 shapes on 7 textured backgrounds, captions) to DIR:\n"
        "  images/, labels/, stuff/ (semantic PNG label maps or polygons), annotations/captions_<split>.json,\n"
-       "  data.yaml. The same options and seed give the same bytes. Defaults: 1000 train, 200 val, seed 0.\n";
+       "  data.yaml. The same options and seed give the same bytes. Defaults: 1000 train, 200 val, seed 0.\n"
+       "       gyolo datagen --video FILE [--frames 8] [--size 256] [--fps 5] [--seed S]\n"
+       "  writes a video whose frame k is val scene k of that seed at size x size (the image that\n"
+       "  --val N --min-size SIZE --max-size SIZE writes as val/<1000001+k>.png). FILE.mkv is lossless (FFV1:\n"
+       "  the frames decode to exactly those images), other extensions use the default encoder (libx264).\n";
 }
 
-data::dataset_gen_options parse_datagen(int argc, char** argv) {
-  data::dataset_gen_options o;
+struct datagen_args {
+  data::dataset_gen_options data;
+  std::string video;
+  int frames = 8, size = 256;
+  double fps = 5;
+};
+
+datagen_args parse_datagen(int argc, char** argv) {
+  datagen_args args;
+  auto& o = args.data;
   for (int i = 2; i < argc; ++i) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -34,6 +49,10 @@ data::dataset_gen_options parse_datagen(int argc, char** argv) {
     if (i + 1 >= argc) throw error("option " + a + " needs a value");
     const std::string v = argv[++i];
     if (a == "--out") o.out = v;
+    else if (a == "--video") args.video = v;
+    else if (a == "--frames") args.frames = parse_int(a, v, 1, 100000);
+    else if (a == "--size") args.size = parse_int(a, v, 32, 8192);
+    else if (a == "--fps") args.fps = parse_real(a, v, 0.1, 1000);
     else if (a == "--train") o.train = parse_int(a, v, 0, 1000000);
     else if (a == "--val") o.val = parse_int(a, v, 0, 1000000);
     else if (a == "--seed") o.seed = std::uint64_t(parse_int(a, v, 0, 2147483647));
@@ -48,17 +67,39 @@ data::dataset_gen_options parse_datagen(int argc, char** argv) {
     }
     else throw error("unknown option '" + a + "' (gyolo datagen --help)");
   }
-  if (o.out.empty()) throw error("datagen needs --out DIR (gyolo datagen --help)");
+  if (!args.video.empty()) {
+    if (!o.out.empty()) throw error("datagen: give --out DIR (a dataset) or --video FILE, not both");
+    return args;
+  }
+  if (o.out.empty()) throw error("datagen needs --out DIR or --video FILE (gyolo datagen --help)");
   if (o.scene.max_size < o.scene.min_size)
     throw error("--max-size (" + std::to_string(o.scene.max_size) + ") is below --min-size (" + std::to_string(o.scene.min_size) + ")");
-  return o;
+  return args;
+}
+
+void write_video(const datagen_args& a) {
+  data::scene_options so = a.data.scene;
+  so.min_size = so.max_size = a.size;
+  video::writer_options wo;
+  wo.fps = a.fps;
+  if (std::filesystem::path(a.video).extension() == ".mkv") wo.codec = "ffv1";
+  video::writer w(a.video, a.size, a.size, wo);
+  for (int k = 0; k < a.frames; ++k) w.write(data::make_scene(so, a.data.seed, data::image_id(true, k)).image);
+  w.finish();
 }
 
 }  // namespace
 
 int datagen_command(int argc, char** argv) {
-  const auto o = parse_datagen(argc, argv);
+  const auto args = parse_datagen(argc, argv);
+  const auto& o = args.data;
   const auto t0 = std::chrono::steady_clock::now();
+  if (!args.video.empty()) {
+    write_video(args);
+    std::cout << "datagen: wrote " << args.frames << " frames of " << args.size << "x" << args.size << " to " << args.video << " (seed "
+              << o.seed << ")\n";
+    return 0;
+  }
   data::write_dataset(o);
   const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cout << "datagen: wrote " << o.train << " train and " << o.val << " val images to " << o.out << " (seed " << o.seed << ", "

@@ -55,7 +55,8 @@ void train_usage(std::ostream& o) {
        "  Ctrl-C saves last.gguf and exits; --resume continues exactly where the run stopped.\n"
        "  --vocab-subset keeps only the special tokens and the vocabulary's tokens that the train captions use (a smaller\n"
        "  caption head; captions can then only use those words).\n"
-       "  --weights DIR/last.gguf fine-tunes from that run's EMA weights (as upstream's strip_optimizer keeps them).\n"
+       "  --weights DIR/last.gguf fine-tunes from that run's EMA weights (as upstream's strip_optimizer keeps them); an\n"
+       "  inference weights file (a best.gguf, models/gyolo-shapes.gguf) has no auxiliary branch: it starts from --seed.\n"
        "  --freeze N leaves layers 0..N-1 untrained (train.py --freeze); --freeze 56 trains the caption head alone on\n"
        "  the features of the fixed vision layers (caption/tune.py's stage; best.gguf is then the best BLEU-4).\n"
        "  --hyp reads hyperparameters from a yaml map as upstream's hyp.*.yaml (lr0, lrf, momentum, weight_decay,\n"
@@ -159,12 +160,17 @@ train_cli parse_train(int argc, char** argv) {
 }  // namespace
 
 /// The model in a gyolo-written or converted (--training) file: its info, and m built and loaded
-/// from the tensors under `prefix` ("model", or "ema.model" in a last.gguf).
-train::model_info load_train_model(const gguf::file& f, const std::string& path, train_model<cpu>& m, const std::string& prefix = "model") {
+/// from the tensors under `prefix` ("model", or "ema.model" in a last.gguf). With `aux` false (an
+/// inference weights file: convert.py without --training, a best.gguf, models/gyolo-shapes.gguf)
+/// the auxiliary branch, which such files do not hold, keeps its initialisation (seed), as
+/// upstream's train.py leaves the keys that intersect_dicts drops.
+train::model_info load_train_model(const gguf::file& f, const std::string& path, train_model<cpu>& m, const std::string& prefix = "model",
+                                   bool aux = true, std::uint64_t seed = 0) {
   auto info = train::read_model_info(f, path);
   m.init(info.variant, info.grit);
+  if (!aux) train::init_weights(m, info.variant.nc, seed);
   gguf_weights ws(f);
-  nn::load_tensors(m, ws, prefix);
+  nn::load_tensors(m, ws, prefix, nn::parts{aux, true});
   return info;
 }
 
@@ -193,10 +199,12 @@ int train_command(int argc, char** argv) {
       gguf::file f(c.weights);
       // a last.gguf: its EMA weights, which upstream's strip_optimizer keeps as a run's result
       const bool ema = f.find("ema.model.27.conv.weight") != nullptr;
-      if (!ema && !f.find("model.27.conv.weight"))
-        f.fail("holds no training tensors (the auxiliary branch model.27...): give a run's last.gguf, or convert with "
-               "weights_tools/convert.py --training");
-      info = load_train_model(f, c.weights, m, ema ? "ema.model" : "model");
+      const bool aux = ema || f.find("model.27.conv.weight") != nullptr;
+      if (!aux)
+        std::cerr << "gyolo: warning: '" << c.weights << "' is an inference weights file: the auxiliary branch (layers 27-42 and "
+                     "47-50, used only in training) starts from its initialisation (--seed), as upstream's train.py does with the "
+                     "keys a stripped checkpoint lacks\n";
+      info = load_train_model(f, c.weights, m, ema ? "ema.model" : "model", aux, c.run.seed);
       if (info.variant.nc != cfg.nc || info.variant.sem_nc != sem_nc)
         throw error("--weights '" + c.weights + "' has nc = " + std::to_string(info.variant.nc) + " and " +
                     std::to_string(info.variant.sem_nc) + " stuff channels, the data " + std::to_string(cfg.nc) + " and " +

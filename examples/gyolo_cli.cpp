@@ -35,6 +35,7 @@
 #include "cli_commands.hpp"
 #include "gyolo/gyolo.hpp"
 #include "gyolo/io/image.hpp"
+#include "gyolo/io/video.hpp"
 #include "gyolo/post/png.hpp"
 
 namespace fs = std::filesystem;
@@ -59,6 +60,7 @@ struct options : model_run_options {
   task_set tasks;
   bool draw = true;
   bool json = false;  // JSON lines on stdout even on a terminal
+  std::int64_t max_frames = -1;  // frames read from each video (< 0: all)
 };
 
 void usage(std::ostream& o) {
@@ -89,15 +91,18 @@ void usage(std::ostream& o) {
        "                      semantic_argmax (and caption_tokens) as .npy\n"
        "  --no-draw           do not write <stem>.png\n"
        "  --json              JSON lines on stdout also on a terminal\n"
+       "  --max-frames N      read at most N frames of each video\n"
        "  --memory-limit SIZE (every command) the most memory gyolo's tensors may hold, e.g. 4G;\n"
        "                      beyond it a clear error instead of the allocation (default: 3/4 of\n"
        "                      the physical memory; 0: no limit)\n"
-       "--source: an image, a folder of images, a glob pattern (quoted: 'dir/*.jpg') or a .txt file\n"
-       "listing image paths (relative to the list's folder).\n"
+       "--source: an image, a video (.mp4 .mkv .avi .mov .webm ...; a stream URL such as rtsp://...),\n"
+       "a folder of them, a glob pattern (quoted: 'dir/*.jpg') or a .txt file listing paths (relative\n"
+       "to the list's folder).\n"
        "outputs per image in DIR: <stem>.json <stem>.png <stem>_semantic.png <stem>_panoptic.png\n"
-       "(schema: docs/outputs.md). stdout: on a terminal a summary line per image (counts per class,\n"
-       "caption, time) and a progress bar for several images; otherwise, or with --json, one JSON\n"
-       "line per image.\n";
+       "(schema: docs/outputs.md); per video: <stem>.jsonl (one record per frame) and, unless\n"
+       "--no-draw, <stem>.mp4 (the annotated frames). stdout: on a terminal a summary line per image\n"
+       "or frame (counts per class, caption, time) and a progress bar; otherwise, or with --json, one\n"
+       "JSON line per image or frame.\n";
 }
 
 bool is_int(const std::string& s) {
@@ -142,6 +147,7 @@ options parse(int argc, char** argv) {
     else if (a == "--e2e-topk") o.e2e_topk = true;
     else if (a == "--no-draw") o.draw = false;
     else if (a == "--json") o.json = true;
+    else if (a == "--max-frames") o.max_frames = parse_int(a, val(), 1, 1 << 30);
     else if (a == "--classes") {
       // "0,2,3" or "0 2 3" (upstream's nargs='+')
       std::string v = val();
@@ -199,12 +205,13 @@ void check_weights_kind(const std::string& path) {
 
 bool has_glob_chars(const std::string& s) { return s.find_first_of("*?[") != std::string::npos; }
 
-/// The image files of --source: a file; a folder (its regular files, not hidden, sorted); a glob
+/// The image and video files of --source (or a stream URL): a file; a folder (its regular files, not hidden, sorted); a glob
 /// pattern ("images/*.jpg", sorted); or a .txt file listing one path per line (relative paths are
 /// relative to the list's folder; blank lines and lines starting with '#' are skipped).
 std::vector<fs::path> list_sources(const std::string& src) {
   std::error_code ec;
   std::vector<fs::path> files;
+  if (src.find("://") != std::string::npos) return {fs::path(src)};  // a stream URL (video)
   if (!fs::exists(src, ec)) {
     if (ec && ec != std::errc::no_such_file_or_directory) throw error("cannot access source '" + src + "': " + ec.message());
     if (!has_glob_chars(src)) throw error("source '" + src + "' does not exist");
@@ -383,6 +390,34 @@ struct runner {
             {"timing_ms", timing}};
   }
 
+  /// One video frame's records: the full one (<stem>.jsonl: detections with their masks as in
+  /// <stem>.json, caption, skipped tasks, timings) and the stdout line (detections without masks).
+  std::pair<nlohmann::json, nlohmann::json> frame_record(const std::string& source, std::int64_t index, double time_s,
+                                                         const image_result& r) const {
+    nlohmann::json dets = nlohmann::json::array(), brief = nlohmann::json::array();
+    for (const auto& d : r.detections) {
+      brief.push_back(detection_json(d, false));
+      dets.push_back(detection_json(d, pipe.options().tasks.masks));
+    }
+    nlohmann::json skipped = nlohmann::json::array();
+    for (const auto& t : r.skipped) skipped.push_back({{"task", t.task}, {"reason", t.reason}});
+    const auto& t = r.timing_ms;
+    const nlohmann::json timing{{"preprocess", t.preprocess}, {"vision", t.vision}, {"detect", t.detect}, {"masks", t.masks},
+                                {"semantic", t.semantic},     {"panoptic", t.panoptic}, {"caption", t.caption}};
+    nlohmann::json base{{"image", source}, {"frame", index}, {"time_s", time_s}, {"width", r.width}, {"height", r.height},
+                        {"input_hw", {r.geometry.input_h, r.geometry.input_w}}};
+    nlohmann::json full = base, line = base;
+    full["detections"] = dets;
+    line["num_detections"] = r.detections.size();
+    line["detections"] = brief;
+    for (auto* j : {&full, &line}) {
+      (*j)["caption"] = r.caption ? nlohmann::json(r.caption->text) : nlohmann::json(nullptr);
+      (*j)["skipped"] = skipped;
+      (*j)["timing_ms"] = timing;
+    }
+    return {full, line};
+  }
+
   std::string mode_name() const {
     switch (pipe.options().letterbox) {
       case letterbox_mode::predict: return "predict";
@@ -447,17 +482,17 @@ struct runner {
   }
 };
 
-/// The terminal's line for one image: "image 2/5 dir/a.jpg 640x480: 2 persons, 1 dog; "a man ..." (85 ms)"
+/// The terminal's line for one image or frame: "image 2/5 dir/a.jpg 640x480: 2 persons, 1 dog; "a man ..." (85 ms)",
+/// "video 1/1 (frame 3/120) clip.mp4 1280x720: ..." (`what` is the part before the path).
 /// (counts per class in class order, as ultralytics' predict prints them).
-std::string summary_line(std::size_t i, std::size_t total, const fs::path& file, const image_result& r) {
+std::string summary_line(const std::string& what, const fs::path& file, const image_result& r) {
   std::map<int, std::pair<std::string, int>> by_class;
   for (const auto& d : r.detections) {
     auto& e = by_class[d.class_id];
     e.first = d.label;
     ++e.second;
   }
-  std::string s = "image " + std::to_string(i) + "/" + std::to_string(total) + " " + file.string() + " " + std::to_string(r.width) +
-                  "x" + std::to_string(r.height) + ":";
+  std::string s = what + " " + printable(file.string()) + " " + std::to_string(r.width) + "x" + std::to_string(r.height) + ":";
   if (by_class.empty()) s += " no detections";
   bool first = true;
   for (const auto& [c, e] : by_class) {
@@ -539,12 +574,12 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
     if (msg.find(f.string()) != std::string::npos) std::cerr << "gyolo: " << msg << "\n";
     else std::cerr << "gyolo: " << f.string() << ": " << msg << "\n";
   };
-  for (std::size_t i0 = 0; i0 < total; i0 += std::size_t(o.batch)) {
-    const std::size_t i1 = std::min(total, i0 + std::size_t(o.batch));
+  // Images are batched in list order; a video runs whole where it appears in the list.
+  auto run_images = [&](const std::vector<std::size_t>& batch) {
     std::vector<image_u8> imgs;
     std::vector<std::size_t> idx;
     std::vector<double> dec_ms;
-    for (std::size_t i = i0; i < i1; ++i) {
+    for (const std::size_t i : batch) {
       const auto t0 = std::chrono::steady_clock::now();
       try {
         imgs.push_back(decode_image(files[i].string()));
@@ -556,7 +591,7 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
     }
     if (imgs.empty()) {
       draw_bar();
-      continue;
+      return;
     }
     std::vector<image_result> res;
     try {
@@ -564,7 +599,7 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
     } catch (const std::exception& e) {
       for (auto i : idx) fail(files[i], e.what());
       draw_bar();
-      continue;
+      return;
     }
     for (std::size_t k = 0; k < idx.size(); ++k) {
       const auto i = idx[k];
@@ -572,7 +607,7 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
         const auto line = run.finish(files[i], stems[i], imgs[k], res[k], dec_ms[k]);
         clear_bar();
         for (const auto& t : res[k].skipped) std::cerr << "gyolo: " << files[i].string() << ": " << t.task << " skipped: " << t.reason << "\n";
-        if (human) std::cout << summary_line(i + 1, total, files[i], res[k]) << "\n" << std::flush;
+        if (human) std::cout << summary_line("image " + std::to_string(i + 1) + "/" + std::to_string(total), files[i], res[k]) << "\n" << std::flush;
         else std::cout << line.dump() << "\n" << std::flush;
         ++done;
       } catch (const std::exception& e) {
@@ -580,12 +615,96 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
       }
       draw_bar();
     }
+  };
+  // A video: frames decoded ahead by video::reader, run in batches of --batch, a JSON record per
+  // frame (stdout and <stem>.jsonl) and the annotated frames in <stem>.mp4. Nothing is left in the
+  // output folder when the video fails.
+  auto run_video = [&](std::size_t i) {
+    const std::string src = files[i].string();
+    const fs::path vpath = fs::path(o.out) / (stems[i] + ".mp4"), jpath = fs::path(o.out) / (stems[i] + ".jsonl");
+    try {
+      if (o.save_raw) throw error("--save-raw is for images, not videos");
+      video::reader_options ro;
+      ro.queue = std::max(2, 2 * o.batch);
+      ro.max_frames = o.max_frames;
+      video::reader in(src, ro);
+      std::optional<video::writer> vw;
+      if (o.draw) vw.emplace(vpath.string(), in.width(), in.height(), video::writer_options{.fps = in.fps()});
+      const std::int64_t n_est = in.frame_count();
+      const auto t_video = std::chrono::steady_clock::now();
+      std::string records;
+      std::int64_t n = 0;
+      for (bool end = false; !end;) {
+        std::vector<video::frame> batch;
+        while (!end && int(batch.size()) < o.batch) {
+          auto f = in.next();
+          if (f) batch.push_back(std::move(*f));
+          else end = true;
+        }
+        if (batch.empty()) break;
+        std::vector<image_u8> imgs;
+        for (auto& f : batch) imgs.push_back(std::move(f.image));
+        const auto res = run.pipe.run(ctx, imgs);
+        for (std::size_t k = 0; k < batch.size(); ++k) {
+          const auto rec = run.frame_record(src, batch[k].index, batch[k].time_s, res[k]);
+          records += rec.first.dump() + "\n";
+          if (vw) vw->write(render(imgs[k], res[k]));
+          if (run.tty) std::cerr << "\r\033[K" << std::flush;  // the frame bar below
+          if (human)
+            std::cout << summary_line("video " + std::to_string(i + 1) + "/" + std::to_string(total) + " (frame " +
+                                          std::to_string(batch[k].index + 1) + (n_est > 0 ? "/" + std::to_string(n_est) : "") + ")",
+                                      files[i], res[k])
+                      << "\n" << std::flush;
+          else std::cout << rec.second.dump() << "\n" << std::flush;
+          ++n;
+        }
+        if (run.tty) {
+          const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_video).count();
+          std::cerr << "\r" << (n_est > 0 ? progress_bar(int(std::min(n, n_est)), long(n_est)) + " " : std::string()) << "frame " << n << " "
+                    << fmt(s > 0 ? double(n) / s : 0.0, 1) << " frames/s\033[K" << std::flush;
+        }
+      }
+      if (run.tty) std::cerr << "\r\033[K" << std::flush;
+      if (n == 0) throw error("video '" + printable(src) + "' has no frames");
+      if (vw) vw->finish();
+      try {
+        post::write_file_atomic(jpath, records);
+      } catch (...) {
+        std::error_code ec;
+        if (vw) fs::remove(vpath, ec);
+        throw;
+      }
+      if (human) std::cout << "video " << printable(src) << ": " << n << " frames -> " << (vw ? vpath.string() + ", " : "") << jpath.string() << "\n";
+      ++done;
+    } catch (const std::exception& e) {
+      if (run.tty) std::cerr << "\r\033[K" << std::flush;
+      fail(files[i], e.what());
+    }
+    draw_bar();
+  };
+  std::vector<std::size_t> pending;
+  for (std::size_t i = 0; i < total; ++i) {
+    if (video::looks_like_video(files[i].string())) {
+      if (!pending.empty()) run_images(pending);
+      pending.clear();
+      run_video(i);
+      continue;
+    }
+    pending.push_back(i);
+    if (int(pending.size()) == o.batch) {
+      run_images(pending);
+      pending.clear();
+    }
   }
+  if (!pending.empty()) run_images(pending);
   clear_bar();
+  const bool any_video = std::any_of(files.begin(), files.end(), [](const fs::path& f) { return video::looks_like_video(f.string()); });
+  const std::string one = any_video ? " input" : " image", many = any_video ? " inputs" : " images";
   if (human) {
     const double s = elapsed_s();
-    std::cout << done << (done == 1 ? " image" : " images") << " in " << fmt(s, 1) << " s (" << fmt(s > 0 ? done / s : 0.0, 1)
-              << " img/s); results in " << o.out << "/" << (failed ? " (" + std::to_string(failed) + " failed)" : "") << "\n";
+    std::cout << done << (done == 1 ? one : many) << " in " << fmt(s, 1) << " s";
+    if (!any_video) std::cout << " (" << fmt(s > 0 ? done / s : 0.0, 1) << " img/s)";
+    std::cout << "; results in " << o.out << "/" << (failed ? " (" + std::to_string(failed) + " failed)" : "") << "\n";
   }
   if (!o.save_coco.empty()) {
     const fs::path p(o.save_coco);
@@ -593,7 +712,7 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
     post::write_file_atomic(p, run.coco.dump() + "\n");
   }
   if (failed) {
-    std::cerr << "gyolo: " << failed << " of " << files.size() << " images failed\n";
+    std::cerr << "gyolo: " << failed << " of " << files.size() << (files.size() == 1 ? one : many) << " failed\n";
     return 1;
   }
   return 0;

@@ -304,6 +304,17 @@ assert b['fitness'] == b['val']['bleu4'] and b['best'], b
 PYEOF
 "$BIN" predict --weights "$T/tcap/best.gguf" --source "$T/ds/images/val/1000001.png" --out "$T/tcp" --imgsz 128 >/dev/null 2>"$T/err" \
   && ok || bad "predict after the caption stage: $(cat "$T/err")"
+# ... and from an inference weights file (a best.gguf, as models/gyolo-shapes.gguf): the auxiliary branch
+# it lacks starts from its initialisation (a warning says so); the vision metrics are still the run's
+OMP_WAIT_POLICY=passive "$BIN" train --data "$T/ds/data.yaml" --weights "$T/tr/best.gguf" --freeze 56 --imgsz 128 --batch 4 \
+  --epochs 1 --threads 2 --workers 1 --out "$T/tcap2" --json >"$T/out2" 2>"$T/err" && ok || bad "train --freeze 56 from best.gguf: $(cat "$T/err")"
+grep -q "is an inference weights file: the auxiliary branch" "$T/err" && ok || bad "train from best.gguf: no warning: $(cat "$T/err")"
+/usr/bin/python3 - "$T/out_tr" "$T/out2" <<'PYEOF' && ok || bad "train --freeze 56 from best.gguf: $(head -c 600 "$T/out2")"
+import json, sys
+a, b = (json.loads(open(p).readline()) for p in sys.argv[1:3])
+for k in ('box_map50', 'box_map50_95', 'mask_map50', 'semantic_miou', 'pq'):
+    assert a['val'][k] == b['val'][k], (k, a['val'][k], b['val'][k])
+PYEOF
 printf 'lr0: 0.002\nlr_zero: 1\n' >"$T/hyp2.yaml"
 expect_error "train --hyp unknown key" "unknown hyperparameter 'lr_zero'" "$BIN" train --data "$T/ds/data.yaml" --hyp "$T/hyp2.yaml"
 printf 'lr0: fast\n' >"$T/hyp3.yaml"
@@ -402,6 +413,52 @@ mkdir -p "$T/od/horses.png"
 "$BIN" predict --weights random --source "$IMG" --out "$T/od" --imgsz 64 >"$T/out" 2>"$T/err"; rc=$?
 [ $rc -ne 0 ] && grep -q "not a regular file" "$T/err" && ok || bad "output name is a folder: rc $rc, $(cat "$T/err")"
 [ "$(ls -A "$T/od")" = "horses.png" ] && ok || bad "output name is a folder: files left behind: $(ls -A "$T/od")"
+# ---- video (where gyolo was built with FFmpeg): frames decoded from a lossless video give exactly
+# the results of the same images; <stem>.jsonl and the annotated <stem>.mp4; bad videos leave nothing
+SHIPV="$FIX/../../models/gyolo-shapes.gguf"
+if "$BIN" datagen --video "$T/v.mkv" --frames 3 --size 256 --seed 5 >"$T/out" 2>"$T/err"; then
+  "$BIN" datagen --out "$T/vd" --train 0 --val 3 --min-size 256 --max-size 256 --seed 5 >/dev/null || bad "video: datagen images"
+  "$BIN" predict --weights "$SHIPV" --source "$T/v.mkv" --imgsz 256 --out "$T/ov" --json >"$T/v.jsonl" 2>"$T/err" && ok || bad "video predict: $(cat "$T/err")"
+  "$BIN" predict --weights "$SHIPV" --source "$T/vd/images/val" --imgsz 256 --out "$T/ovi" --json >"$T/vi.jsonl" 2>"$T/err" && ok || bad "video images: $(cat "$T/err")"
+  /usr/bin/python3 - "$T/v.jsonl" "$T/vi.jsonl" "$T/ov/v.jsonl" <<'PYEOF' && ok || bad "video: frames differ from images"
+import json, sys
+v = [json.loads(l) for l in open(sys.argv[1])]
+im = [json.loads(l) for l in open(sys.argv[2])]
+rec = [json.loads(l) for l in open(sys.argv[3])]
+assert [r['frame'] for r in v] == [0, 1, 2], [r['frame'] for r in v]
+assert [round(r['time_s'], 6) for r in v] == [0.0, 0.2, 0.4], [r['time_s'] for r in v]
+assert len(rec) == 3 and all('mask' in d for r in rec for d in r['detections'])
+for a, b, c in zip(v, im, rec):
+    assert a['detections'] == b['detections'] and a['caption'] == b['caption'], (a, b)
+    assert [d['box'] for d in c['detections']] == [d['box'] for d in a['detections']]
+    assert a['num_detections'] > 0
+PYEOF
+  # the annotated video: 3 frames of the source's size
+  "$BIN" predict --weights "$SHIPV" --source "$T/ov/v.mp4" --imgsz 256 --tasks det --no-draw --out "$T/ov2" --json >"$T/v2.jsonl" 2>"$T/err" &&
+    [ "$(grep -c '"height":256,' "$T/v2.jsonl")" -eq 3 ] && ok || bad "annotated video: $(cat "$T/err")"
+  "$BIN" predict --weights "$SHIPV" --source "$T/v.mkv" --imgsz 256 --tasks det --max-frames 2 --no-draw --out "$T/ov3" --json >"$T/v3.jsonl" 2>"$T/err" &&
+    [ "$(wc -l <"$T/v3.jsonl")" -eq 2 ] && [ ! -e "$T/ov3/v.mp4" ] && [ -f "$T/ov3/v.jsonl" ] && ok || bad "--max-frames 2 / --no-draw"
+  # a video and an image in one folder: both run, in list order
+  mkdir -p "$T/mix"; cp "$T/v.mkv" "$T/mix/b.mkv"; cp "$T/vd/images/val/1000001.png" "$T/mix/a.png"
+  "$BIN" predict --weights "$SHIPV" --source "$T/mix" --imgsz 256 --tasks det --out "$T/omix" --json >"$T/mix.jsonl" 2>"$T/err" &&
+    [ "$(wc -l <"$T/mix.jsonl")" -eq 4 ] && [ -f "$T/omix/a.json" ] && [ -f "$T/omix/b.mp4" ] && ok || bad "image + video folder: $(cat "$T/err")"
+  # garbage and truncated videos: one line naming the file, exit 1, no files left
+  head -c 3000 /dev/urandom >"$T/junk.mp4"
+  expect_error "garbage video" "video '.*junk.mp4'" "$BIN" predict --weights "$SHIPV" --source "$T/junk.mp4" --imgsz 256 --out "$T/oj"
+  [ -z "$(ls -A "$T/oj" 2>/dev/null)" ] && ok || bad "garbage video: files left: $(ls -A "$T/oj")"
+  head -c 20 "$T/v.mkv" >"$T/trunc.mkv"
+  expect_error "truncated video" "trunc.mkv" "$BIN" predict --weights "$SHIPV" --source "$T/trunc.mkv" --imgsz 256 --out "$T/ot"
+  [ -z "$(ls -A "$T/ot" 2>/dev/null)" ] && ok || bad "truncated video: files left: $(ls -A "$T/ot")"
+  expect_error "video --save-raw" "--save-raw is for images" "$BIN" predict --weights "$SHIPV" --source "$T/v.mkv" --imgsz 256 --out "$T/os" --save-raw
+  expect_error "bad --max-frames" "--max-frames" "$BIN" predict --weights "$SHIPV" --source "$T/v.mkv" --out "$T/os" --max-frames 0
+  if command -v script >/dev/null; then
+    script -qec "'$BIN' predict --weights '$SHIPV' --source '$T/v.mkv' --imgsz 256 --tasks det,cap --out '$T/ovt'" /dev/null >"$T/tty.txt" 2>&1 && ok || bad "video on a terminal"
+    grep -q "video 1/1 (frame 3) $T/v.mkv 256x256: " "$T/tty.txt" && grep -q "video $T/v.mkv: 3 frames -> " "$T/tty.txt" && ok ||
+      bad "video on a terminal: $(head -c 600 "$T/tty.txt")"
+  fi
+else
+  grep -q "without video support" "$T/err" && ok || bad "datagen --video: $(cat "$T/err")"
+fi
 # ---- only bad images: non-zero exit, no outputs
 mkdir -p "$T/allbad"; cp "$FIX/image/empty.jpg" "$T/allbad/x.jpg"
 "$BIN" predict --weights random --source "$T/allbad" --out "$T/o8" >"$T/out" 2>"$T/err"; rc=$?

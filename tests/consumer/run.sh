@@ -54,16 +54,36 @@ if(gyolo_FOUND OR NOT gyolo_NOT_FOUND_MESSAGE MATCHES "GYOLO_ENABLE_CUDA")
   message(FATAL_ERROR "the cuda component, not built, was not refused with its reason")
 endif()
 set(why "${gyolo_NOT_FOUND_MESSAGE}")
-find_package(gyolo CONFIG REQUIRED COMPONENTS cpu cli)
+find_package(gyolo CONFIG REQUIRED COMPONENTS cpu cli video)
 get_target_property(cli gyolo::cli IMPORTED_LOCATION_RELEASE)
 if(NOT EXISTS "${cli}" OR NOT EXISTS "${gyolo_DATA_DIR}/vocab.txt")
   message(FATAL_ERROR "gyolo::cli (${cli}) or gyolo_DATA_DIR (${gyolo_DATA_DIR}) is wrong")
 endif()
-message(STATUS "components: cpu, cli (${cli}); cuda refused: ${why}")
+add_executable(video_probe video_probe.cpp)
+target_link_libraries(video_probe PRIVATE gyolo::video)
+message(STATUS "components: cpu, cli (${cli}), video; cuda refused: ${why}")
 PROBE
-cmake -S "$work/components" -B "$work/components/build" -DCMAKE_PREFIX_PATH="$prefix" >"$work/components.log" 2>&1 ||
+cat >"$work/components/video_probe.cpp" <<'PROBE'
+#include <gyolo/io/video.hpp>
+#include <iostream>
+int main() {  // writes and reads back one lossless frame through the installed gyolo::video
+  gyolo::image_u8 f(16, 16, 3);
+  for (std::size_t i = 0; i < f.data.size(); ++i) f.data[i] = std::uint8_t(i * 37);
+  gyolo::video::writer_options o;
+  o.codec = "ffv1";
+  { gyolo::video::writer w("probe.mkv", 16, 16, o); w.write(f); w.finish(); }
+  gyolo::video::reader r("probe.mkv");
+  auto g = r.next();
+  std::cout << "video: " << gyolo::video::version() << (g && g->image.data == f.data ? ", round trip exact" : ", ROUND TRIP WRONG") << "\n";
+  return g && g->image.data == f.data ? 0 : 1;
+}
+PROBE
+cmake -S "$work/components" -B "$work/components/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" >"$work/components.log" 2>&1 ||
   { cat "$work/components.log"; fail "find_package components"; }
 grep "components:" "$work/components.log" | sed 's/^/  /'
+cmake --build "$work/components/build" >>"$work/components.log" 2>&1 || { tail -30 "$work/components.log"; fail "gyolo::video consumer build"; }
+vout=$(cd "$work/components/build" && ./video_probe) || fail "gyolo::video consumer: $vout"
+echo "  $vout"
 PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --exists --print-errors gyolo || fail "pkg-config does not find gyolo"
 # shellcheck disable=SC2046
 g++ "$src/tests/consumer/pkgconfig_check.cpp" -o "$work/pkgconfig_check" \
