@@ -96,7 +96,7 @@ int datagen_command(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   if (!args.video.empty()) {
     write_video(args);
-    std::cout << "datagen: wrote " << args.frames << " frames of " << args.size << "x" << args.size << " to " << args.video << " (seed "
+    std::cout << "datagen: wrote " << args.frames << (args.frames == 1 ? " frame of " : " frames of ") << args.size << "x" << args.size << " to " << args.video << " (seed "
               << o.seed << ")\n";
     return 0;
   }

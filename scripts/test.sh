@@ -14,6 +14,9 @@ bash tests/cross/aarch64_kernels.sh build/aarch64
 rm -rf build/doxygen && mkdir -p build/doxygen && doxygen docs/Doxyfile >/dev/null
 if [ -s build/doxygen/warnings.txt ]; then cat build/doxygen/warnings.txt; echo "doxygen: warnings"; exit 1; fi
 echo "API reference: build/doxygen/html/index.html"
+# The libFuzzer targets (weights-file reader, image decoders + letterbox, video reader) under ASan,
+# UBSan and LSan: a short run of each on its seed corpus (docs/reliability.md has the long runs).
+bash tests/fuzz/run.sh build/fuzz -max_total_time=15
 # A host project built against gyolo four ways (install + find_package / pkg-config, add_subdirectory,
 # FetchContent, the Debian packages), each run on the bundled scene.
 bash tests/consumer/run.sh build

@@ -334,6 +334,7 @@ dets = sorted(d['label'] for d in j['detections'] if d['score'] >= 0.5)
 assert dets == ['square', 'star', 'triangle'], dets
 cap = j['caption']
 assert cap.endswith('on the snow below the sky'), cap  # the objects' colours are not yet reliable (docs/training.md)
+assert {'square', 'triangle', 'star'} <= set(cap.lower().split()), cap  # the three shapes are named
 cats = j['semantic']['category_ids']
 assert {1 + 2, 1 + 3, 1 + 1, 5 + 0 + 1, 5 + 4 + 1} <= set(cats), cats  # triangle, star, square, sky, snow
 assert any(s['isthing'] is False for s in j['panoptic']['segments_info'])

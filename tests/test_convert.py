@@ -733,6 +733,52 @@ def test_zip_with_two_data_pkl():
     check_refused(run_convert(p, out), out, 'data.pkl', 'found 2')
 
 
+def convert_module():
+    """convert.py imported, for the tests of convert.convert() called as a library function."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location('gyolo_convert', CONVERT)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def expect_convert_error(ckpt, *needles):
+    cv = convert_module()
+    try:
+        cv.convert(ckpt, ckpt + '.gguf')
+    except cv.ConvertError as e:
+        for n in needles:
+            assert n in str(e), f'{n!r} not in {e}'
+    else:
+        raise AssertionError('converted')
+    assert not os.path.exists(ckpt + '.gguf')
+
+
+@test
+def test_fuzz_finding_bad_crc_is_convert_error():
+    """tests/fuzz/fuzz_convert.py found: a zip whose data.pkl fails its CRC raised zipfile.BadZipFile
+    out of convert.convert() (the CLI only printed it through its catch-all)."""
+    m, _, _ = make_model(seed=3)
+    p = write_ckpt(path('bad_crc.pt'), make_ckpt(model=m))
+    raw = bytearray(open(p, 'rb').read())
+    i = raw.index(b'archive/data.pkl') + len('archive/data.pkl') + 10  # inside the stored pickle
+    raw[i] ^= 0xFF
+    open(p, 'wb').write(bytes(raw))
+    expect_convert_error(p, 'corrupt zip archive', 'BadZipFile')
+    check_refused(run_convert(p, path('bad_crc.gguf')), path('bad_crc.gguf'), 'corrupt zip archive')
+
+
+@test
+def test_fuzz_finding_foreign_structure_is_convert_error():
+    """tests/fuzz/fuzz_convert.py found: a module whose _modules has a non-string key (a mutated
+    pickle) raised TypeError out of convert.convert()."""
+    m, _, _ = make_model(seed=3)
+    seq = m.__dict__['_modules']['model']
+    seq.__dict__['_modules'][('1', 'x')] = seq.__dict__['_modules'].pop('1')
+    p = write_ckpt(path('tuple_key.pt'), make_ckpt(model=m))
+    expect_convert_error(p, 'not a GYOLO model', 'TypeError')
+
+
 @test
 def test_truncated_storage():
     m, _, _ = make_model(seed=4)

@@ -330,6 +330,15 @@ def load_checkpoint(path):
     """Return the unpickled top-level object of a torch zip checkpoint (stand-ins only)."""
     if not zipfile.is_zipfile(path):
         raise ConvertError(f'{path}: not a torch zip checkpoint (legacy/tar torch formats are not supported)')
+    try:
+        return _load_zip(path)
+    except (zipfile.BadZipFile, zlib.error, EOFError, UnicodeDecodeError, NotImplementedError, ValueError, OSError,
+            struct.error) as e:
+        # a damaged archive (bad CRC, truncated entry, unknown compression): one clear error
+        raise ConvertError(f'{path}: corrupt zip archive: {type(e).__name__}: {e}')
+
+
+def _load_zip(path):
     with zipfile.ZipFile(path) as zf:
         pkls = [n for n in zf.namelist() if n.endswith('data.pkl') and n.count('/') == 1]
         if len(pkls) != 1:
@@ -569,8 +578,14 @@ def convert(ckpt_path, out_path, vocab_path=None, training=False):
         except UnicodeDecodeError as e:
             raise ConvertError(f'{vocab_path}: not UTF-8: {e}')
     ckpt = load_checkpoint(ckpt_path)
-    source_key, model = extract(ckpt)
-    sel, meta = collect(model, training)
+    try:
+        source_key, model = extract(ckpt)
+        sel, meta = collect(model, training)
+    except ConvertError:
+        raise
+    except (TypeError, AttributeError, KeyError, IndexError, ValueError, OverflowError, RecursionError) as e:
+        # the unpickled objects come from the file: a structure that is not a model's is refused, not a crash
+        raise ConvertError(f'{ckpt_path}: the checkpoint\'s objects are not a GYOLO model\'s: {type(e).__name__}: {str(e)[:200]}')
     stem = os.path.splitext(os.path.basename(ckpt_path))[0]
     kvs = [
         ('general.architecture', GGUF_STRING, 'gyolo'),

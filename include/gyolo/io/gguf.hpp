@@ -100,6 +100,11 @@ class file {
     if (crc_at_ && opt.verify_checksum) verify_checksum();
   }
 
+  /// A file already in memory (embedded weights, fuzzing): `name` stands for the path in messages.
+  static file from_memory(std::string name, std::vector<char> bytes, open_options opt = {}) {
+    return file(std::move(name), std::move(bytes), opt);
+  }
+
   /// Whether the file carries a content checksum (gyolo.crc32).
   bool has_checksum() const { return crc_at_ != 0; }
 
@@ -165,6 +170,12 @@ class file {
   }
 
  private:
+  file(std::string name, std::vector<char> bytes, open_options opt) : path_(std::move(name)), buf_(std::move(bytes)) {
+    if (buf_.size() > max_file_bytes) fail("file is larger than 8 GiB");
+    parse();
+    if (crc_at_ && opt.verify_checksum) verify_checksum();
+  }
+
   std::string producer() const {
     auto it = kv_.find("gyolo.converter_version");
     if (it != kv_.end() && it->second.type == vtype::string)
