@@ -21,11 +21,13 @@ extern "C" {
 #include <condition_variable>
 #include <cstdarg>
 #include <cstdio>
+#include <cstring>
 #include <deque>
 #include <exception>
 #include <filesystem>
 #include <mutex>
 #include <thread>
+#include <vector>
 
 namespace gyolo::video {
 namespace {
@@ -96,6 +98,7 @@ struct reader::impl {
   int stream = -1, width = 0, height = 0;
   double fps = 25, time_base = 0, start = 0;
   std::int64_t count = -1, produced = 0;
+  std::vector<std::uint8_t> scratch;  // swscale's output (decoding thread only)
 
   std::thread worker;
   std::mutex mu;
@@ -189,10 +192,16 @@ struct reader::impl {
     if (!sws) throw video_error(who + ": frame " + std::to_string(produced) + " has a pixel format swscale cannot convert");
     frame f;
     f.image = image_u8(fr->height, fr->width, 3);
-    std::uint8_t* dst[4] = {f.image.data.data(), nullptr, nullptr, nullptr};
-    int dst_stride[4] = {int(f.image.row_bytes()), 0, 0, 0};
+    // swscale's SIMD code may write past the end of a row: convert into a buffer with 64-byte aligned
+    // rows and a padded tail (as av_image_alloc gives), then copy the rows out
+    const std::size_t row = f.image.row_bytes(), stride = (row + 63) / 64 * 64;
+    scratch.resize(stride * (std::size_t(fr->height) + 1) + 64);
+    std::uint8_t* base = scratch.data() + (64 - reinterpret_cast<std::uintptr_t>(scratch.data()) % 64) % 64;
+    std::uint8_t* dst[4] = {base, nullptr, nullptr, nullptr};
+    int dst_stride[4] = {int(stride), 0, 0, 0};
     if (sws_scale(sws, fr->data, fr->linesize, 0, fr->height, dst, dst_stride) != fr->height)
       throw video_error(who + ": frame " + std::to_string(produced) + " could not be converted");
+    for (int y = 0; y < fr->height; ++y) std::memcpy(f.image.row(y), base + std::size_t(y) * stride, row);
     f.index = produced++;
     const std::int64_t ts = fr->best_effort_timestamp;
     f.time_s = ts != AV_NOPTS_VALUE ? double(ts) * time_base - start : double(f.index) / fps;
