@@ -299,11 +299,7 @@ struct runner {
     const auto t0 = clock::now();
     const fs::path out(o.out);
     post::atomic_file_set files;
-    nlohmann::json dets = nlohmann::json::array(), brief = nlohmann::json::array();
-    for (const auto& d : r.detections) {
-      brief.push_back(detection_json(d, false));
-      dets.push_back(detection_json(d, pipe.options().tasks.masks));
-    }
+    const auto [dets, brief] = detections_json(r);
     nlohmann::json j{{"image", file.string()},
                      {"width", r.width},
                      {"height", r.height},
@@ -353,8 +349,7 @@ struct runner {
                           {"panoptic", t.panoptic}, {"caption", t.caption},   {"encode", ms(t0, t_enc)}};
     j["timing_ms"] = timing;
     j["batch"] = r.batch;
-    nlohmann::json skipped = nlohmann::json::array();
-    for (const auto& t : r.skipped) skipped.push_back({{"task", t.task}, {"reason", t.reason}});
+    const nlohmann::json skipped = skipped_json(r);
     j["skipped"] = skipped;
     files.add(out / (stem + ".json"), j.dump(1) + "\n");
     fs::path raw_tmp;
@@ -390,17 +385,28 @@ struct runner {
             {"timing_ms", timing}};
   }
 
-  /// One video frame's records: the full one (<stem>.jsonl: detections with their masks as in
-  /// <stem>.json, caption, skipped tasks, timings) and the stdout line (detections without masks).
-  std::pair<nlohmann::json, nlohmann::json> frame_record(const std::string& source, std::int64_t index, double time_s,
-                                                         const image_result& r) const {
+  /// The detections as <stem>.json holds them (with masks when that task ran) and without masks.
+  std::pair<nlohmann::json, nlohmann::json> detections_json(const image_result& r) const {
     nlohmann::json dets = nlohmann::json::array(), brief = nlohmann::json::array();
     for (const auto& d : r.detections) {
       brief.push_back(detection_json(d, false));
       dets.push_back(detection_json(d, pipe.options().tasks.masks));
     }
+    return {dets, brief};
+  }
+
+  static nlohmann::json skipped_json(const image_result& r) {
     nlohmann::json skipped = nlohmann::json::array();
     for (const auto& t : r.skipped) skipped.push_back({{"task", t.task}, {"reason", t.reason}});
+    return skipped;
+  }
+
+  /// One video frame's records: the full one (<stem>.jsonl: detections with their masks as in
+  /// <stem>.json, caption, skipped tasks, timings) and the stdout line (detections without masks).
+  std::pair<nlohmann::json, nlohmann::json> frame_record(const std::string& source, std::int64_t index, double time_s,
+                                                         const image_result& r) const {
+    const auto [dets, brief] = detections_json(r);
+    const nlohmann::json skipped = skipped_json(r);
     const auto& t = r.timing_ms;
     const nlohmann::json timing{{"preprocess", t.preprocess}, {"vision", t.vision}, {"detect", t.detect}, {"masks", t.masks},
                                 {"semantic", t.semantic},     {"panoptic", t.panoptic}, {"caption", t.caption}};
@@ -621,6 +627,9 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
   // output folder when the video fails.
   auto run_video = [&](std::size_t i) {
     const std::string src = files[i].string();
+    auto clear_frame_bar = [&] {
+      if (run.tty) std::cerr << "\r\033[K" << std::flush;
+    };
     const fs::path vpath = fs::path(o.out) / (stems[i] + ".mp4"), jpath = fs::path(o.out) / (stems[i] + ".jsonl");
     try {
       if (o.save_raw) throw error("--save-raw is for images, not videos");
@@ -649,7 +658,7 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
           const auto rec = run.frame_record(src, batch[k].index, batch[k].time_s, res[k]);
           records += rec.first.dump() + "\n";
           if (vw) vw->write(render(imgs[k], res[k]));
-          if (run.tty) std::cerr << "\r\033[K" << std::flush;  // the frame bar below
+          clear_frame_bar();
           if (human)
             std::cout << summary_line("video " + std::to_string(i + 1) + "/" + std::to_string(total) + " (frame " +
                                           std::to_string(batch[k].index + 1) + (n_est > 0 ? "/" + std::to_string(n_est) : "") + ")",
@@ -664,7 +673,7 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
                     << fmt(s > 0 ? double(n) / s : 0.0, 1) << " frames/s\033[K" << std::flush;
         }
       }
-      if (run.tty) std::cerr << "\r\033[K" << std::flush;
+      clear_frame_bar();
       if (n == 0) throw error("video '" + printable(src) + "' has no frames");
       if (vw) vw->finish();
       try {
@@ -677,7 +686,7 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
       if (human) std::cout << "video " << printable(src) << ": " << n << " frames -> " << (vw ? vpath.string() + ", " : "") << jpath.string() << "\n";
       ++done;
     } catch (const std::exception& e) {
-      if (run.tty) std::cerr << "\r\033[K" << std::flush;
+      clear_frame_bar();
       fail(files[i], e.what());
     }
     draw_bar();
