@@ -8,6 +8,24 @@
 
 #include "gyolo/core/error.hpp"
 
+/// Thrown by a command's parser after it printed the command's usage for --help: the CLI exits
+/// with 0 (a parser never ends the process itself, so the fuzz target can call it).
+struct help_shown {};
+
+/// The CLI: main() in examples/cli_main.cpp calls it (examples/gyolo_cli.cpp).
+int cli_main(int argc, char** argv);
+
+/// Parses a whole command line as cli_main does, and returns before any work: nothing is read,
+/// written or set (the fuzz target tests/fuzz/fuzz_cli.cpp). Throws gyolo::error for a bad command
+/// line, help_shown for --help.
+void check_command_line(int argc, char** argv);
+
+/// Each command's parser alone (check_command_line's parts): throws as the command would.
+void check_train_args(int argc, char** argv);
+void check_val_args(int argc, char** argv);
+void check_datagen_args(int argc, char** argv);
+void check_train_step_args(int argc, char** argv);
+
 /// gyolo train-step (examples/cli_train_step.cpp).
 int train_step_command(int argc, char** argv);
 

@@ -44,7 +44,7 @@ datagen_args parse_datagen(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
       datagen_usage(std::cout);
-      std::exit(0);
+      throw help_shown{};
     }
     if (i + 1 >= argc) throw error("option " + a + " needs a value");
     const std::string v = argv[++i];
@@ -89,6 +89,8 @@ void write_video(const datagen_args& a) {
 }
 
 }  // namespace
+
+void check_datagen_args(int argc, char** argv) { (void)parse_datagen(argc, argv); }
 
 int datagen_command(int argc, char** argv) {
   const auto args = parse_datagen(argc, argv);

@@ -104,7 +104,7 @@ train_cli parse_train(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
       train_usage(std::cout);
-      std::exit(0);
+      throw help_shown{};
     }
     if (a == "--json") {
       c.json = true;
@@ -151,10 +151,39 @@ train_cli parse_train(int argc, char** argv) {
   }
   if (c.resume.empty() && !have_data) throw error("train needs --data DATA.yaml (or --resume DIR/last.gguf)");
   if (!c.resume.empty() && (!c.hyp.empty() || c.lr0 > 0)) throw error("--resume continues a run with its own hyperparameters: drop --hyp and --lr0");
-  if (!c.hyp.empty()) apply_hyp_file(c.run, c.hyp);
-  if (c.lr0 > 0) c.run.hyp.lr0 = c.lr0;
   if (c.run.imgsz % 32) throw error("--imgsz must be a multiple of 32, got " + std::to_string(c.run.imgsz));
   return c;
+}
+
+struct val_args {
+  std::string weights, data_yaml;
+  int imgsz = 640, batch = 8, threads = 0, workers = 2, beam_len = 0;
+};
+
+val_args parse_val(int argc, char** argv) {
+  val_args o;
+  for (int i = 2; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << "usage: gyolo val --weights W.gguf --data DATA.yaml [--imgsz 640] [--batch 8] [--threads N] [--workers 2] [--beam-len N]\n"
+                   "  box and mask mAP, semantic mIoU, panoptic PQ and caption BLEU / CIDEr on the val split, as gyolo train\n"
+                   "  validates after each epoch (one JSON line). --beam-len sets the caption length (the file's otherwise).\n";
+      throw help_shown{};
+    }
+    if (i + 1 >= argc) throw error("option " + a + " needs a value");
+    const std::string v = argv[++i];
+    if (a == "--weights") o.weights = v;
+    else if (a == "--data") o.data_yaml = v;
+    else if (a == "--imgsz") o.imgsz = parse_int(a, v, 32, 8192);
+    else if (a == "--batch") o.batch = parse_int(a, v, 1, 4096);
+    else if (a == "--threads") o.threads = parse_int(a, v, 0, 1024);
+    else if (a == "--workers") o.workers = parse_int(a, v, 0, 64);
+    else if (a == "--beam-len") o.beam_len = parse_int(a, v, 1, 128);
+    else throw error("unknown option '" + a + "' (gyolo val --help)");
+  }
+  if (o.weights.empty() || o.data_yaml.empty()) throw error("val needs --weights and --data");
+  if (o.imgsz % 32) throw error("--imgsz must be a multiple of 32, got " + std::to_string(o.imgsz));
+  return o;
 }
 
 }  // namespace
@@ -174,8 +203,13 @@ train::model_info load_train_model(const gguf::file& f, const std::string& path,
   return info;
 }
 
+void check_train_args(int argc, char** argv) { (void)parse_train(argc, argv); }
+void check_val_args(int argc, char** argv) { (void)parse_val(argc, argv); }
+
 int train_command(int argc, char** argv) {
   auto c = parse_train(argc, argv);
+  if (!c.hyp.empty()) apply_hyp_file(c.run, c.hyp);
+  if (c.lr0 > 0) c.run.hyp.lr0 = c.lr0;
   const bool tty = !c.json && isatty(STDOUT_FILENO);
   train::model_info info;
   train_model<cpu> m;
@@ -274,29 +308,7 @@ int train_command(int argc, char** argv) {
 
 // gyolo val: the validation of gyolo train on a weights file (e.g. best.gguf) and a data yaml's val split.
 int val_command(int argc, char** argv) {
-  std::string weights, data_yaml;
-  int imgsz = 640, batch = 8, threads = 0, workers = 2, beam_len = 0;
-  for (int i = 2; i < argc; ++i) {
-    const std::string a = argv[i];
-    if (a == "--help" || a == "-h") {
-      std::cout << "usage: gyolo val --weights W.gguf --data DATA.yaml [--imgsz 640] [--batch 8] [--threads N] [--workers 2] [--beam-len N]\n"
-                   "  box and mask mAP, semantic mIoU, panoptic PQ and caption BLEU / CIDEr on the val split, as gyolo train\n"
-                   "  validates after each epoch (one JSON line). --beam-len sets the caption length (the file's otherwise).\n";
-      return 0;
-    }
-    if (i + 1 >= argc) throw error("option " + a + " needs a value");
-    const std::string v = argv[++i];
-    if (a == "--weights") weights = v;
-    else if (a == "--data") data_yaml = v;
-    else if (a == "--imgsz") imgsz = parse_int(a, v, 32, 8192);
-    else if (a == "--batch") batch = parse_int(a, v, 1, 4096);
-    else if (a == "--threads") threads = parse_int(a, v, 0, 1024);
-    else if (a == "--workers") workers = parse_int(a, v, 0, 64);
-    else if (a == "--beam-len") beam_len = parse_int(a, v, 1, 128);
-    else throw error("unknown option '" + a + "' (gyolo val --help)");
-  }
-  if (weights.empty() || data_yaml.empty()) throw error("val needs --weights and --data");
-  if (imgsz % 32) throw error("--imgsz must be a multiple of 32, got " + std::to_string(imgsz));
+  const auto [weights, data_yaml, imgsz, batch, threads, workers, beam_len] = parse_val(argc, argv);
   gguf::file f(weights);
   auto info = train::read_model_info(f, weights);
   if (beam_len) info.grit.beam_len = beam_len;

@@ -58,7 +58,7 @@ train_step_options parse_train_step(int argc, char** argv) {
     const std::string a = argv[i];
     if (a == "--help" || a == "-h") {
       train_step_usage(std::cout);
-      std::exit(0);
+      throw help_shown{};
     }
     if (a == "--resume") {
       o.resume = true;
@@ -119,6 +119,8 @@ std::vector<float> as_float(const std::map<std::string, npy::array>& z, const st
 }
 
 }  // namespace
+
+void check_train_step_args(int argc, char** argv) { (void)parse_train_step(argc, argv); }
 
 int train_step_command(int argc, char** argv) {
   const auto o = parse_train_step(argc, argv);

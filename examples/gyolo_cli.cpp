@@ -765,7 +765,6 @@ int info(int argc, char** argv) {
     std::cout << available_isas() << "\n";
     return 0;
   }
-  if (argc > 2) throw error("gyolo info takes no arguments but --isas");
   const char* env = std::getenv("GYOLO_ISA");
   const std::string kernels = kernels_line();  // throws on a bad GYOLO_ISA before anything is printed
   std::cout << "gyolo " << version << "\n"
@@ -815,7 +814,7 @@ bench_options parse_bench(int argc, char** argv) {
       else throw error("--tasks for bench must be all or vision, got '" + v + "'");
     } else if (a == "--help" || a == "-h") {
       bench_usage(std::cout);
-      std::exit(0);
+      throw help_shown{};
     } else throw error("unknown option '" + a + "' (see gyolo bench --help)");
   }
   if (o.weights.empty()) throw error("--weights is required (a converted .gguf file, or 'random')");
@@ -986,39 +985,72 @@ int bench(const bench_options& o) {
 
 }  // namespace
 
-/// --memory-limit SIZE, accepted by every command: gyolo::set_memory_limit, then taken out of argv.
-void take_memory_limit(int& argc, char** argv) {
+/// --memory-limit SIZE, accepted by every command: gyolo::set_memory_limit (when `apply`), then
+/// taken out of argv.
+void take_memory_limit(int& argc, char** argv, bool apply) {
   for (int i = 2; i < argc; ++i) {
     if (std::string(argv[i]) != "--memory-limit") continue;
     if (i + 1 >= argc) throw error("--memory-limit needs a value");
-    set_memory_limit(parse_size("--memory-limit", argv[i + 1]));
+    const std::size_t limit = parse_size("--memory-limit", argv[i + 1]);
+    if (apply) set_memory_limit(limit);
     for (int j = i; j + 2 <= argc; ++j) argv[j] = argv[j + 2];  // argv[argc] (null) moves down too
     argc -= 2;
     --i;
   }
 }
 
-int main(int argc, char** argv) {
+namespace {
+
+void check_info_args(int argc, char** argv) {
+  if (argc > 3 || (argc == 3 && std::string(argv[2]) != "--isas")) throw error("gyolo info takes no arguments but --isas");
+}
+
+/// The commands: each one's parser alone (check_command_line) and the command (cli_main).
+struct command {
+  const char* name;
+  void (*check)(int, char**);
+  int (*run)(int, char**);
+};
+constexpr command commands[] = {
+    {"predict", [](int c, char** v) { (void)parse(c, v); }, [](int c, char** v) { return predict(parse(c, v)); }},
+    {"bench", [](int c, char** v) { (void)parse_bench(c, v); }, [](int c, char** v) { return bench(parse_bench(c, v)); }},
+    {"info", check_info_args, [](int c, char** v) { return (check_info_args(c, v), info(c, v)); }},
+    {"train", check_train_args, train_command},
+    {"val", check_val_args, val_command},
+    {"datagen", check_datagen_args, datagen_command},
+    {"train-step", check_train_step_args, train_step_command},
+};
+
+/// The command named argv[1], or an error listing them.
+const command& find_command(const std::string& name) {
+  for (const auto& c : commands)
+    if (name == c.name) return c;
+  throw error("unknown command '" + name + "' (expected: predict, bench, info, train, val, datagen, train-step)");
+}
+
+}  // namespace
+
+void check_command_line(int argc, char** argv) {
+  take_memory_limit(argc, argv, false);
+  if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h" || std::string(argv[1]) == "--version") return;
+  find_command(argv[1]).check(argc, argv);
+}
+
+int cli_main(int argc, char** argv) {
   try {
-    take_memory_limit(argc, argv);
+    take_memory_limit(argc, argv, true);
     if (argc < 2 || std::string(argv[1]) == "--help" || std::string(argv[1]) == "-h") {
       usage(argc < 2 ? std::cerr : std::cout);
       return argc < 2 ? 2 : 0;
     }
-    const std::string cmd = argv[1];
-    if (cmd == "--version") {
+    if (std::string(argv[1]) == "--version") {
       std::cout << "gyolo " << version << " (kernels " << kernels_line() << "; cpu " << detected_cpu_features().summary()
                 << ")\n";
       return 0;
     }
-    if (cmd == "info") return info(argc, argv);
-    if (cmd == "bench") return bench(parse_bench(argc, argv));
-    if (cmd == "train-step") return train_step_command(argc, argv);
-    if (cmd == "train") return train_command(argc, argv);
-    if (cmd == "datagen") return datagen_command(argc, argv);
-    if (cmd == "val") return val_command(argc, argv);
-    if (cmd != "predict") throw error("unknown command '" + cmd + "' (expected: predict, bench, info, train, val, datagen, train-step)");
-    return predict(parse(argc, argv));
+    return find_command(argv[1]).run(argc, argv);
+  } catch (const help_shown&) {
+    return 0;
   } catch (const std::exception& e) {
     std::cerr << "gyolo: error: " << e.what() << "\n";
     return 2;

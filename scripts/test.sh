@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Builds gyolo and runs its whole test suite (C++ unit and parity tests, CLI tests), once per CPU
-# kernel set this machine can run: the best one, and then each other one forced with GYOLO_ISA
-# (always including the portable kernels), so an AVX-512 machine also exercises the AVX2 and
-# portable paths. GYOLO_TEST_ISAS="best portable" overrides the list.
+# kernel set this machine can run: the best one as chosen at run time, and then each other one
+# forced with GYOLO_ISA (always including the portable kernels), so an AVX-512 machine also
+# exercises the AVX2 and portable paths. GYOLO_TEST_ISAS="best portable" overrides the list. Before
+# that: the AArch64 kernels under qemu, the API reference, short fuzz runs, the sanitizer stage
+# (tests/sanitize/run.sh) and the consumer builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGYOLO_BUILD_TESTS=ON -DGYOLO_NATIVE=OFF
@@ -17,10 +19,16 @@ echo "API reference: build/doxygen/html/index.html"
 # The libFuzzer targets (weights-file reader, image decoders + letterbox, video reader) under ASan,
 # UBSan and LSan: a short run of each on its seed corpus (docs/reliability.md has the long runs).
 bash tests/fuzz/run.sh build/fuzz -max_total_time=15
+# The sanitizer stage: the whole unit suite, the CLI tests and the threads program under ASan, UBSan
+# and LSan (clang), then threads sharing one model under TSan with OpenMP through Archer.
+bash tests/sanitize/run.sh build/sanitize
 # A host project built against gyolo four ways (install + find_package / pkg-config, add_subdirectory,
 # FetchContent, the Debian packages), each run on the bundled scene.
 bash tests/consumer/run.sh build
-isas="${GYOLO_TEST_ISAS:-best $(build/bin/gyolo info --isas)}"
+# The best kernel set as chosen at run time, then each other one forced (the best one is not run a
+# second time under its own name).
+best_isa=$(build/bin/gyolo info | sed -n 's/^kernels: \([a-z0-9]*\).*/\1/p')
+isas="${GYOLO_TEST_ISAS:-best $(build/bin/gyolo info --isas | tr ' ' '\n' | grep -vx "$best_isa" | tr '\n' ' ')}"
 # Passive OpenMP waiting: idle worker threads sleep instead of spinning, which keeps the suite fast
 # when the machine is shared.
 for isa in $isas; do

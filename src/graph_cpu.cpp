@@ -4,5 +4,12 @@
 #include "gyolo/kernels/cpu.hpp"
 #include "gyolo/model/vision.hpp"
 
-template class gyolo::vision_graph<gyolo::cpu, gyolo::infer_mode>;
-template class gyolo::vision_graph<gyolo::cpu, gyolo::train_mode>;
+// Member by member rather than `template class`: the members exist in one mode each (requires
+// clauses), and clang before 15 instantiates every member of an explicitly instantiated class
+// regardless of its constraints.
+namespace gyolo {
+template void vision_graph<cpu, infer_mode>::load(weight_source&, const variant_config&, bool);
+template vision_outputs<cpu> vision_graph<cpu, infer_mode>::forward(context<cpu>&, cview<float>, bool, bool) const;
+template void vision_graph<cpu, train_mode>::init(const variant_config&, bool);
+template vision_train_outputs<cpu> vision_graph<cpu, train_mode>::forward(tape<cpu>&, tview) const;
+}  // namespace gyolo

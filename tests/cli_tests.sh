@@ -17,6 +17,10 @@ expect_error() {  # expect_error NAME PATTERN CMD...
 W="$FIX/tiny/tiny.gguf"
 IMG="$FIX/image/horses.jpg"
 expect_error "no args" "usage" "$BIN"
+# --help: each command prints its usage on stdout and exits 0
+for c in "" bench train val datagen train-step; do
+  if "$BIN" $c --help >"$T/out" 2>"$T/err" && grep -q "^usage: gyolo" "$T/out" && [ ! -s "$T/err" ]; then ok; else bad "gyolo $c --help: $(head -2 "$T/out" "$T/err")"; fi
+done
 expect_error "unknown command" "unknown command" "$BIN" frobnicate
 expect_error "unknown flag" "unknown option '--bogus'" "$BIN" predict --weights random --source "$IMG" --out "$T/o" --bogus
 expect_error "bad imgsz" "--imgsz must be a multiple of 32" "$BIN" predict --weights random --source "$IMG" --out "$T/o" --imgsz 100

@@ -1,14 +1,16 @@
 // Soak test: many inferences at mixed sizes in one process, watching resident memory and open file
 // descriptors (docs/reliability.md).
 //   gyolo_soak MODEL.gguf [--runs 10000] [--warmup 200] [--min 64] [--max 640] [--max-batch 4]
-//              [--threads N] [--seed S] [--every 500] [--rss-tolerance 1]
+//              [--threads N] [--seed S] [--every 500] [--rss-tolerance 1] [--malloc-trim 0|1]
 // Each run: a generated scene resized to a random size in [min, max] (any aspect), a batch of 1..max-batch
 // such images, every task. After the warm-up, the resident set (VmRSS) may grow by what the block
 // cache still had to fill up to its cap (gyolo::memory_usage().cache_cap_bytes) and 1 % more
 // (--rss-tolerance), and
 // the file descriptors must not grow; the program prints one JSON line per --every runs and a summary,
-// and exits 1 when either bound is broken.
+// and exits 1 when either bound is broken. --malloc-trim 1 returns the C heap's free pages to the
+// system after each run (glibc's malloc_trim(0)), as a long-running server may do.
 #include <dirent.h>
+#include <malloc.h>
 
 #include <chrono>
 #include <cstdio>
@@ -47,10 +49,11 @@ int open_fds() {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: %s MODEL.gguf [--runs N] [--warmup N] [--min 64] [--max 640] [--max-batch 4] [--threads N] [--seed S] [--every N] [--rss-tolerance PCT]\n", argv[0]);
+    std::fprintf(stderr, "usage: %s MODEL.gguf [--runs N] [--warmup N] [--min 64] [--max 640] [--max-batch 4] [--threads N] [--seed S] [--every N] [--rss-tolerance PCT] [--malloc-trim 0|1]\n", argv[0]);
     return 2;
   }
   int runs = 10000, warmup = 200, lo = 64, hi = 640, max_batch = 4, threads = 0, every = 500;
+  bool trim = false;
   double tolerance_pct = 1.0;  // allowed resident-set growth after the warm-up, beyond the cache's filling
   std::uint64_t seed = 1;
   for (int i = 2; i + 1 < argc; i += 2) {
@@ -65,6 +68,7 @@ int main(int argc, char** argv) {
     else if (a == "--seed") seed = std::uint64_t(v);
     else if (a == "--every") every = int(v);
     else if (a == "--rss-tolerance") tolerance_pct = std::strtod(argv[i + 1], nullptr);
+    else if (a == "--malloc-trim") trim = v != 0;
     else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -87,6 +91,7 @@ int main(int argc, char** argv) {
     std::size_t images = 0, skipped = 0;
     const auto t0 = std::chrono::steady_clock::now();
     for (int r = 0; r < warmup + runs; ++r) {
+      if (trim) malloc_trim(0);  // the previous run's buffers are freed by now
       const int n = uniform(1, max_batch), w = uniform(lo, hi), h = uniform(lo, hi);
       std::vector<gyolo::image_u8> batch;
       for (int b = 0; b < n; ++b) batch.push_back(gyolo::resize_linear(scenes[std::size_t(uniform(0, 15))], w, h));

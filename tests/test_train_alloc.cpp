@@ -316,8 +316,7 @@ TEST_CASE("train alloc: the probe counts operator new and malloc", "[train][allo
 }
 
 TEST_CASE("train alloc: the step arena reuses its storage and destroys its closures", "[train][alloc]") {
-  step_arena a;
-  int live = 0, runs = 0;
+  int live = 0, runs = 0;  // before the arena: its destructor destroys closures that count here
   struct counted {
     int* live;
     int* runs;
@@ -332,6 +331,7 @@ TEST_CASE("train alloc: the step arena reuses its storage and destroys its closu
     void operator()() const { CHECK(reinterpret_cast<std::uintptr_t>(this) % 64 == 0); }
   };
   std::array<char, 200000> big{};  // larger than a chunk
+  step_arena a;
   auto fill = [&] {
     for (int i = 0; i < 50; ++i) {
       a.push(counted(&live, &runs));

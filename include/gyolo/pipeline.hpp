@@ -133,6 +133,9 @@ inline prepared_input prepare_input(const image_u8& img, int imgsz, letterbox_mo
   return p;
 }
 
+/// Pre-processing, the model's forward pass and every task's post-processing on images. Read-only
+/// after construction: one pipeline may serve many threads, each with its own context<B>. It
+/// refers to the model (which must outlive it; binding a temporary does not compile).
 template <class B, class V>
 class pipeline {
   static_assert(is_host_backend<B>, "gyolo::pipeline post-processes on the host; device backends need a copy step");

@@ -88,6 +88,11 @@ struct layer_profiler {
   std::string_view open_;  // layer whose backward runs now (names are string literals)
 };
 
+/// Threads and scratch memory of backend B for one caller at a time. Thread-safety contract: a
+/// loaded model and a pipeline are read-only and may be shared by any number of threads; a context
+/// may not. Give each thread its own context (bit-identical results to a single thread's with the
+/// same thread count: tests/threads.cpp, also under ThreadSanitizer); a context entered by a second
+/// thread while in use throws gyolo::error instead of corrupting its scratch memory (enter()).
 template <class B>
 class context {
   /// Which thread is inside an entry point with this context, and how deeply (nested calls of the

@@ -22,6 +22,8 @@
 
 namespace gyolo::data {
 
+struct yaml_entry;
+
 /// One parsed node. Scalars keep their text (quotes removed); `quoted` tells "'3'" from "3".
 struct yaml_node {
   enum class kind { null, scalar, list, map };
@@ -29,7 +31,7 @@ struct yaml_node {
   std::string text;                                        // scalar
   bool quoted = false;                                     // scalar was quoted
   std::vector<yaml_node> items;                            // list
-  std::vector<std::pair<std::string, yaml_node>> entries;  // map, in file order
+  std::vector<yaml_entry> entries;                         // map, in file order
   int line = 0;                                            // 1-based line where the node starts
 
   bool is_null() const { return k == kind::null; }
@@ -37,12 +39,21 @@ struct yaml_node {
   bool is_list() const { return k == kind::list; }
   bool is_map() const { return k == kind::map; }
   /// The entry `key` of a map, or nullptr.
-  const yaml_node* find(const std::string& key) const {
-    for (const auto& e : entries)
-      if (e.first == key) return &e.second;
-    return nullptr;
-  }
+  const yaml_node* find(const std::string& key) const;
 };
+
+/// One entry of a map (a struct rather than std::pair: a pair of an incomplete type may not be a
+/// vector's element).
+struct yaml_entry {
+  std::string first;  // key
+  yaml_node second;   // value
+};
+
+inline const yaml_node* yaml_node::find(const std::string& key) const {
+  for (const auto& e : entries)
+    if (e.first == key) return &e.second;
+  return nullptr;
+}
 
 namespace detail::yaml {
 
@@ -213,10 +224,10 @@ class parser {
           v.text = std::move(btext);
           v.quoted = true;
           v.line = no;
-          n.entries.emplace_back(keyn.text, std::move(v));
+          n.entries.push_back(yaml_entry{keyn.text, std::move(v)});
           continue;
         }
-        n.entries.emplace_back(keyn.text, rest.empty() ? child(indent, no, true) : inline_value(rest, no));
+        n.entries.push_back(yaml_entry{keyn.text, rest.empty() ? child(indent, no, true) : inline_value(rest, no)});
       }
     }
     return n;

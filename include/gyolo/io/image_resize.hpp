@@ -20,18 +20,9 @@
 #include <vector>
 
 #include "gyolo/core/error.hpp"
+#include "gyolo/core/fp_contract.hpp"
 #include "gyolo/io/image_types.hpp"
 
-#if defined(__clang__)
-#define GYOLO_NO_FP_CONTRACT_ATTR
-#define GYOLO_NO_FP_CONTRACT_BODY _Pragma("clang fp contract(off)")
-#elif defined(__GNUC__)
-#define GYOLO_NO_FP_CONTRACT_ATTR __attribute__((optimize("fp-contract=off")))
-#define GYOLO_NO_FP_CONTRACT_BODY
-#else
-#define GYOLO_NO_FP_CONTRACT_ATTR
-#define GYOLO_NO_FP_CONTRACT_BODY
-#endif
 
 namespace gyolo {
 

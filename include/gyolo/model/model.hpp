@@ -144,6 +144,9 @@ struct forward_options {
   bool caption_features = false;  // also x11/x17/x20/x23/x44: the inputs caption() needs
 };
 
+/// A loaded network of variant V on backend B (weights, class names, caption vocabulary).
+/// Immutable once loaded: any number of threads may call forward() and caption() at once, each
+/// with its own context<B>.
 template <class B, variant V = gyolo_c>
 class model {
  public:

@@ -142,8 +142,8 @@ inline binary_mask empty_mask(int H, int W) {
 inline binary_mask upsample_threshold(const float* src, int src_h, int src_w, int r0, int r1, int c0, int c1, int H, int W,
                                       std::vector<std::uint8_t>& bits) {
   const interp_axis ay(src_h, H), ax(src_w, W);
-  const auto [oy0, oy1] = ay.touching(r0, r1);
-  const auto [ox0, ox1] = ax.touching(c0, c1);
+  const auto ty = ay.touching(r0, r1), tx = ax.touching(c0, c1);
+  const int oy0 = ty.first, oy1 = ty.second, ox0 = tx.first, ox1 = tx.second;  // (lambdas below capture them)
   if (oy0 > oy1 || ox0 > ox1) return empty_mask(H, W);
   const int rows = oy1 - oy0 + 1, cols = ox1 - ox0 + 1;
   bits.assign(std::size_t(rows) * std::size_t(cols), 0);
