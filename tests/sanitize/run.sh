@@ -18,7 +18,7 @@ out=$(cd "$out" && pwd)
 reports="$out/reports"
 rm -rf "$reports" && mkdir -p "$reports"
 archer=${GYOLO_ARCHER:-/usr/lib/llvm-14/lib/libarcher.so}
-common=(-G Ninja -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=None -DGYOLO_BUILD_TESTS=ON
+common=(-G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=None -DGYOLO_BUILD_TESTS=ON
         -DGYOLO_INSTALL=OFF -DGYOLO_NATIVE=OFF)
 
 check_reports() {
