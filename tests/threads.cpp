@@ -107,8 +107,11 @@ int run(const char* path, int workers, int omp, int n_images, int rounds, int ma
     });
   for (auto& t : pool) t.join();
   for (const auto& f : failures) std::fprintf(stderr, "%s\n", f.c_str());
-  std::printf("{\"workers\":%d,\"omp_threads\":%d,\"images\":%d,\"rounds\":%d,\"runs\":%d,\"mismatches\":%zu}\n", workers, omp,
-              n_images, rounds, workers * rounds * n_images, failures.size());
+  // the fingerprints too: two processes' lines must be equal (results reproducible run to run)
+  std::string fps;
+  for (const auto f : expected) fps += (fps.empty() ? "\"" : ",\"") + std::to_string(f) + "\"";
+  std::printf("{\"workers\":%d,\"omp_threads\":%d,\"images\":%d,\"rounds\":%d,\"runs\":%d,\"mismatches\":%zu,\"fingerprints\":[%s]}\n",
+              workers, omp, n_images, rounds, workers * rounds * n_images, failures.size(), fps.c_str());
   return failures.empty() ? 0 : 1;
 }
 

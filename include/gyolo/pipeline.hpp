@@ -134,7 +134,7 @@ inline prepared_input prepare_input(const image_u8& img, int imgsz, letterbox_mo
 }
 
 /// Pre-processing, the model's forward pass and every task's post-processing on images. Read-only
-/// after construction: one pipeline may serve many threads, each with its own context<B>. It
+/// after construction: one pipeline may serve many threads, each with its own `context`. It
 /// refers to the model (which must outlive it; binding a temporary does not compile).
 template <class B, class V>
 class pipeline {

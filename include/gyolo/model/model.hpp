@@ -146,7 +146,7 @@ struct forward_options {
 
 /// A loaded network of variant V on backend B (weights, class names, caption vocabulary).
 /// Immutable once loaded: any number of threads may call forward() and caption() at once, each
-/// with its own context<B>.
+/// with its own `context`.
 template <class B, variant V = gyolo_c>
 class model {
  public:
