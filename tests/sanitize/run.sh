@@ -66,8 +66,10 @@ cmake --build "$out/tsan" -j2 --target gyolo_threads
 echo "== TSan: threads sharing one model (OpenMP through Archer)"
 export OMP_TOOL_LIBRARIES="$archer" ARCHER_OPTIONS="verbose=1"
 export TSAN_OPTIONS="halt_on_error=1:ignore_noninstrumented_modules=1:second_deadlock_stack=1:log_path=$reports/tsan"
-"$out/tsan/bin/gyolo_threads" "$src/models/gyolo-shapes.gguf" --workers 4 --omp 2 2>"$out/tsan.err" || {
-  cat "$out/tsan.err"; check_reports "TSan"; exit 1; }
-grep -q "Archer detected OpenMP application with TSan" "$out/tsan.err" || { cat "$out/tsan.err"; echo "TSan: Archer was not loaded"; exit 1; }
+# (Archer's "detected" line goes to stdout, the program's JSON line too)
+"$out/tsan/bin/gyolo_threads" "$src/models/gyolo-shapes.gguf" --workers 4 --omp 2 >"$out/tsan.out" 2>&1 || {
+  cat "$out/tsan.out"; check_reports "TSan"; exit 1; }
+cat "$out/tsan.out"
+grep -q "Archer detected OpenMP application with TSan" "$out/tsan.out" || { echo "TSan: Archer was not loaded"; exit 1; }
 check_reports "TSan"
 echo "sanitizers: no reports"
