@@ -17,6 +17,9 @@
 
 #include "gyolo/gyolo.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_caption {
+
 using namespace gyolo;
 
 namespace {
@@ -336,3 +339,5 @@ TEST_CASE("caption API: has_caption, options and errors", "[caption]") {
   wrong.tensor_overrides["model.56.grit_transformer.cap_generator.fc.weight"] = {1.f, 2.f};
   REQUIRE_THROWS_WITH((model<cpu, gyolo_tiny>::load(tdir + "tiny.gguf", wrong)), Catch::Contains("has 2 values"));
 }
+
+}  // namespace test_caption

@@ -10,6 +10,9 @@
 
 #include "gyolo/text/beam_search.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_caption_beam {
+
 using namespace gyolo;
 
 namespace {
@@ -302,3 +305,5 @@ TEST_CASE("torch-order prefix: fast path equals the full sort", "[caption][beam]
     REQUIRE(std::vector<std::int64_t>(full.begin(), full.begin() + m) == pre);
   }
 }
+
+}  // namespace test_caption_beam

@@ -13,6 +13,9 @@
 
 #include "gyolo/gyolo.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_caption_full {
+
 using namespace gyolo;
 
 namespace {
@@ -77,3 +80,5 @@ TEST_CASE("full-size caption: parity with upstream and timing", "[.full-caption]
   std::cout << "  threads " << ctx.threads() << "\n  caption() total: " << summary(total) << "\n  encode (adapters, tokens, grid_net): "
             << summary(enc) << "\n  decode (beam search, 20 steps): " << summary(dec) << "\n";
 }
+
+}  // namespace test_caption_full

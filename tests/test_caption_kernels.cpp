@@ -7,6 +7,9 @@
 
 #include "gyolo/kernels/transformer.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_caption_kernels {
+
 using namespace gyolo;
 
 namespace {
@@ -108,3 +111,5 @@ TEST_CASE("transformer kernels: cpu matches reference", "[caption][kernels]") {
     REQUIRE(z[V - 1] == z[0]);
   }
 }
+
+}  // namespace test_caption_kernels

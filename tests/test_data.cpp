@@ -16,6 +16,9 @@
 #include "gyolo/data/loader.hpp"
 #include "gyolo/post/png.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_data {
+
 namespace {
 
 namespace fs = std::filesystem;
@@ -655,3 +658,5 @@ TEST_CASE("augment: HSV round trip, identity warp, rng mappings", "[data]") {
   CHECK(aug_rng::for_sample(1, 2, 3).next() == aug_rng::for_sample(1, 2, 3).next());
   CHECK(aug_rng::for_sample(1, 2, 3).next() != aug_rng::for_sample(1, 2, 4).next());
 }
+
+}  // namespace test_data

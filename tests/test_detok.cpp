@@ -11,6 +11,10 @@
 
 #include "gyolo/io/gguf.hpp"
 #include "gyolo/text/detokenize.hpp"
+#include "gyolo/text/tokenize.hpp"
+
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_detok {
 
 using namespace gyolo;
 
@@ -83,8 +87,6 @@ TEST_CASE("detokenization: upstream's full vocabulary", "[caption][detok]") {
   REQUIRE(v.token(5338) == "\\n");
   run_cases(v, j.at("cases"));
 }
-
-#include "gyolo/text/tokenize.hpp"
 
 namespace {
 std::vector<std::string> vocab_lines() {
@@ -160,3 +162,5 @@ TEST_CASE("caption tokenizer: encoding upstream's decoded captions gives back th
   }
   CHECK(checked >= 20);
 }
+
+}  // namespace test_detok

@@ -16,6 +16,9 @@
 #include "gyolo/train/fit.hpp"
 #include "gyolo/train/setup.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_fit {
+
 using namespace gyolo;
 namespace fs = std::filesystem;
 
@@ -207,3 +210,5 @@ TEST_CASE("resume: a run stopped mid-epoch and resumed equals an uninterrupted r
     CHECK(v == b.at(n));
   }
 }
+
+}  // namespace test_fit

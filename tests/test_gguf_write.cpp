@@ -23,6 +23,9 @@
 #include "gyolo/nn/module.hpp"
 #include "gyolo/nn/save.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_gguf_write {
+
 using namespace gyolo;
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
@@ -691,3 +694,5 @@ TEST_CASE("crc32: slice-by-8 equals the byte-wise definition and zlib's check va
     CHECK(crc32_update(crc32(v.data(), n / 3), v.data() + n / 3, n - n / 3) == ~c);
   }
 }
+
+}  // namespace test_gguf_write

@@ -16,6 +16,9 @@
 #include "gyolo/nn/module.hpp"
 #include "test_util.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_grit_train {
+
 using namespace gyolo;
 using namespace gyolo::test;
 
@@ -432,3 +435,5 @@ TEST_CASE("grit train: on top of the train-mode vision graph (from_vision, gradi
   CHECK(n56 == 2);
   CHECK(nonzero(flat(in.t.grad())));
 }
+
+}  // namespace test_grit_train

@@ -14,6 +14,9 @@
 #include "gyolo/io/image.hpp"
 #include "gyolo/io/npy.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_image {
+
 namespace {
 
 const std::string kDir = std::string(GYOLO_FIXTURES_DIR) + "/image/";
@@ -323,3 +326,5 @@ TEST_CASE("horses.jpg: decode, predict letterbox, val resize match cv2 (sha256)"
   REQUIRE(c.size() == 1);
   CHECK(sha256_hex(chw.data(), chw.size() * sizeof(float)) == c[0][1]);
 }
+
+}  // namespace test_image

@@ -10,6 +10,9 @@
 #include "gyolo/kernels/cpu.hpp"
 #include "gyolo/kernels/reference.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_kernels {
+
 using namespace gyolo;
 
 namespace {
@@ -301,3 +304,5 @@ TEST_CASE("training kernels per kernel set: NT GEMM and BatchNorm(+SiLU) planes 
     }
   }
 }
+
+}  // namespace test_kernels

@@ -16,6 +16,9 @@
 #include "gyolo/layers/conv_train.hpp"
 #include "test_util.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_loss {
+
 using namespace gyolo;
 
 namespace {
@@ -336,3 +339,5 @@ TEST_CASE("loss: a degenerate box (zero width or height) is assigned nothing and
     CHECK(std::isfinite(r.total));
   }
 }
+
+}  // namespace test_loss

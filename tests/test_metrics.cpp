@@ -14,6 +14,9 @@
 
 #include "gyolo/train/metrics.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_metrics {
+
 namespace {
 
 using nlohmann::json;
@@ -282,3 +285,5 @@ TEST_CASE("caption BLEU and CIDEr-D equal pycocoevalcap", "[metrics]") {
   r2.begin()->second.clear();
   CHECK_THROWS_AS(gm::score_captions(r2, hyps), gyolo::error);
 }
+
+}  // namespace test_metrics

@@ -9,6 +9,9 @@
 #include "gyolo/gyolo.hpp"
 #include "test_util.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_parity {
+
 using namespace gyolo;
 using namespace gyolo::test;
 
@@ -116,3 +119,5 @@ TEST_CASE("one-to-many main head (option) matches upstream's discarded y2", "[pa
   require_view_close(o.pred_o2m.cv(), load4(dir + "graph_b2.pred_o2m.npy"), 1e-3, "pred_o2m");
   require_view_close(o.pred.cv(), load4(dir + "graph_b2.pred.npy"), 1e-3, "pred");  // the e2e output is unchanged
 }
+
+}  // namespace test_parity

@@ -20,6 +20,9 @@
 #include "gyolo/gyolo.hpp"
 #include "gyolo/io/image.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_post {
+
 using namespace gyolo;
 
 namespace {
@@ -543,3 +546,5 @@ TEST_CASE("full size: post-processing of upstream's raw outputs is exact", "[.fu
     CHECK(pan.segments.size() == meta.at("segments").size());
   }
 }
+
+}  // namespace test_post

@@ -20,6 +20,9 @@
 #include "gyolo/data/scenes.hpp"
 #include "gyolo/text/tokenize.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_scenes {
+
 using namespace gyolo;
 namespace fs = std::filesystem;
 
@@ -336,3 +339,5 @@ TEST_CASE("write_dataset writes files that parse back to the scenes", "[datagen]
   CHECK(fs::exists(other / "keep.txt"));
   fs::remove_all(root);
 }
+
+}  // namespace test_scenes

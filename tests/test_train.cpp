@@ -18,6 +18,9 @@
 #include "gyolo/nn/module.hpp"
 #include "test_util.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_train {
+
 using namespace gyolo;
 using namespace gyolo::test;
 
@@ -453,3 +456,5 @@ TEST_CASE("train: a second step on the same tape reuses its memory and gives the
     for (float f : v) gmax = std::max(gmax, double(std::abs(f)));
   CHECK(gmax > 0);
 }
+
+}  // namespace test_train

@@ -18,6 +18,9 @@
 #include "gyolo/train/ops_ref.hpp"
 #include "test_util.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_train_ops {
+
 using namespace gyolo;
 using namespace gyolo::test;
 namespace tr = gyolo::train::ref;
@@ -769,3 +772,5 @@ TEST_CASE("train ops: maxpool2d NaN and all -inf windows route like PyTorch", "[
   for (int o = 0; o < 9; ++o) expect[std::size_t(torch_idx[o])] += double(1 << o);
   for (int i = 0; i < 9; ++i) REQUIRE(*dxi.el[std::size_t(i)] == expect[std::size_t(i)]);
 }
+
+}  // namespace test_train_ops

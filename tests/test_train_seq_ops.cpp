@@ -17,6 +17,9 @@
 #include "gyolo/train/ops_seq.hpp"
 #include "test_util.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_train_seq_ops {
+
 using namespace gyolo;
 using namespace gyolo::test;
 namespace tr = gyolo::train::ref;
@@ -489,3 +492,5 @@ TEST_CASE("train seq ops: token selection (top-k over levels, semantic arg-max t
     for (int j = 0; j < 6; ++j) sem.v().channel(0, c)[j] = vals[c][j];
   CHECK(tr::semantic_argmax<float>(sem.cv(), 0) == std::vector<std::int64_t>{1, 0, 5});  // first index on ties
 }
+
+}  // namespace test_train_seq_ops

@@ -21,6 +21,9 @@
 #include "gyolo/train/trainer.hpp"
 #include "test_util.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_trainer {
+
 using namespace gyolo;
 
 namespace {
@@ -517,3 +520,5 @@ TEST_CASE("trainer: the state saved after an iteration resumes bit-exactly", "[t
   CHECK(ta.ema_state().updates == tb.ema_state().updates);
   std::remove(saved.c_str());
 }
+
+}  // namespace test_trainer

@@ -8,6 +8,9 @@
 
 #include "gyolo/gyolo.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_variants {
+
 using namespace gyolo;
 
 namespace {
@@ -176,3 +179,5 @@ TEST_CASE("the memory limit refuses an allocation before it is made; the cache i
   trim_memory_cache();
   CHECK(memory_usage().cached_bytes == 0);
 }
+
+}  // namespace test_variants

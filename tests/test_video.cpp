@@ -10,6 +10,9 @@
 #include "gyolo/data/scenes.hpp"
 #include "gyolo/io/video.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_video {
+
 using namespace gyolo;
 namespace fs = std::filesystem;
 
@@ -211,3 +214,5 @@ TEST_CASE("video: the writer checks its frames and leaves nothing unless finishe
   CHECK_THROWS_AS(video::writer((d / "nodir" / "f.mp4").string(), 64, 48), video_error);
   fs::remove_all(d);
 }
+
+}  // namespace test_video

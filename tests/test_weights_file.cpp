@@ -21,6 +21,9 @@
 
 #include "gyolo/gyolo.hpp"
 
+// (each test file in its own namespace: the tests are also compiled as a unity build)
+namespace test_weights_file {
+
 using namespace gyolo;
 using Catch::Matchers::Contains;
 namespace fs = std::filesystem;
@@ -689,3 +692,5 @@ TEST_CASE("weights file: deterministic random corruption of the header never cra
   CHECK(rejected > 100);
   CHECK(loaded + rejected == 300);
 }
+
+}  // namespace test_weights_file

@@ -34,6 +34,7 @@
 #include <xtensor/xtensor.hpp>
 
 #include "gyolo/core/context.hpp"
+#include "gyolo/core/compiled_once.hpp"
 #include "gyolo/core/error.hpp"
 #include "gyolo/core/tensor.hpp"
 #include "gyolo/io/image.hpp"
@@ -171,7 +172,7 @@ class pipeline {
   }
 
   /// Runs inputs made by prepare_input (with any letterbox the caller chose).
-  std::vector<image_result> run_prepared(context<B>& ctx, const std::vector<prepared_input>& in) const {
+  GYOLO_COMPILED_ONCE std::vector<image_result> run_prepared(context<B>& ctx, const std::vector<prepared_input>& in) const {
     const auto in_use = ctx.enter("pipeline::run");
     std::vector<image_result> res(in.size());
     std::vector<bool> done(in.size(), false);
@@ -188,7 +189,7 @@ class pipeline {
 
   /// Post-processes image b of a forward's outputs (made from `p`); threads <= 0: options' or
   /// OpenMP's default.
-  image_result postprocess(const vision_outputs<B>& out, int b, const prepared_input& p, int threads = 0) const {
+  GYOLO_COMPILED_ONCE image_result postprocess(const vision_outputs<B>& out, int b, const prepared_input& p, int threads = 0) const {
     threads = resolve_threads(threads > 0 ? threads : o_.threads);
     image_result r;
     r.width = p.orig_w;
@@ -280,7 +281,7 @@ class pipeline {
   }
 
  private:
-  void run_group(context<B>& ctx, const std::vector<prepared_input>& in, const std::vector<std::size_t>& group,
+  GYOLO_COMPILED_ONCE void run_group(context<B>& ctx, const std::vector<prepared_input>& in, const std::vector<std::size_t>& group,
                  std::vector<image_result>& res) const {
     using clock = std::chrono::steady_clock;
     const auto s = in[group.front()].x.shape();
@@ -353,5 +354,10 @@ class pipeline {
   const model_type* m_;
   pipeline_options o_;
 };
+
+/// Compiled once in gyolo's library for the variants that ship (src/pipeline_cpu.cpp).
+extern template class pipeline<cpu, gyolo_c>;
+extern template class pipeline<cpu, gyolo_shapes>;
+extern template class pipeline<cpu, gyolo_tiny>;
 
 }  // namespace gyolo

@@ -19,7 +19,7 @@ reports="$out/reports"
 rm -rf "$reports" && mkdir -p "$reports"
 archer=${GYOLO_ARCHER:-/usr/lib/llvm-14/lib/libarcher.so}
 common=(-G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=None -DGYOLO_BUILD_TESTS=ON
-        -DGYOLO_INSTALL=OFF -DGYOLO_NATIVE=OFF)
+        -DGYOLO_INSTALL=OFF -DGYOLO_NATIVE=OFF -DGYOLO_UNITY_TESTS=ON)
 
 check_reports() {
   if [ -n "$(ls -A "$reports")" ]; then

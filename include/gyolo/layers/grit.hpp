@@ -19,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "gyolo/core/compiled_once.hpp"
 #include "gyolo/kernels/transformer.hpp"
 #include "gyolo/layers/conv.hpp"
 #include "gyolo/layers/grit_train.hpp"
@@ -185,7 +186,7 @@ class grit_head {
   /// fold(load(train form)): builds grit_train for config c and input channels ch (x17, x20, x23,
   /// x11, x44: Grit's ch[:3], ch[-3], ch[-2]), reads upstream's tensors under prefix p (names and
   /// shapes from grit_train::fields) and folds them (Conv+BN; Linear packed for the backend).
-  void load(weight_source& ws, const std::string& p, const grit_config& c, std::array<int, 5> ch) {
+  GYOLO_COMPILED_ONCE void load(weight_source& ws, const std::string& p, const grit_config& c, std::array<int, 5> ch) {
     grit_train<B> t;
     t.init(c, ch);
     nn::load_tensors(t, ws, p);
@@ -244,7 +245,7 @@ class grit_head {
   }
 
   /// cv4 output of image i as tokens [H/32 * W/32, grid_feat_dim] (row-major spatial order).
-  std::vector<float> grid_features(context<B>& ctx, cview<float> x11, int i) const {
+  GYOLO_COMPILED_ONCE std::vector<float> grid_features(context<B>& ctx, cview<float> x11, int i) const {
     auto t = cv4[1](ctx, cv4[0](ctx, x11.batch(i)).cv());
     const int c = t.shape().c;
     const std::int64_t hw = t.shape().h * std::int64_t(t.shape().w);
@@ -256,7 +257,7 @@ class grit_head {
 
   /// grid_net (GridFeatureNetwork): LN(relu(fc(G))) then post-LN transformer layers. G is
   /// [n, grid_feat_dim]; returns [n, d].
-  std::vector<float> grid_net(context<B>& ctx, const std::vector<float>& G) const {
+  GYOLO_COMPILED_ONCE std::vector<float> grid_net(context<B>& ctx, const std::vector<float>& G) const {
     const int d = cfg.d_model, n = int(G.size() / std::size_t(cfg.grid_feat_dim));
     std::vector<float> x(std::size_t(n) * d), q(x.size()), k(x.size()), v(x.size()), a(x.size()), o(x.size()),
         h(std::size_t(n) * cfg.d_ff);
@@ -279,7 +280,7 @@ class grit_head {
   }
 
   /// Grid and region tokens of image i.
-  grit_tokens encode(context<B>& ctx, const grit_inputs& in, int i) const {
+  GYOLO_COMPILED_ONCE grit_tokens encode(context<B>& ctx, const grit_inputs& in, int i) const {
     grit_tokens t;
     t.topk_index = select_regions(in.d3, i);
     t.semantic_pos = semantic_argmax(in.semantic, i);
@@ -460,13 +461,13 @@ class grit_head {
   }
 
   /// Captions (token ids and log-probs) for every image of the batch.
-  std::vector<beam_hypothesis> generate(context<B>& ctx, const std::vector<grit_tokens>& toks) const {
+  GYOLO_COMPILED_ONCE std::vector<beam_hypothesis> generate(context<B>& ctx, const std::vector<grit_tokens>& toks) const {
     GYOLO_CHECK(loaded_, "the model has no caption head (Grit weights were not loaded)");
     decoder dec(*this, ctx, toks);
     return beam_search(dec, int(toks.size()), cfg.vocab_size, search_params());
   }
 
-  std::vector<beam_hypothesis> operator()(context<B>& ctx, const grit_inputs& in) const {
+  GYOLO_COMPILED_ONCE std::vector<beam_hypothesis> operator()(context<B>& ctx, const grit_inputs& in) const {
     GYOLO_CHECK(loaded_, "the model has no caption head (Grit weights were not loaded)");
     check_inputs(in);
     std::vector<grit_tokens> toks;
@@ -507,5 +508,8 @@ class grit_head {
 
   bool loaded_ = false;
 };
+
+/// Compiled once in gyolo's library (src/caption_cpu.cpp).
+extern template class grit_head<cpu>;
 
 }  // namespace gyolo

@@ -42,6 +42,7 @@
 #include <vector>
 
 #include "gyolo/layers/conv_train.hpp"
+#include "gyolo/core/compiled_once.hpp"
 #include "gyolo/layers/grit_config.hpp"
 #include "gyolo/nn/module.hpp"
 #include "gyolo/nn/tape.hpp"
@@ -456,7 +457,7 @@ struct grit_train {
 
   /// Builds the head for config c and input channels ch = x17, x20, x23, x11, x44 (as
   /// grit_head::load: Grit's ch[:3], ch[-3], ch[-2]); parameters zero, LN/BN identity.
-  void init(const grit_config& c, std::array<int, 5> ch) {
+  GYOLO_COMPILED_ONCE void init(const grit_config& c, std::array<int, 5> ch) {
     c.validate();
     cfg = c;
     const int c3 = std::max(ch[0], 128), c4 = std::max(ch[3], 128), d = c.d_model;
@@ -505,7 +506,7 @@ struct grit_train {
   /// Teacher-forced forward: log-probabilities [B, seq_len, 1, V] (log_softmax over the
   /// vocabulary; row t predicts token t + 1). Backward accumulates into every parameter's gradient
   /// and into the features' gradient buffers.
-  tvar forward(tape<B>& t, const grit_train_inputs& in) const {
+  GYOLO_COMPILED_ONCE tvar forward(tape<B>& t, const grit_train_inputs& in) const {
     const int Bn = in.x17.n, d = cfg.d_model, V = cfg.vocab_size, L = in.seq_len;
     check_inputs(in);
     const seq::dropout_ctx dr{dropout, &rng};
@@ -678,5 +679,8 @@ inline double caption_nll(tview logp, const std::int64_t* caps, std::int64_t pad
   }
   return sum / double(count) * scale;
 }
+
+/// Compiled once in gyolo's library (src/caption_cpu.cpp).
+extern template struct grit_train<cpu>;
 
 }  // namespace gyolo

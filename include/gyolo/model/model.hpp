@@ -11,6 +11,7 @@
 #include "gyolo/io/gguf.hpp"
 #include "gyolo/layers/grit.hpp"
 #include "gyolo/model/caption_result.hpp"
+#include "gyolo/core/compiled_once.hpp"
 #include "gyolo/model/config.hpp"
 #include "gyolo/model/vision.hpp"
 #include "gyolo/text/detokenize.hpp"
@@ -159,7 +160,7 @@ class model {
   }
 
   /// The same from a file already opened (e.g. after reading its metadata to choose the variant).
-  static model load(const gguf::file& f, load_options opt = {}) {
+  GYOLO_COMPILED_ONCE static model load(const gguf::file& f, load_options opt = {}) {
     const std::string& path = f.path();
     if (!f.has("general.architecture") || f.get_string("general.architecture") != "gyolo")
       f.fail("general.architecture is not 'gyolo'");
@@ -235,7 +236,7 @@ class model {
   /// Captions for every image of a forward pass run with caption_features = true (spec §6): the best
   /// of upstream's 5-beam search, 20 tokens with per-token log-probs, and the decoded text (empty
   /// when the file has no vocabulary). Throws if the caption head is not loaded.
-  std::vector<caption_result> caption(context<B>& ctx, const vision_outputs<B>& o) const {
+  GYOLO_COMPILED_ONCE std::vector<caption_result> caption(context<B>& ctx, const vision_outputs<B>& o) const {
     const auto in_use = ctx.enter("model::caption");
     GYOLO_CHECK(grit_.loaded(), "caption: the model has no caption head (no Grit weights in '" + description_ + "')");
     GYOLO_CHECK(o.x11.numel() && o.x17.numel() && o.x20.numel() && o.x23.numel() && o.x44.numel(),
@@ -268,5 +269,10 @@ class model {
   std::vector<std::string> names_, vocab_;
   std::string description_, source_sha256_, converter_;
 };
+
+/// Compiled once in gyolo's library for the variants that ship (src/pipeline_cpu.cpp).
+extern template class model<cpu, gyolo_c>;
+extern template class model<cpu, gyolo_shapes>;
+extern template class model<cpu, gyolo_tiny>;
 
 }  // namespace gyolo

@@ -9,6 +9,7 @@
 #include <variant>
 #include <vector>
 
+#include "gyolo/core/compiled_once.hpp"
 #include "gyolo/layers/head.hpp"
 #include "gyolo/model/config.hpp"
 
@@ -40,7 +41,7 @@ class vision_graph {
 
   /// Builds the train-mode graph of variant c (parameters zero, BN identity); without `aux` the
   /// auxiliary branch is left out (loading for inference).
-  void init(const variant_config& c, bool aux = true)
+  GYOLO_COMPILED_ONCE void init(const variant_config& c, bool aux = true)
     requires(is_train_mode<M>)
   {
     cfg = c;
@@ -140,7 +141,7 @@ class vision_graph {
 
   /// Inference form from a weight source: the train-mode graph (without the auxiliary branch)
   /// reads upstream's unfolded tensors and is folded (Conv+BN, RepConvN, cv4+cvcap).
-  void load(weight_source& ws, const variant_config& c, bool with_o2m)
+  GYOLO_COMPILED_ONCE void load(weight_source& ws, const variant_config& c, bool with_o2m)
     requires(!is_train_mode<M>)
   {
     vision_graph<B, train_mode> t;
@@ -152,14 +153,14 @@ class vision_graph {
   }
 
   /// x: [B, 3, H, W] RGB in [0, 1]; H and W multiples of 32.
-  vision_outputs<B> forward(context<B>& ctx, cview<float> x, bool run_o2m = false, bool keep_features = false) const
+  GYOLO_COMPILED_ONCE vision_outputs<B> forward(context<B>& ctx, cview<float> x, bool run_o2m = false, bool keep_features = false) const
     requires(!is_train_mode<M>)
   {
     return run(ctx, x, run_o2m, keep_features);
   }
 
   /// Train-mode forward of layers 0-55 (auxiliary branch included): head 55's training outputs.
-  vision_train_outputs<B> forward(tape<B>& t, tview x) const
+  GYOLO_COMPILED_ONCE vision_train_outputs<B> forward(tape<B>& t, tview x) const
     requires(is_train_mode<M>)
   {
     return run(t, x, false, true);
