@@ -7,24 +7,33 @@
 # (tests/sanitize/run.sh) and the consumer builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Each stage's wall time, printed when it ends (CI's budget is 30 minutes on 2 cores).
+stage_start=$SECONDS
+stage() { echo "[time] $1: $((SECONDS - stage_start)) s (total ${SECONDS} s)"; stage_start=$SECONDS; }
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DGYOLO_BUILD_TESTS=ON -DGYOLO_NATIVE=OFF -DGYOLO_UNITY_TESTS=ON
 cmake --build build -j2
+stage build
 echo "CPU and kernels: $(build/bin/gyolo --version)"
 # The kernel tests cross-compiled for AArch64 and run under qemu-user (NEON portable kernels).
 bash tests/cross/aarch64_kernels.sh build/aarch64
+stage aarch64
 # The API reference (docs/Doxyfile) builds from the headers without a warning.
 rm -rf build/doxygen && mkdir -p build/doxygen && doxygen docs/Doxyfile >/dev/null
 if [ -s build/doxygen/warnings.txt ]; then cat build/doxygen/warnings.txt; echo "doxygen: warnings"; exit 1; fi
 echo "API reference: build/doxygen/html/index.html"
+stage doxygen
 # The libFuzzer targets (weights-file reader, image decoders + letterbox, video reader) under ASan,
 # UBSan and LSan: a short run of each on its seed corpus (docs/reliability.md has the long runs).
 bash tests/fuzz/run.sh build/fuzz -max_total_time=15
+stage fuzz
 # The sanitizer stage: the whole unit suite, the CLI tests and the threads program under ASan, UBSan
 # and LSan (clang), then threads sharing one model under TSan with OpenMP through Archer.
 bash tests/sanitize/run.sh build/sanitize
+stage sanitizers
 # A host project built against gyolo four ways (install + find_package / pkg-config, add_subdirectory,
 # FetchContent, the Debian packages), each run on the bundled scene.
 bash tests/consumer/run.sh build
+stage consumers
 # The best kernel set as chosen at run time, then each other one forced (the best one is not run a
 # second time under its own name).
 best_isa=$(build/bin/gyolo info | sed -n 's/^kernels: \([a-z0-9]*\).*/\1/p')
@@ -42,4 +51,5 @@ for isa in $isas; do
     *) skip=(-E "^(convert_py|fuzz_convert_short|soak_short|fit_run)$") ;;
   esac
   GYOLO_ISA="$isa" OMP_WAIT_POLICY=passive ctest --test-dir build --output-on-failure "${skip[@]}"
+  stage "suite ($isa)"
 done

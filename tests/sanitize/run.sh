@@ -21,6 +21,7 @@ archer=${GYOLO_ARCHER:-/usr/lib/llvm-14/lib/libarcher.so}
 common=(-G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=None -DGYOLO_BUILD_TESTS=ON
         -DGYOLO_INSTALL=OFF -DGYOLO_NATIVE=OFF -DGYOLO_UNITY_TESTS=ON)
 
+step() { echo "== $* [at ${SECONDS} s]"; }
 check_reports() {
   if [ -n "$(ls -A "$reports")" ]; then
     for f in "$reports"/*; do echo "---- $f"; head -80 "$f"; done
@@ -29,7 +30,7 @@ check_reports() {
   fi
 }
 
-echo "== ASan + UBSan build"
+step "ASan + UBSan build"
 # (GYOLO_FUZZ_CLI: the CLI's fuzz target, from the CLI's objects, which get libFuzzer's coverage
 # instrumentation)
 san="-fsanitize=address,undefined -fno-sanitize-recover=all"
@@ -41,16 +42,16 @@ export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1:log_path=$report
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan"
 export LSAN_OPTIONS="suppressions=$src/tests/sanitize/lsan.supp:print_suppressions=0"
 export OMP_WAIT_POLICY=passive
-echo "== ASan + UBSan: unit suite"
+step "ASan + UBSan: unit suite"
 "$out/asan/bin/gyolo_tests" "~[.]" || { check_reports "unit suite"; exit 1; }
 check_reports "unit suite"
-echo "== ASan + UBSan: CLI tests"
+step "ASan + UBSan: CLI tests"
 bash "$src/tests/cli_tests.sh" "$out/asan/bin/gyolo" "$src/tests/fixtures" || { check_reports "CLI tests"; exit 1; }
 check_reports "CLI tests"
-echo "== ASan + UBSan: threads sharing one model"
+step "ASan + UBSan: threads sharing one model"
 "$out/asan/bin/gyolo_threads" "$src/models/gyolo-shapes.gguf" --workers 4 --omp 2 || { check_reports "threads"; exit 1; }
 check_reports "threads"
-echo "== ASan + UBSan: the CLI's argument parsing, fuzzed (${GYOLO_FUZZ_CLI_ARGS:--max_total_time=15})"
+step "ASan + UBSan: the CLI's argument parsing, fuzzed (${GYOLO_FUZZ_CLI_ARGS:--max_total_time=15})"
 mkdir -p "$out/corpus/cli"
 (cd "$out" && ./asan/bin/gyolo_fuzz_cli -close_fd_mask=1 -print_final_stats=1 ${GYOLO_FUZZ_CLI_ARGS:--max_total_time=15} \
    "$out/corpus/cli" "$src/tests/fuzz/corpus/cli") >"$out/fuzz_cli.log" 2>&1 || { tail -40 "$out/fuzz_cli.log"; check_reports "fuzz_cli"; exit 1; }
@@ -58,12 +59,12 @@ grep -E "^stat::number_of_executed_units|cov: " "$out/fuzz_cli.log" | tail -2 | 
 check_reports "fuzz_cli"
 unset ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS
 
-echo "== TSan build"
+step "TSan build"
 cmake -S "$src" -B "$out/tsan" "${common[@]}" -DGYOLO_BUILD_EXAMPLES=OFF \
   -DCMAKE_CXX_FLAGS="-O1 -g1 -fno-omit-frame-pointer $quiet -fsanitize=thread" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=thread" >/dev/null
 cmake --build "$out/tsan" -j2 --target gyolo_threads
 [ -f "$archer" ] || { echo "TSan: $archer not found (Debian: libomp-14-dev)"; exit 1; }
-echo "== TSan: threads sharing one model (OpenMP through Archer)"
+step "TSan: threads sharing one model (OpenMP through Archer)"
 export OMP_TOOL_LIBRARIES="$archer" ARCHER_OPTIONS="verbose=1"
 export TSAN_OPTIONS="halt_on_error=1:ignore_noninstrumented_modules=1:second_deadlock_stack=1:log_path=$reports/tsan"
 # (Archer's "detected" line goes to stdout, the program's JSON line too)
@@ -72,4 +73,4 @@ export TSAN_OPTIONS="halt_on_error=1:ignore_noninstrumented_modules=1:second_dea
 cat "$out/tsan.out"
 grep -q "Archer detected OpenMP application with TSan" "$out/tsan.out" || { echo "TSan: Archer was not loaded"; exit 1; }
 check_reports "TSan"
-echo "sanitizers: no reports"
+echo "sanitizers: no reports (${SECONDS} s)"
