@@ -866,6 +866,21 @@ def test_stride0_expansion_refused():
 
 
 @test
+def test_memo_index_beyond_the_pickle_refused():
+    # fuzz_convert.py's finding: a 10-byte pickle naming memo index 2^28 made CPython's unpickler
+    # allocate and clear a 4 GiB memo table (6 s, 4 GB resident) before failing or succeeding
+    for i, idx in enumerate((1 << 28, 1 << 20)):
+        pkl = b'\x80\x02N' + b'r' + struct.pack('<I', idx) + b'.'
+        ckpt = hostile_zip(f'memo_{i}', pkl)
+        out = path(f'memo_{i}.gguf')
+        check_refused_small(run_convert(ckpt, out), out, 1 << 20, 'memo index', str(idx))
+    # an index within the pickle's length but above its memo writes is refused too
+    pkl = b'\x80\x02N' + b'q\x05' + b'.'
+    ckpt = hostile_zip('memo_small', pkl)
+    check_refused(run_convert(ckpt, path('memo_small.gguf')), path('memo_small.gguf'), 'memo index 5', '1 memo writes')
+
+
+@test
 def test_repeated_views_of_one_storage_refused():
     # one 1M-element storage viewed whole by 200 tensors (extra checkpoint entries are unpickled
     # too): 200M elements materialised from 1M stored

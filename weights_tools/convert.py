@@ -22,6 +22,7 @@ import io
 import json
 import os
 import pickle
+import pickletools
 import re
 import struct
 import sys
@@ -326,6 +327,31 @@ def _check_expansion(info):
                            f'(more than {MAX_EXPANSION}x; torch.save stores entries uncompressed)')
 
 
+def _check_memo_indices(pkl, where):
+    """Refuses a pickle whose memo indices exceed what it can hold, before unpickling. CPython's
+    unpickler sizes its memo table by the largest index a PUT names and clears it: a 10-byte pickle
+    naming index 2**28 makes it allocate and write 4 GiB (found by tests/fuzz/fuzz_convert.py).
+    pickle numbers its memo entries 0, 1, 2, ... (torch.save included), so every index must be
+    below the number of memo-writing opcodes. A pickle that pickletools cannot walk is refused too."""
+    writes, largest = 0, -1
+    try:
+        for op, arg, pos in pickletools.genops(pkl):
+            if op.name in ('PUT', 'BINPUT', 'LONG_BINPUT'):
+                writes += 1
+                if arg >= len(pkl):  # cannot be below the count of writes either
+                    raise ConvertError(f'{where}: pickle memo index {arg} at byte {pos} (the pickle is {len(pkl)} bytes)')
+                largest = max(largest, arg)
+            elif op.name == 'MEMOIZE':
+                writes += 1
+    except ConvertError:
+        raise
+    except Exception as e:  # noqa: BLE001  (ValueError for unknown opcodes, truncated arguments ...)
+        raise ConvertError(f'{where}: malformed pickle: {type(e).__name__}: {e}')
+    if largest >= writes:
+        raise ConvertError(f'{where}: pickle memo index {largest} but only {writes} memo writes '
+                           '(pickle numbers its memo entries from 0)')
+
+
 def load_checkpoint(path):
     """Return the unpickled top-level object of a torch zip checkpoint (stand-ins only)."""
     if not zipfile.is_zipfile(path):
@@ -352,7 +378,9 @@ def _load_zip(path):
         if info.file_size > MAX_PICKLE_BYTES:
             raise ConvertError(f'{path}: {pkls[0]} is {info.file_size} bytes (limit {MAX_PICKLE_BYTES})')
         _check_expansion(info)
-        up = RestrictedUnpickler(io.BytesIO(zf.read(pkls[0])), zf, prefix)
+        pkl = zf.read(pkls[0])
+        _check_memo_indices(pkl, f'{path}: {pkls[0]}')
+        up = RestrictedUnpickler(io.BytesIO(pkl), zf, prefix)
         _budget.stored = _budget.materialised = 0
         try:
             return up.load()
