@@ -5,9 +5,9 @@ include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 set(GYOLO_CMAKE_DIR ${CMAKE_INSTALL_LIBDIR}/cmake/gyolo)
 
-# Library: headers, the compiled parts, the exported targets gyolo::gyolo and gyolo::video.
+# Library: headers, the compiled parts, the exported targets gyolo::gyolo, gyolo::train and gyolo::video.
 install(DIRECTORY include/gyolo DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT dev FILES_MATCHING PATTERN "*.hpp" PATTERN "*.inc")
-install(TARGETS gyolo gyolo_video EXPORT gyoloTargets
+install(TARGETS gyolo gyolo_train gyolo_video EXPORT gyoloTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT dev)
 install(EXPORT gyoloTargets NAMESPACE gyolo:: DESTINATION ${GYOLO_CMAKE_DIR} COMPONENT dev)
 configure_package_config_file(cmake/gyoloConfig.cmake.in ${CMAKE_CURRENT_BINARY_DIR}/gyoloConfig.cmake

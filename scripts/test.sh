@@ -50,6 +50,7 @@ for isa in $isas; do
     portable) skip=(-E "^(convert_py|fuzz_convert_short|soak_short)$") ;;
     *) skip=(-E "^(convert_py|fuzz_convert_short|soak_short|fit_run)$") ;;
   esac
-  GYOLO_ISA="$isa" OMP_WAIT_POLICY=passive ctest --test-dir build --output-on-failure "${skip[@]}"
+  # (two tests at a time: the CLI tests and the soak run one process after another on one core)
+  GYOLO_ISA="$isa" OMP_WAIT_POLICY=passive ctest --test-dir build --output-on-failure -j "$(nproc)" "${skip[@]}"
   stage "suite ($isa)"
 done

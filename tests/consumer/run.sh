@@ -36,7 +36,7 @@ configure_build() {  # dir mode [cmake args...]
 echo "== consumer 1: install + find_package + pkg-config"
 prefix=$work/prefix
 cmake --install "$build" --prefix "$prefix" >"$work/install.log"
-for f in include/gyolo/gyolo.hpp lib/libgyolo.a lib/cmake/gyolo/gyoloConfig.cmake lib/cmake/gyolo/gyoloConfigVersion.cmake \
+for f in include/gyolo/gyolo.hpp lib/libgyolo.a lib/libgyolo_train.a lib/cmake/gyolo/gyoloConfig.cmake lib/cmake/gyolo/gyoloConfigVersion.cmake \
          lib/cmake/gyolo/gyoloTargets.cmake lib/pkgconfig/gyolo.pc bin/gyolo share/gyolo/vocab.txt share/gyolo/models/gyolo-shapes.gguf; do
   [ -e "$prefix/$f" ] || fail "install: $f is missing"
 done
@@ -54,7 +54,7 @@ if(gyolo_FOUND OR NOT gyolo_NOT_FOUND_MESSAGE MATCHES "GYOLO_ENABLE_CUDA")
   message(FATAL_ERROR "the cuda component, not built, was not refused with its reason")
 endif()
 set(why "${gyolo_NOT_FOUND_MESSAGE}")
-find_package(gyolo CONFIG REQUIRED COMPONENTS cpu cli video)
+find_package(gyolo CONFIG REQUIRED COMPONENTS cpu train cli video)
 get_target_property(cli gyolo::cli IMPORTED_LOCATION_RELEASE)
 if(NOT EXISTS "${cli}" OR NOT EXISTS "${gyolo_DATA_DIR}/vocab.txt")
   message(FATAL_ERROR "gyolo::cli (${cli}) or gyolo_DATA_DIR (${gyolo_DATA_DIR}) is wrong")

@@ -42,12 +42,23 @@ export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1:log_path=$report
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan"
 export LSAN_OPTIONS="suppressions=$src/tests/sanitize/lsan.supp:print_suppressions=0"
 export OMP_WAIT_POLICY=passive
-step "ASan + UBSan: unit suite"
-"$out/asan/bin/gyolo_tests" "~[.]" || { check_reports "unit suite"; exit 1; }
-check_reports "unit suite"
-step "ASan + UBSan: CLI tests"
-bash "$src/tests/cli_tests.sh" "$out/asan/bin/gyolo" "$src/tests/fixtures" || { check_reports "CLI tests"; exit 1; }
-check_reports "CLI tests"
+# The unit suite and the CLI tests side by side: the suite keeps about one core busy (its parallel
+# parts are short), the CLI tests (one process after another) the other.
+step "ASan + UBSan: unit suite and CLI tests (side by side)"
+"$out/asan/bin/gyolo_tests" "~[.]" >"$out/unit.log" 2>&1 &
+unit_pid=$!
+bash "$src/tests/cli_tests.sh" "$out/asan/bin/gyolo" "$src/tests/fixtures" >"$out/cli.log" 2>&1 &
+cli_pid=$!
+unit_rc=0 cli_rc=0
+wait $unit_pid || unit_rc=$?
+step "ASan + UBSan: unit suite ended (exit $unit_rc)"
+wait $cli_pid || cli_rc=$?
+step "ASan + UBSan: CLI tests ended (exit $cli_rc)"
+if [ $unit_rc != 0 ]; then cat "$out/unit.log"; check_reports "unit suite"; exit 1; fi
+tail -3 "$out/unit.log"
+if [ $cli_rc != 0 ]; then cat "$out/cli.log"; check_reports "CLI tests"; exit 1; fi
+tail -2 "$out/cli.log"
+check_reports "unit suite, CLI tests"
 step "ASan + UBSan: threads sharing one model"
 "$out/asan/bin/gyolo_threads" "$src/models/gyolo-shapes.gguf" --workers 4 --omp 2 || { check_reports "threads"; exit 1; }
 check_reports "threads"

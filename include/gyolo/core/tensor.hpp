@@ -14,7 +14,8 @@
 #include <string>
 #include <vector>
 
-#include <unistd.h>  // sysconf: the physical memory, for the default limit
+#include <sys/mman.h>  // mmap: large blocks bypass the C heap
+#include <unistd.h>    // sysconf: the physical memory, for the default limit
 
 #include "gyolo/core/backend.hpp"
 #include "gyolo/core/error.hpp"
@@ -63,6 +64,10 @@ namespace detail {
 ///   same sizes every time, and returning them to the OS each time costs page faults, several % of
 ///   a 640x640 pass). Blocks are bucketed by exact (page-rounded) size; the cache holds at most
 ///   cache_cap bytes (default 1 GiB; set_memory_cache_cap, trim_memory_cache).
+/// - Large blocks (>= 1 MiB) are mapped from the system (mmap) and unmapped when the cache does not
+///   keep them, not taken from the C heap: freed heap memory stays resident and fragments when
+///   block sizes vary from run to run (inputs of mixed sizes), so a long-running program's resident
+///   set would wander by several % (docs/reliability.md, Soak); mapped blocks return exactly.
 /// - Limit: the bytes of live blocks may not exceed `limit` (default 3/4 of the physical memory;
 ///   set_memory_limit): the allocation that would exceed it throws resource_error instead, before
 ///   anything is allocated, so that e.g. a huge input size fails with a message, not the OOM killer.
@@ -90,7 +95,7 @@ class block_cache {
         return p;
       }
     }
-    void* p = std::aligned_alloc(64, bytes);
+    void* p = bytes >= min_block ? map(bytes) : std::aligned_alloc(64, bytes);
     if (!p) {
       live_.fetch_sub(bytes, std::memory_order_relaxed);
       throw resource_error("out of memory allocating " + mib(bytes));
@@ -107,6 +112,8 @@ class block_cache {
         held_ += bytes;
         return;
       }
+      unmap(p, bytes);
+      return;
     }
     std::free(p);
   }
@@ -115,7 +122,7 @@ class block_cache {
     std::lock_guard<std::mutex> lk(m_);
     for (auto it = free_.begin(); it != free_.end() && held_ > keep;) {
       held_ -= it->first;
-      std::free(it->second);
+      unmap(it->second, it->first);
       it = free_.erase(it);
     }
   }
@@ -149,6 +156,13 @@ class block_cache {
   static std::string mib(std::size_t b) { return std::to_string((b + (1u << 20) - 1) >> 20) + " MiB"; }
 
  private:
+  // (bytes: a multiple of the page size, round_bytes; mapped memory is zero-filled and page aligned)
+  static void* map(std::size_t bytes) {
+    void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? nullptr : p;
+  }
+  static void unmap(void* p, std::size_t bytes) { ::munmap(p, bytes); }
+
   std::mutex m_;
   std::multimap<std::size_t, void*> free_;
   std::size_t held_ = 0, cap_ = default_cap;

@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gyolo/core/compiled_once.hpp"
 #include "gyolo/data/loader.hpp"
 #include "gyolo/layers/grit.hpp"
 #include "gyolo/model/train_model.hpp"
@@ -105,7 +106,7 @@ template <class B>
 class evaluator {
  public:
   /// model: the train form (e.g. the EMA), folded here; info: its classes, stuff and vocabulary.
-  evaluator(train_model<B>& model, const model_info& info, context<B>& ctx)
+  GYOLO_COMPILED_ONCE evaluator(train_model<B>& model, const model_info& info, context<B>& ctx)
       : ctx_(ctx), nc_(info.variant.nc), S_(info.variant.nc + info.variant.sem_nc), nm_(info.variant.nm),
         vision_(nn::fold<vision_graph<B>>(model.vision, false)), det_(nc_), sem_(S_, {255}), pq_(categories()) {
     if (!info.vocab.empty()) {
@@ -115,7 +116,7 @@ class evaluator {
     }
   }
 
-  void add(const data::batch& b) {
+  GYOLO_COMPILED_ONCE void add(const data::batch& b) {
     GYOLO_CHECK(b.S == S_, "evaluate: the batch has " + std::to_string(b.S) + " semantic channels, the model " + std::to_string(S_));
     auto out = vision_.forward(ctx_, cview<float>{b.imgs.data(), b.B, 3, b.H, b.W, std::int64_t(3) * b.H * b.W}, false, has_caption_);
     const auto ps = out.pred.shape();
@@ -180,7 +181,7 @@ class evaluator {
     }
   }
 
-  eval_metrics finish() const {
+  GYOLO_COMPILED_ONCE eval_metrics finish() const {
     eval_metrics m;
     m.det = det_.finish();
     m.semantic = sem_.finish();
@@ -259,5 +260,8 @@ class evaluator {
   std::map<std::int64_t, std::string> hyps_;
   std::int64_t next_id_ = 0, images_ = 0;
 };
+
+/// Compiled once in gyolo's library (src/train_cpu.cpp).
+extern template class evaluator<cpu>;
 
 }  // namespace gyolo::train

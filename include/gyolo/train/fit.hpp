@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gyolo/core/compiled_once.hpp"
 #include "gyolo/data/loader.hpp"
 #include "gyolo/train/checkpoint.hpp"
 #include "gyolo/train/evaluate.hpp"
@@ -195,7 +196,7 @@ template <class B>
 class fitter {
  public:
   /// A new run: `model` freshly initialised (init_weights) or loaded (fine-tuning).
-  fitter(train_model<B>& model, const model_info& info, const run_options& o, std::filesystem::path out_dir, int threads, int workers,
+  GYOLO_COMPILED_ONCE fitter(train_model<B>& model, const model_info& info, const run_options& o, std::filesystem::path out_dir, int threads, int workers,
          fit_callbacks cb = {})
       : model_(model), info_(info), o_(o), out_(std::move(out_dir)), ctx_(threads), workers_(workers), cb_(std::move(cb)),
         cfg_(data::read_data_yaml(o.data)), tok_(info.vocab) {
@@ -215,7 +216,7 @@ class fitter {
 
   /// Continues from last.gguf: the caller loaded the model's tensors from it; this restores the
   /// EMA, optimizer moments, carried gradients and where the run stood.
-  void resume(const gguf::file& f) {
+  GYOLO_COMPILED_ONCE void resume(const gguf::file& f) {
     trainer_->restore_state(f);
     if (!f.has("gyolo.train.state")) f.fail("holds no gyolo.train.state: not a last.gguf written by gyolo train");
     try {
@@ -232,7 +233,7 @@ class fitter {
 
   /// Runs until the last epoch or until *stop becomes true (checked between batches; the state
   /// is then saved to last.gguf so that --resume continues from the next batch).
-  fit_end run(const std::atomic<bool>* stop = nullptr) {
+  GYOLO_COMPILED_ONCE fit_end run(const std::atomic<bool>* stop = nullptr) {
     using clock = std::chrono::steady_clock;
     std::filesystem::create_directories(out_);
     const int nb = train_loader_->batches_per_epoch();
@@ -303,7 +304,7 @@ class fitter {
   }
 
   /// Validation of the EMA on the val split (letterboxed, no augmentation).
-  eval_metrics validate() {
+  GYOLO_COMPILED_ONCE eval_metrics validate() {
     evaluator<B> ev(trainer_->ema(), info_, ctx_);
     val_loader_->start_epoch(0, false, 0);
     int seen = 0;
@@ -357,5 +358,8 @@ class fitter {
   run_state state_;
   int resumed_epoch_ = -1, resumed_batch_ = 0;
 };
+
+/// Compiled once in gyolo's library (src/train_cpu.cpp).
+extern template class fitter<cpu>;
 
 }  // namespace gyolo::train

@@ -27,6 +27,7 @@
 #include <string>
 #include <vector>
 
+#include "gyolo/core/compiled_once.hpp"
 #include "gyolo/io/gguf.hpp"
 #include "gyolo/io/gguf_write.hpp"
 #include "gyolo/model/train_model.hpp"
@@ -94,7 +95,7 @@ template <class B>
 class trainer {
  public:
   /// model: the train form with its weights loaded. The EMA starts as a copy of it.
-  trainer(train_model<B>& model, context<B>& ctx, const train_hyp& h = {}, const freeze_options& fz = {})
+  GYOLO_COMPILED_ONCE trainer(train_model<B>& model, context<B>& ctx, const train_hyp& h = {}, const freeze_options& fz = {})
       : model_(model), ctx_(ctx), tape_(ctx), hyp_(h), freeze_(fz), ema_model_(model),
         vision_(split(model, false, fz), h.optimizer_type, h.lr0, h.momentum, h.weight_decay),
         grit_(split(model, true, fz), h.optimizer_type, h.lr0 / 2, h.momentum, h.weight_decay) {
@@ -115,7 +116,7 @@ class trainer {
   /// parameters with their gradients, for tests and logging.
   std::function<void(const char* task, const std::vector<param_ref>& all)> before_step;
 
-  step_result step(const train_batch& b, const iteration& it) {
+  GYOLO_COMPILED_ONCE step_result step(const train_batch& b, const iteration& it) {
     const auto in_use = ctx_.enter("trainer::step");
     step_result r;
     const int nw = std::max(int(std::lround(hyp_.warmup_epochs * it.nb)), 100);
@@ -176,7 +177,7 @@ class trainer {
   /// gradient buffer is listed, so that which ones the optimizers step is restored too), and the
   /// EMA's update count as metadata "gyolo.ema_updates". Resuming from it continues the run
   /// exactly. (Upstream's checkpoints hold no gradients: its resumed runs lose that carry-over.)
-  void save_state(gguf::writer& w) {
+  GYOLO_COMPILED_ONCE void save_state(gguf::writer& w) {
     nn::save_tensors(w, ema_model_, "ema.model");
     w.set_u64("gyolo.ema_updates", std::uint64_t(ema_.updates));
     for (auto* ps : {&vision_.params(), &grit_.params()})
@@ -202,7 +203,7 @@ class trainer {
   }
   /// Restores what save_state wrote (the model itself is loaded by the caller, from the same file).
   /// A file without training state (a converted checkpoint) is an error naming what is missing.
-  void restore_state(const gguf::file& f) {
+  GYOLO_COMPILED_ONCE void restore_state(const gguf::file& f) {
     if (!f.has("gyolo.ema_updates") || !f.find("ema.model.1.conv.weight"))
       f.fail("holds no training state (EMA and optimizer moments): it was not written by trainer::save_state");
     gguf_weights ws(f);
@@ -322,5 +323,8 @@ class trainer {
   optimizer vision_, grit_;
   std::optional<vision_graph<B>> frozen_vision_;  // the caption stage's folded vision layers
 };
+
+/// Compiled once in gyolo's library (src/train_cpu.cpp).
+extern template class trainer<cpu>;
 
 }  // namespace gyolo::train
