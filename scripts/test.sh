@@ -23,8 +23,8 @@ if [ -s build/doxygen/warnings.txt ]; then cat build/doxygen/warnings.txt; echo 
 echo "API reference: build/doxygen/html/index.html"
 stage doxygen
 # The libFuzzer targets (weights-file reader, image decoders + letterbox, video reader) under ASan,
-# UBSan and LSan: a short run of each on its seed corpus (docs/reliability.md has the long runs).
-bash tests/fuzz/run.sh build/fuzz -max_total_time=15
+# UBSan and LSan: a short run of each (10 s) on its seed corpus (docs/reliability.md has the long runs).
+bash tests/fuzz/run.sh build/fuzz -max_total_time=10
 stage fuzz
 # The sanitizer stage: the whole unit suite, the CLI tests and the threads program under ASan, UBSan
 # and LSan (clang), then threads sharing one model under TSan with OpenMP through Archer.

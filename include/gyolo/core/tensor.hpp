@@ -156,12 +156,28 @@ class block_cache {
   static std::string mib(std::size_t b) { return std::to_string((b + (1u << 20) - 1) >> 20) + " MiB"; }
 
  private:
-  // (bytes: a multiple of the page size, round_bytes; mapped memory is zero-filled and page aligned)
+  // (bytes: a multiple of the page size, round_bytes; mapped memory is zero-filled and page aligned.
+  // Under AddressSanitizer the blocks come from its malloc, which puts red zones around them.)
   static void* map(std::size_t bytes) {
+    if constexpr (address_sanitizer) return std::aligned_alloc(64, bytes);
     void* p = ::mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     return p == MAP_FAILED ? nullptr : p;
   }
-  static void unmap(void* p, std::size_t bytes) { ::munmap(p, bytes); }
+  static void unmap(void* p, std::size_t bytes) {
+    if constexpr (address_sanitizer) return std::free(p);
+    ::munmap(p, bytes);
+  }
+#if defined(__SANITIZE_ADDRESS__)
+  static constexpr bool address_sanitizer = true;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+  static constexpr bool address_sanitizer = true;
+#else
+  static constexpr bool address_sanitizer = false;
+#endif
+#else
+  static constexpr bool address_sanitizer = false;
+#endif
 
   std::mutex m_;
   std::multimap<std::size_t, void*> free_;
