@@ -17,16 +17,22 @@ mkdir -p "$out/inc"
 # Only Catch2's and Eigen's headers come from the host (both are architecture-independent).
 ln -sfn /usr/include/catch2 "$out/inc/catch2"
 flags=(-std=gnu++20 -O2 -fopenmp -DEIGEN_DONT_PARALLELIZE -Iinclude -isystem "$out/inc" -isystem /usr/include/eigen3)
-objs=()
+# (the files compiled side by side, one per core; Catch2's runner without optimisation, as in
+# tests/CMakeLists.txt)
+objs=() pids=()
+jobs=$(nproc)
 for f in src/cpu_isa.cpp src/isa_portable.cpp tests/main.cpp tests/test_kernels.cpp tests/test_caption_kernels.cpp; do
   o="$out/$(basename "$f" .cpp).o"
   kflags=()
-  case "$f" in src/isa_*) kflags=(-O3 -ffp-contract=fast) ;; esac
+  case "$f" in src/isa_*) kflags=(-O3 -ffp-contract=fast) ;; tests/main.cpp) kflags=(-O0) ;; esac
   if [ ! -f "$o" ] || [ "$f" -nt "$o" ] || [ -n "$(find include src -newer "$o" -name '*.[hi]*' -print -quit)" ]; then
-    $CXX "${flags[@]}" "${kflags[@]}" -c "$f" -o "$o"
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    $CXX "${flags[@]}" "${kflags[@]}" -c "$f" -o "$o" &
+    pids+=($!)
   fi
   objs+=("$o")
 done
+for p in "${pids[@]}"; do wait "$p" || { echo "aarch64: a compile failed"; exit 1; }; done
 $CXX -static -fopenmp "${objs[@]}" -o "$out/kernel_tests"
 # ELF e_machine (bytes 18-19, little-endian) must be EM_AARCH64 = 183 (0xb7)
 [ "$(od -An -tu1 -j18 -N1 "$out/kernel_tests" | tr -d ' ')" = 183 ] || { echo "not an AArch64 binary"; exit 1; }

@@ -19,6 +19,8 @@ targets=${GYOLO_FUZZ_TARGETS:-gguf image video}
 cxx=${GYOLO_FUZZ_CXX:-clang++}
 flags=(-std=c++20 -O1 -g -fopenmp -fno-omit-frame-pointer -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined
        -I"$src/include" -isystem /usr/include/stb -isystem /usr/include/eigen3 -DEIGEN_DONT_PARALLELIZE)
+# (the targets are built side by side, one per core)
+jobs=$(nproc) builds=()
 for t in $targets; do
   extra=()
   case "$t" in
@@ -27,8 +29,14 @@ for t in $targets; do
   esac
   if [ ! -x "$out/fuzz_$t" ] || [ -n "$(find "$src/include" "$src/src" "$src/tests/fuzz/fuzz_$t.cpp" -newer "$out/fuzz_$t" -print -quit)" ]; then
     echo "== building fuzz_$t"
-    "$cxx" "${flags[@]}" "$src/tests/fuzz/fuzz_$t.cpp" "${extra[@]}" -o "$out/fuzz_$t"
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    rm -f "$out/fuzz_$t"
+    "$cxx" "${flags[@]}" "$src/tests/fuzz/fuzz_$t.cpp" "${extra[@]}" -o "$out/fuzz_$t" >"$out/build_$t.log" 2>&1 &
+    builds+=("$t:$!")
   fi
+done
+for b in "${builds[@]}"; do
+  wait "${b#*:}" || { cat "$out/build_${b%%:*}.log"; echo "fuzz_${b%%:*}: build FAILED"; exit 1; }
 done
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:allocator_may_return_null=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
