@@ -6,7 +6,8 @@
 // such images, every task. After the warm-up, the resident set (VmRSS) may grow by what the block
 // cache still had to fill up to its cap (gyolo::memory_usage().cache_cap_bytes) and 1 % more
 // (--rss-tolerance), and
-// the file descriptors must not grow; the program prints one JSON line per --every runs and a summary,
+// the file descriptors must not grow; the program prints one JSON line per --every runs (with the C
+// heap's figures where glibc gives them) and a summary,
 // and exits 1 when either bound is broken. --malloc-trim 1 returns the C heap's free pages to the
 // system after each run (glibc's malloc_trim(0)), as a long-running server may do.
 #include <dirent.h>
@@ -34,6 +35,18 @@ long rss_kib() {
       break;
     }
   return v;
+}
+
+// The C heap's own figures (glibc): bytes in its arenas, in use and free there, and in chunks it
+// mapped itself; "" elsewhere.
+std::string heap_json() {
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 33))
+  const struct mallinfo2 m = mallinfo2();
+  return ",\"heap_arena_kib\":" + std::to_string(m.arena / 1024) + ",\"heap_used_kib\":" + std::to_string(m.uordblks / 1024) +
+         ",\"heap_free_kib\":" + std::to_string(m.fordblks / 1024) + ",\"heap_mapped_kib\":" + std::to_string(m.hblkhd / 1024);
+#else
+  return "";
+#endif
 }
 
 int open_fds() {
@@ -111,7 +124,7 @@ int main(int argc, char** argv) {
         const auto m = gyolo::memory_usage();
         const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         std::cout << "{\"run\":" << r + 1 << ",\"images\":" << images << ",\"rss_kib\":" << rss_kib() << ",\"fds\":" << open_fds()
-                  << ",\"live_bytes\":" << m.live_bytes << ",\"cached_bytes\":" << m.cached_bytes << ",\"seconds\":" << s << "}\n"
+                  << ",\"live_bytes\":" << m.live_bytes << ",\"cached_bytes\":" << m.cached_bytes << heap_json() << ",\"seconds\":" << s << "}\n"
                   << std::flush;
       }
     }
