@@ -614,9 +614,9 @@ inline std::string stuff_polygons_text(const scene& sc) {
   return s + labels_text(sc);
 }
 
-/// The semantic label map as an 8-bit gray PNG (`stuff/<split>/<id>.png`).
+/// The semantic label map as an 8-bit gray PNG without row filters (`stuff/<split>/<id>.png`).
 inline std::vector<std::uint8_t> semantic_png(const scene& sc) {
-  return post::encode_png(sc.semantic.data(), sc.image.width, sc.image.height, 1);
+  return post::encode_png(sc.semantic.data(), sc.image.width, sc.image.height, 1, post::png_filter::none);
 }
 
 enum class semantic_format { png, polygons };
@@ -684,13 +684,7 @@ inline void write_dataset(const dataset_gen_options& o) {
   fs::create_directories(root / "annotations", ec);
   if (ec) throw error("datagen: cannot create '" + (root / "annotations").string() + "': " + ec.message());
 
-  // No PNG row filter: smaller and faster for these flat and smooth images (stb's settings are
-  // private to this translation unit; restored afterwards).
-  struct filter_guard {
-    int saved = stbi_write_force_png_filter;
-    filter_guard() { stbi_write_force_png_filter = 0; }
-    ~filter_guard() { stbi_write_force_png_filter = saved; }
-  } guard;
+  // (the PNGs without row filters: smaller and faster for these flat and smooth images)
   for (const bool val : {false, true}) {
     const std::string split = val ? "val" : "train";
     const int n = val ? o.val : o.train;
@@ -704,7 +698,8 @@ inline void write_dataset(const dataset_gen_options& o) {
         const scene sc = make_scene(o.scene, o.seed, id);
         const std::string stem = std::to_string(id);
         post::write_file_atomic(root / "images" / split / (stem + ".png"),
-                                post::encode_png(post::bgr_to_rgb(sc.image).data(), sc.image.width, sc.image.height, 3));
+                                post::encode_png(post::bgr_to_rgb(sc.image).data(), sc.image.width, sc.image.height, 3,
+                                                 post::png_filter::none));
         post::write_file_atomic(root / "labels" / split / (stem + ".txt"), labels_text(sc));
         if (o.semantic == semantic_format::png) post::write_file_atomic(root / "stuff" / split / (stem + ".png"), semantic_png(sc));
         else post::write_file_atomic(root / "stuff" / split / (stem + ".txt"), stuff_polygons_text(sc));

@@ -1,5 +1,5 @@
-// PNG / JPEG encoding to memory (stb_image_write, compiled privately into each TU that includes
-// this header) and atomic file writes (temporary file in the same directory, then rename).
+// PNG / JPEG encoding to memory (stb_image_write, compiled once in gyolo's library: src/png.cpp)
+// and atomic file writes (temporary file in the same directory, then rename).
 #pragma once
 #include <cstdint>
 #include <cstdio>
@@ -13,80 +13,22 @@
 #include "gyolo/core/error.hpp"
 #include "gyolo/io/image_types.hpp"
 
-#ifndef GYOLO_STB_IMAGE_WRITE_INCLUDED
-#define GYOLO_STB_IMAGE_WRITE_INCLUDED
-#if defined(INCLUDE_STB_IMAGE_WRITE_H)
-#error "gyolo/post/png.hpp must be included before any other inclusion of stb_image_write.h"
-#endif
-#define STB_IMAGE_WRITE_STATIC
-#define STB_IMAGE_WRITE_IMPLEMENTATION
-#define STBI_WRITE_NO_STDIO
-#if defined(__GNUC__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wunused-function"
-#pragma GCC diagnostic ignored "-Wsign-compare"
-#pragma GCC diagnostic ignored "-Wconversion"
-#pragma GCC diagnostic ignored "-Wshadow"
-#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
-#pragma GCC diagnostic ignored "-Wold-style-cast"
-#pragma GCC diagnostic ignored "-Wcast-qual"
-#pragma GCC diagnostic ignored "-Wunused-parameter"
-#pragma GCC diagnostic ignored "-Wimplicit-fallthrough"
-#pragma GCC diagnostic ignored "-Wdouble-promotion"
-#if !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wuseless-cast"
-#endif
-#endif
-#if __has_include(<stb/stb_image_write.h>)
-#include <stb/stb_image_write.h>
-#else
-#include <stb_image_write.h>
-#endif
-#if defined(__GNUC__)
-#pragma GCC diagnostic pop
-#endif
-#undef STB_IMAGE_WRITE_IMPLEMENTATION
-#endif
-
 namespace gyolo::post {
 
-namespace detail {
-inline void append_bytes(void* ctx, void* data, int size) {
-  auto* v = static_cast<std::vector<std::uint8_t>*>(ctx);
-  const auto* p = static_cast<const std::uint8_t*>(data);
-  v->insert(v->end(), p, p + size);
-}
-}  // namespace detail
+/// Row filters of a PNG: `adaptive` lets the encoder choose one per row (smallest files for photos),
+/// `none` leaves rows unfiltered (faster, and smaller for flat synthetic images such as datagen's).
+enum class png_filter { adaptive, none };
 
-/// PNG of `comp` interleaved 8-bit channels (1 = gray, 3 = RGB, 4 = RGBA), rows top to bottom.
-inline std::vector<std::uint8_t> encode_png(const std::uint8_t* data, int w, int h, int comp) {
-  GYOLO_CHECK(w > 0 && h > 0 && comp >= 1 && comp <= 4, "encode_png: bad image size or channel count");
-  std::vector<std::uint8_t> out;
-  if (!stbi_write_png_to_func(detail::append_bytes, &out, w, h, comp, data, w * comp) || out.empty())
-    throw error("PNG encoding failed");
-  return out;
-}
+/// PNG of `comp` interleaved 8-bit channels (1 = gray, 3 = RGB, 4 = RGBA), rows top to bottom
+/// (stb_image_write, compiled once in gyolo's library; safe to call from several threads).
+std::vector<std::uint8_t> encode_png(const std::uint8_t* data, int w, int h, int comp,
+                                     png_filter filter = png_filter::adaptive);
 
 /// JPEG (quality 1..100) of 3 interleaved RGB channels.
-inline std::vector<std::uint8_t> encode_jpeg(const std::uint8_t* rgb, int w, int h, int quality = 90) {
-  GYOLO_CHECK(w > 0 && h > 0, "encode_jpeg: bad image size");
-  std::vector<std::uint8_t> out;
-  if (!stbi_write_jpg_to_func(detail::append_bytes, &out, w, h, 3, rgb, quality) || out.empty())
-    throw error("JPEG encoding failed");
-  return out;
-}
+std::vector<std::uint8_t> encode_jpeg(const std::uint8_t* rgb, int w, int h, int quality = 90);
 
 /// BGR image_u8 (as decoded) -> RGB bytes.
-inline std::vector<std::uint8_t> bgr_to_rgb(const image_u8& im) {
-  GYOLO_CHECK(im.channels == 3, "bgr_to_rgb: expected 3 channels");
-  std::vector<std::uint8_t> v(im.data.size());
-  for (std::size_t i = 0; i + 2 < v.size(); i += 3) {
-    v[i] = im.data[i + 2];
-    v[i + 1] = im.data[i + 1];
-    v[i + 2] = im.data[i];
-  }
-  return v;
-}
+std::vector<std::uint8_t> bgr_to_rgb(const image_u8& im);
 
 namespace detail {
 /// Writes bytes to the temporary file beside `path` (".<name>.tmp") and returns its path; on
