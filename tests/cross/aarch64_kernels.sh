@@ -21,7 +21,7 @@ flags=(-std=gnu++20 -O2 -fopenmp -DEIGEN_DONT_PARALLELIZE -Iinclude -isystem "$o
 # tests/CMakeLists.txt)
 objs=() pids=()
 jobs=$(nproc)
-for f in src/cpu_isa.cpp src/isa_portable.cpp src/transformer_cpu.cpp tests/main.cpp tests/test_kernels.cpp tests/test_caption_kernels.cpp; do
+for f in src/cpu_isa.cpp src/isa_portable.cpp src/kernels_cpu.cpp src/transformer_cpu.cpp tests/main.cpp tests/test_kernels.cpp tests/test_caption_kernels.cpp; do
   o="$out/$(basename "$f" .cpp).o"
   kflags=()
   case "$f" in src/isa_*) kflags=(-O3 -ffp-contract=fast) ;; tests/main.cpp) kflags=(-O0) ;; esac

@@ -1,47 +1,18 @@
 // nn.Linear forward and backward for the CPU backend's train mode (Grit's linear layers), on
 // Eigen's GEMMs in float. train::ref::linear / linear_backward (double sums) stay the reference
-// backend's and the tests' oracle.
+// backend's and the tests' oracle. Compiled once in gyolo's library (src/linear_cpu.cpp).
 #pragma once
 #include <cstdint>
-
-#include <Eigen/Core>
 
 #include "gyolo/core/error.hpp"
 #include "gyolo/kernels/transformer.hpp"
 
 namespace gyolo::train::fast {
 
-namespace linear_detail {
-using row_major = Eigen::Matrix<float, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
-using cmap = Eigen::Map<const row_major, 0, Eigen::OuterStride<>>;
-using mmap = Eigen::Map<row_major, 0, Eigen::OuterStride<>>;
-inline cmap view(const mat_view<const float>& m) { return cmap(m.data, m.rows, m.cols, Eigen::OuterStride<>(m.ld)); }
-inline mmap view(const mat_view<float>& m) { return mmap(m.data, m.rows, m.cols, Eigen::OuterStride<>(m.ld)); }
-}  // namespace linear_detail
-
 /// y = x W^T + b (W: [N, K] row-major, as torch's weight).
-inline void linear(mat_view<const float> x, const float* w, const float* b, mat_view<float> y) {
-  using namespace linear_detail;
-  const int M = x.rows, K = x.cols, N = y.cols;
-  GYOLO_CHECK(y.rows == M, "train::fast::linear: shape mismatch");
-  auto Y = view(y);
-  const cmap W(w, N, K, Eigen::OuterStride<>(K));
-  Y.noalias() = view(x) * W.transpose();
-  if (b) Y.rowwise() += Eigen::Map<const Eigen::RowVectorXf>(b, N);
-}
+void linear(mat_view<const float> x, const float* w, const float* b, mat_view<float> y);
 
 /// dx += dy W, dW += dy^T x, db += column sums of dy (each skipped when null).
-inline void linear_backward(mat_view<const float> x, const float* w, mat_view<const float> dy, mat_view<float> dx, float* dw, float* db) {
-  using namespace linear_detail;
-  const int M = x.rows, K = x.cols, N = dy.cols;
-  GYOLO_CHECK(dy.rows == M, "train::fast::linear_backward: shape mismatch");
-  const auto DY = view(dy);
-  if (dx.data) {
-    GYOLO_CHECK(dx.rows == M && dx.cols == K, "train::fast::linear_backward: dx shape mismatch");
-    view(dx).noalias() += DY * cmap(w, N, K, Eigen::OuterStride<>(K));
-  }
-  if (dw) mmap(dw, N, K, Eigen::OuterStride<>(K)).noalias() += DY.transpose() * view(x);
-  if (db) Eigen::Map<Eigen::RowVectorXf>(db, N) += DY.colwise().sum();
-}
+void linear_backward(mat_view<const float> x, const float* w, mat_view<const float> dy, mat_view<float> dx, float* dw, float* db);
 
 }  // namespace gyolo::train::fast
