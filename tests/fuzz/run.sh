@@ -24,8 +24,8 @@ jobs=$(nproc) builds=()
 for t in $targets; do
   extra=()
   case "$t" in
-    gguf) extra=(-ljpeg) ;;
-    image) extra=("$src/src/image_decode.cpp" "$src/src/image_resize.cpp" -ljpeg) ;;
+    gguf) extra=("$src/src/crc32.cpp" -ljpeg) ;;
+    image) extra=("$src/src/image_decode.cpp" "$src/src/image_resize.cpp" "$src/src/crc32.cpp" -ljpeg) ;;
     video) extra=("$src/src/video_ffmpeg.cpp" $(pkg-config --libs libavformat libavcodec libswscale libavutil) -lpthread) ;;
   esac
   if [ ! -x "$out/fuzz_$t" ] || [ -n "$(find "$src/include" "$src/src" "$src/tests/fuzz/fuzz_$t.cpp" -newer "$out/fuzz_$t" -print -quit)" ]; then

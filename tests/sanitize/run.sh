@@ -4,7 +4,8 @@
 #     unit suite (training runs included), the CLI tests and the shared-model threads program, built
 #     with clang (it compiles the sanitized code several times faster than gcc): gyolo's libraries
 #     and the unit tests at -O1, the CLI and the other programs at -O0 (a quarter of the compile time;
-#     the CLI tests spend theirs in the libraries).
+#     the CLI tests spend theirs in the libraries, where gyolo's hot non-template code is compiled
+#     once: docs/design.md).
 #  2. ThreadSanitizer: N threads sharing one model, each with its own context (tests/threads.cpp),
 #     with LLVM's OpenMP runtime and its Archer tool (OMP_TOOL_LIBRARIES), which tells TSan about
 #     OpenMP's barriers and task synchronisation, so a report is a real race in gyolo's code.
@@ -44,23 +45,30 @@ export ASAN_OPTIONS="detect_leaks=1:allocator_may_return_null=1:log_path=$report
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1:log_path=$reports/ubsan"
 export LSAN_OPTIONS="suppressions=$src/tests/sanitize/lsan.supp:print_suppressions=0"
 export OMP_WAIT_POLICY=passive
-# The unit suite and the CLI tests side by side: the suite keeps about one core busy (its parallel
-# parts are short), the CLI tests (one process after another) the other.
-step "ASan + UBSan: unit suite and CLI tests (side by side)"
-"$out/asan/bin/gyolo_tests" "~[.]" >"$out/unit.log" 2>&1 &
+# Three processes side by side on the two cores: the unit suite without its training runs, the
+# training runs ([fit-run], about 110 s of the suite's 280 s under ASan), and the CLI tests (one
+# process after another). Each keeps about one core busy; their parallel parts are short.
+step "ASan + UBSan: unit suite, its training runs and the CLI tests (side by side)"
+"$out/asan/bin/gyolo_tests" "~[.]~[fit-run]" >"$out/unit.log" 2>&1 &
 unit_pid=$!
+"$out/asan/bin/gyolo_tests" "[fit-run]~[.]" >"$out/fit.log" 2>&1 &
+fit_pid=$!
 bash "$src/tests/cli_tests.sh" "$out/asan/bin/gyolo" "$src/tests/fixtures" >"$out/cli.log" 2>&1 &
 cli_pid=$!
-unit_rc=0 cli_rc=0
+unit_rc=0 fit_rc=0 cli_rc=0
 wait $unit_pid || unit_rc=$?
 step "ASan + UBSan: unit suite ended (exit $unit_rc)"
+wait $fit_pid || fit_rc=$?
+step "ASan + UBSan: training runs ended (exit $fit_rc)"
 wait $cli_pid || cli_rc=$?
 step "ASan + UBSan: CLI tests ended (exit $cli_rc)"
 if [ $unit_rc != 0 ]; then cat "$out/unit.log"; check_reports "unit suite"; exit 1; fi
 tail -3 "$out/unit.log"
+if [ $fit_rc != 0 ]; then cat "$out/fit.log"; check_reports "training runs"; exit 1; fi
+tail -3 "$out/fit.log"
 if [ $cli_rc != 0 ]; then cat "$out/cli.log"; check_reports "CLI tests"; exit 1; fi
 tail -2 "$out/cli.log"
-check_reports "unit suite, CLI tests"
+check_reports "unit suite, training runs, CLI tests"
 step "ASan + UBSan: threads sharing one model"
 "$out/asan/bin/gyolo_threads" "$src/models/gyolo-shapes.gguf" --workers 4 --omp 2 || { check_reports "threads"; exit 1; }
 check_reports "threads"
