@@ -38,6 +38,18 @@ int val_command(int argc, char** argv);
 /// gyolo datagen (examples/cli_datagen.cpp).
 int datagen_command(int argc, char** argv);
 
+/// `gyolo bench --device cuda:N --tasks vision`: the vision network on the CUDA backend.
+struct cuda_bench_request {
+  std::string weights;  // a .gguf file or "random"
+  int device = 0, height = 640, width = 640, batch = 1, runs = 7;
+};
+/// Prints bench's JSON line for the CUDA backend. Defined in examples/cli_cuda.cpp when gyolo is
+/// built with GYOLO_ENABLE_CUDA=ON, else in examples/cli_cuda_none.cpp, which throws gyolo::error
+/// saying so.
+int bench_cuda(const cuda_bench_request& r);
+/// Whether this gyolo was built with the CUDA backend.
+bool built_with_cuda();
+
 /// An integer flag value in [lo, hi], or an error naming the flag.
 inline int parse_int(const std::string& flag, const std::string& v, int lo, int hi) {
   std::size_t pos = 0;

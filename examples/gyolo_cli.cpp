@@ -780,9 +780,18 @@ int info(int argc, char** argv) {
 // ---------------------------------------------------------------------------------------------
 
 struct bench_options : model_run_options {
-  int runs = 7;
+  int runs = 7, batch = 1;
+  int device = -1;  // -1: the CPU; else the CUDA device
   bool per_layer = false, vision_only = false;
 };
+
+/// --device cpu | cuda | cuda:N  ->  -1 | 0 | N
+int parse_device(const std::string& v) {
+  if (v == "cpu") return -1;
+  if (v == "cuda") return 0;
+  if (v.rfind("cuda:", 0) == 0) return parse_int("--device", v.substr(5), 0, 1023);
+  throw error("--device must be cpu, cuda or cuda:N, got '" + printable(v, 64) + "'");
+}
 
 void bench_usage(std::ostream& o) {
   o << "usage: gyolo bench --weights FILE|random [options]\n"
@@ -793,6 +802,9 @@ void bench_usage(std::ostream& o) {
        "  --threads N       threads (0 = all)\n"
        "  --tasks T         all (the whole pipeline, default) or vision (the forward pass only)\n"
        "  --per-layer       also time each layer (0-56) with its GFLOP, GFLOP/s and share\n"
+       "  --device D        cpu (default), cuda or cuda:N (the CUDA backend: --tasks vision; gyolo built\n"
+       "                    with GYOLO_ENABLE_CUDA=ON)\n"
+       "  --batch N         images per forward with --tasks vision (1)\n"
        "prints one JSON line: median_ms, min_ms, first_ms, per-stage medians, peak_rss_mb, kernels.\n";
 }
 
@@ -807,6 +819,8 @@ bench_options parse_bench(int argc, char** argv) {
     if (parse_model_run_flag(a, val, o)) continue;
     if (a == "--runs") o.runs = parse_int(a, val(), 3, 100000);
     else if (a == "--per-layer") o.per_layer = true;
+    else if (a == "--device") o.device = parse_device(val());
+    else if (a == "--batch") o.batch = parse_int(a, val(), 1, 256);
     else if (a == "--tasks") {
       const auto v = val();
       if (v == "all") o.vision_only = false;
@@ -819,6 +833,12 @@ bench_options parse_bench(int argc, char** argv) {
   }
   if (o.weights.empty()) throw error("--weights is required (a converted .gguf file, or 'random')");
   if (o.imgsz % 32 != 0) throw error("--imgsz must be a multiple of 32, got " + std::to_string(o.imgsz));
+  if (o.batch > 1 && !o.vision_only) throw error("--batch needs --tasks vision (the pipeline batches images of equal size itself)");
+  if (o.device >= 0) {
+    if (!o.vision_only) throw error("--device cuda runs the vision network only so far: add --tasks vision");
+    if (o.per_layer) throw error("--per-layer is not available with --device cuda yet");
+    if (!o.source.empty()) throw error("--source is not used with --device cuda (a synthetic input of --imgsz)");
+  }
   return o;
 }
 
@@ -868,6 +888,11 @@ double fma_peak_gflops(int threads) {
 }
 
 int bench(const bench_options& o) {
+  if (o.device >= 0) {
+    if (o.weights != "random") check_weights_kind(o.weights);
+    const int h = o.square ? o.imgsz : o.imgsz * 3 / 4 / 32 * 32;
+    return bench_cuda({o.weights, o.device, h, o.imgsz, o.batch, o.runs});
+  }
   using M = model<cpu, gyolo_c>;
   using clock = std::chrono::steady_clock;
   const bool random = o.weights == "random";
@@ -887,13 +912,17 @@ int bench(const bench_options& o) {
   pipeline<cpu, gyolo_c> p(*m, po);
   const auto prepared = prepare_input(img, o.imgsz, po.letterbox);
   const bool caption = !o.vision_only && m->has_caption() && p.options().tasks.caption;
+  // --batch: the prepared input repeated
+  tensor<float> batched({o.batch, 3, prepared.x.shape().h, prepared.x.shape().w});
+  for (int i = 0; i < o.batch; ++i)
+    std::copy(prepared.x.data(), prepared.x.data() + prepared.x.numel(), batched.data() + std::int64_t(i) * prepared.x.numel());
 
   std::vector<double> total;
   std::map<std::string, std::vector<double>> stages;
   auto one = [&] {
     const auto t0 = clock::now();
     if (o.vision_only) {
-      auto out = m->forward(ctx, prepared.x.cv());
+      auto out = m->forward(ctx, batched.cv());
       const double ms = std::chrono::duration<double, std::milli>(clock::now() - t0).count();
       stages["vision"].push_back(ms);
       return ms;
@@ -920,6 +949,8 @@ int bench(const bench_options& o) {
   j["command"] = "bench";
   j["weights"] = random ? "random" : fs::path(o.weights).filename().string();
   j["input"] = {prepared.x.shape().h, prepared.x.shape().w};
+  j["batch"] = o.batch;
+  j["device"] = "cpu";
   j["threads"] = ctx.threads();
   j["runs"] = o.runs;
   j["tasks"] = o.vision_only ? "vision" : "all";

@@ -88,15 +88,10 @@ struct layer_profiler {
   std::string_view open_;  // layer whose backward runs now (names are string literals)
 };
 
-/// Threads and scratch memory of backend B for one caller at a time. Thread-safety contract: a
-/// loaded model and a pipeline are read-only and may be shared by any number of threads; a context
-/// may not. Give each thread its own context (bit-identical results to a single thread's with the
-/// same thread count: tests/threads.cpp, also under ThreadSanitizer); a context entered by a second
-/// thread while in use throws gyolo::error instead of corrupting its scratch memory (enter()).
-template <class B>
-class context {
-  /// Which thread is inside an entry point with this context, and how deeply (nested calls of the
-  /// same thread: the pipeline calls the model). A moved-to context starts unused.
+/// The single-caller check every context has (context<B>::enter): which thread is inside an entry
+/// point with the context, and how deeply (nested calls of the same thread: the pipeline calls the
+/// model). A moved-to context starts unused.
+class single_user {
   struct use_state {
     std::atomic<std::thread::id> owner{};
     int depth = 0;
@@ -106,12 +101,10 @@ class context {
   };
 
  public:
-  explicit context(int threads = 0) { set_threads(threads); }
-
   /// Holds the context for the calling thread (see enter()).
   class [[nodiscard]] use_guard {
    public:
-    explicit use_guard(context* c) : c_(c) {}
+    explicit use_guard(single_user* c) : c_(c) {}
     use_guard(const use_guard&) = delete;
     use_guard& operator=(const use_guard&) = delete;
     ~use_guard() {
@@ -119,7 +112,7 @@ class context {
     }
 
    private:
-    context* c_;
+    single_user* c_;
   };
 
   /// Called by every entry point that runs with this context (model forward and caption, the
@@ -135,6 +128,21 @@ class context {
     ++use_.depth;
     return use_guard(this);
   }
+
+ private:
+  use_state use_;
+};
+
+/// Threads and scratch memory of backend B for one caller at a time. Thread-safety contract: a
+/// loaded model and a pipeline are read-only and may be shared by any number of threads; a context
+/// may not. Give each thread its own context (bit-identical results to a single thread's with the
+/// same thread count: tests/threads.cpp, also under ThreadSanitizer); a context entered by a second
+/// thread while in use throws gyolo::error instead of corrupting its scratch memory (enter()).
+/// Device backends specialise it (the CUDA backend: a device, a stream, stream-ordered memory).
+template <class B>
+class context : public single_user {
+ public:
+  explicit context(int threads = 0) { set_threads(threads); }
 
   /// 0 = all hardware threads.
   void set_threads(int t) {
@@ -189,7 +197,6 @@ class context {
   tensor<float> pack_;
   std::array<tensor<float>, 4> work_;
   layer_profiler* prof_ = nullptr;
-  use_state use_;
 };
 
 }  // namespace gyolo

@@ -20,9 +20,14 @@ template <class B> struct storage {
   using tensor_type = tensor<float>;
   using param_type = std::vector<float>;
   static param_type upload(std::vector<float> v) { return v; }
+  /// A tensor for the context's use (device backends allocate on its stream).
+  static tensor_type alloc(context<B>&, shape4 s) { return tensor_type(s); }
 };
 template <class B> using dtensor = typename storage<B>::tensor_type;
 template <class B> using dparam = typename storage<B>::param_type;
+/// Views in backend B's memory space (host views for the CPU backends, device views for CUDA).
+template <class B> using bview = view<float, typename B::space>;
+template <class B> using cbview = view<const float, typename B::space>;
 
 namespace fold {
 /// BN scale s = gamma / sqrt(eps + var) and shift = beta - gamma*mean / sqrt(var + eps).
@@ -78,7 +83,10 @@ struct conv_layer {
   dparam<B> packed;  // backend-specific packing of w (may be empty)
 
   /// Called once the folded weights are final.
-  void finalize() { packed = storage<B>::upload(kernels<B>::prepack(d, w)); }
+  void finalize() {
+    if constexpr (is_host_backend<B>) packed = storage<B>::upload(kernels<B>::prepack(d, w));
+    else packed = kernels<B>::prepack(d, w);  // a device backend packs on the device (or not at all)
+  }
 
   /// Sets the folded weights [cout, cin/groups, k, k] and bias.
   void assign(const conv_desc& desc, std::vector<float> wv, std::vector<float> bv) {
@@ -114,21 +122,30 @@ struct conv_layer {
   void append_outputs(const conv_layer& o) {
     GYOLO_CHECK(o.d.cin == d.cin && o.d.k == d.k && o.d.stride == d.stride && o.d.groups == 1 && d.groups == 1,
                 "append_outputs: incompatible convs");
-    w.insert(w.end(), o.w.begin(), o.w.end());
-    b.insert(b.end(), o.b.begin(), o.b.end());
+    if constexpr (is_host_backend<B>) {
+      w.insert(w.end(), o.w.begin(), o.w.end());
+      b.insert(b.end(), o.b.begin(), o.b.end());
+    } else {  // device parameters: concatenated on the host (load time only)
+      auto wv = storage<B>::download(w), ov = storage<B>::download(o.w), bv = storage<B>::download(b), obv = storage<B>::download(o.b);
+      wv.insert(wv.end(), ov.begin(), ov.end());
+      bv.insert(bv.end(), obv.begin(), obv.end());
+      w = storage<B>::upload(std::move(wv));
+      b = storage<B>::upload(std::move(bv));
+    }
     d.cout += o.d.cout;
     finalize();
   }
 
   shape4 out_shape(shape4 x) const { return {x.n, d.cout, d.out_h(x.h), d.out_w(x.w)}; }
 
-  void forward(context<B>& ctx, cview<float> x, view<float> y, cview<float> residual = {}) const {
+  void forward(context<B>& ctx, cbview<B> x, bview<B> y, cbview<B> residual = {}) const {
     GYOLO_CHECK(x.c == d.cin, "conv: input has " + std::to_string(x.c) + " channels, expected " + std::to_string(d.cin));
     GYOLO_CHECK(y.shape() == out_shape(x.shape()), "conv: output view " + y.shape().str() + " != " + out_shape(x.shape()).str());
-    kernels<B>::conv2d(ctx, x, conv_weights<>{w.data(), b.data(), packed.empty() ? nullptr : packed.data()}, y, d, residual);
+    kernels<B>::conv2d(ctx, x, conv_weights<typename B::space>{w.data(), b.data(), packed.empty() ? nullptr : packed.data()}, y, d,
+                       residual);
   }
-  dtensor<B> operator()(context<B>& ctx, cview<float> x, cview<float> residual = {}) const {
-    dtensor<B> y(out_shape(x.shape()));
+  dtensor<B> operator()(context<B>& ctx, cbview<B> x, cbview<B> residual = {}) const {
+    auto y = storage<B>::alloc(ctx, out_shape(x.shape()));
     forward(ctx, x, y.v(), residual);
     return y;
   }

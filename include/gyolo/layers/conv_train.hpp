@@ -204,9 +204,10 @@ struct train_repconvn {
   }
 };
 
-/// Conv (+BN) folded into one conv with bias (fuse_conv_and_bn).
-template <class B>
-void fold_leaf(const train_conv<B>& t, conv_layer<B>& i) {
+/// Conv (+BN) folded into one conv with bias (fuse_conv_and_bn), on the host; the inference
+/// layer's backend BI may differ (a device backend folds the reference backend's train-mode graph).
+template <class B, class BI>
+void fold_leaf(const train_conv<B>& t, conv_layer<BI>& i) {
   if (t.bn) {
     auto bn = fold::bn_fold(t.gamma.value.data(), t.beta.value.data(), t.mean.value.data(), t.var.value.data(), t.d.cout);
     auto wv = t.w.value;
@@ -218,8 +219,8 @@ void fold_leaf(const train_conv<B>& t, conv_layer<B>& i) {
 }
 
 /// RepConvN folded into one 3x3 conv (RepConvN.fuse_convs).
-template <class B>
-void fold_leaf(const train_repconvn<B>& t, conv_layer<B>& i) {
+template <class B, class BI>
+void fold_leaf(const train_repconvn<B>& t, conv_layer<BI>& i) {
   auto b3 = fold::bn_fold(t.conv1.gamma.value.data(), t.conv1.beta.value.data(), t.conv1.mean.value.data(),
                           t.conv1.var.value.data(), t.d.cout);
   auto b1 = fold::bn_fold(t.conv2.gamma.value.data(), t.conv2.beta.value.data(), t.conv2.mean.value.data(),
@@ -233,8 +234,8 @@ void fold_leaf(const train_repconvn<B>& t, conv_layer<B>& i) {
 template <class B, class M> struct mode_types;
 template <class B> struct mode_types<B, infer_mode> {
   using ctx = context<B>;
-  using in = cview<float>;
-  using out = view<float>;
+  using in = cbview<B>;
+  using out = bview<B>;
   using conv = conv_layer<B>;
   using repconv = conv_layer<B>;
 };

@@ -138,7 +138,7 @@ struct panoptic_head {
   };
 
   /// Inference: x = x17, x20, x23; x46, x54 the semantic and prototype inputs.
-  outputs operator()(context<B>& ctx, std::array<cview<float>, 3> x, cview<float> x46, cview<float> x54,
+  outputs operator()(context<B>& ctx, std::array<cbview<B>, 3> x, cbview<B> x46, cbview<B> x54,
                      std::array<float, 3> strides, bool run_o2m) const
     requires(!is_train_mode<M>)
   {
@@ -147,15 +147,15 @@ struct panoptic_head {
     int A = 0;
     for (auto& v : x) A += v.h * v.w;
     const int no = 4 * reg_max + nc;
-    o.pred = dtensor<B>({n, 4 + nc + nm, 1, A});
-    std::vector<cview<float>> levels;
+    o.pred = op::alloc(ctx, {n, 4 + nc + nm, 1, A});
+    std::vector<cbview<B>> levels;
     int a0 = 0;
     for (int l = 0; l < 3; ++l) {
-      o.d3[l] = dtensor<B>({n, no, x[l].h, x[l].w});
+      o.d3[l] = op::alloc(ctx, {n, no, x[l].h, x[l].w});
       cv6[l].run(ctx, x[l], o.d3[l].v().slice(0, 4 * reg_max));
       cv7[l].run(ctx, x[l], o.d3[l].v().slice(4 * reg_max, nc));
       levels.push_back(o.d3[l].cv());
-      dtensor<B> m({n, nm, x[l].h, x[l].w});
+      auto m = op::alloc(ctx, {n, nm, x[l].h, x[l].w});
       cv9[l].run(ctx, x[l], m.v());
       kernels<B>::flatten_into(ctx, m.cv(), o.pred.v().slice(4 + nc, nm), a0);
       a0 += x[l].h * x[l].w;
@@ -165,11 +165,11 @@ struct panoptic_head {
     o.proto = proto2(ctx, x54);
     o.semantic = uconv2(ctx, x46);
     if (run_o2m && has_o2m()) {
-      o.pred_o2m = dtensor<B>({n, 4 + nc + nm, 1, A});
+      o.pred_o2m = op::alloc(ctx, {n, 4 + nc + nm, 1, A});
       std::vector<dtensor<B>> d2(3);
-      std::vector<cview<float>> lv;
+      std::vector<cbview<B>> lv;
       for (int l = 0; l < 3; ++l) {
-        d2[l] = dtensor<B>({n, no, x[l].h, x[l].w});
+        d2[l] = op::alloc(ctx, {n, no, x[l].h, x[l].w});
         cv4[l].run(ctx, x[l], d2[l].v().slice(0, 4 * reg_max));
         cv5[l].run(ctx, x[l], d2[l].v().slice(4 * reg_max, nc));
         lv.push_back(d2[l].cv());

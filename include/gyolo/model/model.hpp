@@ -225,7 +225,7 @@ class model {
 
   /// Vision forward: upstream's raw outputs (pred, proto, semantic, the one-to-one head maps) and
   /// what `o` asks for besides.
-  vision_outputs<B> forward(context<B>& ctx, cview<float> x, const forward_options& o = {}) const {
+  vision_outputs<B> forward(context<B>& ctx, cbview<B> x, const forward_options& o = {}) const {
     const auto in_use = ctx.enter("model::forward");
     return vision_.forward(ctx, x, o.one_to_many, o.caption_features);
   }

@@ -144,7 +144,10 @@ class vision_graph {
   GYOLO_COMPILED_ONCE void load(weight_source& ws, const variant_config& c, bool with_o2m)
     requires(!is_train_mode<M>)
   {
-    vision_graph<B, train_mode> t;
+    // Device backends fold on the host: the reference backend's train-mode graph reads the
+    // tensors, and fold_leaf uploads each folded layer (storage<B>::upload).
+    using host_b = std::conditional_t<is_host_backend<B>, B, reference>;
+    vision_graph<host_b, train_mode> t;
     t.init(c, false);
     nn::load_tensors(t, ws, "model", nn::parts{false, with_o2m});
     nn::fold_walker w;
@@ -153,7 +156,7 @@ class vision_graph {
   }
 
   /// x: [B, 3, H, W] RGB in [0, 1]; H and W multiples of 32.
-  GYOLO_COMPILED_ONCE vision_outputs<B> forward(context<B>& ctx, cview<float> x, bool run_o2m = false, bool keep_features = false) const
+  GYOLO_COMPILED_ONCE vision_outputs<B> forward(context<B>& ctx, cbview<B> x, bool run_o2m = false, bool keep_features = false) const
     requires(!is_train_mode<M>)
   {
     return run(ctx, x, run_o2m, keep_features);

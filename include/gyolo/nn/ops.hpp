@@ -13,14 +13,14 @@
 namespace gyolo::op {
 
 // ---- inference --------------------------------------------------------------------------------
-template <class B> dtensor<B> alloc(context<B>&, shape4 s) { return dtensor<B>(s); }
-template <class B> void copy(context<B>& ctx, cview<float> x, view<float> y) { kernels<B>::copy(ctx, x, y); }
-template <class B> void maxpool2d(context<B>& ctx, cview<float> x, view<float> y, int k, int s, int p) {
+template <class B> dtensor<B> alloc(context<B>& ctx, shape4 s) { return storage<B>::alloc(ctx, s); }
+template <class B> void copy(context<B>& ctx, cbview<B> x, bview<B> y) { kernels<B>::copy(ctx, x, y); }
+template <class B> void maxpool2d(context<B>& ctx, cbview<B> x, bview<B> y, int k, int s, int p) {
   kernels<B>::maxpool2d(ctx, x, y, k, s, p);
 }
-template <class B> void avgpool2x2s1(context<B>& ctx, cview<float> x, view<float> y) { kernels<B>::avgpool2x2s1(ctx, x, y); }
-template <class B> void upsample2x(context<B>& ctx, cview<float> x, view<float> y) { kernels<B>::upsample2x(ctx, x, y); }
-template <class B> void psa_attention(context<B>& ctx, cview<float> qkv, view<float> y, int heads, int kd, int hd, float scale) {
+template <class B> void avgpool2x2s1(context<B>& ctx, cbview<B> x, bview<B> y) { kernels<B>::avgpool2x2s1(ctx, x, y); }
+template <class B> void upsample2x(context<B>& ctx, cbview<B> x, bview<B> y) { kernels<B>::upsample2x(ctx, x, y); }
+template <class B> void psa_attention(context<B>& ctx, cbview<B> qkv, bview<B> y, int heads, int kd, int hd, float scale) {
   kernels<B>::psa_attention(ctx, qkv, y, heads, kd, hd, scale);
 }
 

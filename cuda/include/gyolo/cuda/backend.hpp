@@ -1,0 +1,237 @@
+// The CUDA backend as C++ sees it: device tensors and parameters (storage<cuda>), the context (a
+// device, one stream, stream-ordered memory from the device's pool), and kernels<cuda>'s
+// declarations. Plain C++: no CUDA header is included, so a program links gyolo::cuda without nvcc.
+// The kernels are defined in cuda/src/*.cu (their per-element bodies in gyolo/cuda/bodies.cuh,
+// which the host tests run too); the runtime calls in cuda/src/runtime.cpp.
+//
+// Layer code does not change: it allocates through op::alloc (storage<cuda>::alloc, on the
+// context's stream), passes bview<cuda> / cbview<cuda> (device-space views: a host view cannot be
+// handed to a device kernel, the types differ) and calls kernels<cuda>. Nothing in a forward pass
+// synchronises the host; to_host() at the edge does.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gyolo/core/backend.hpp"
+#include "gyolo/core/context.hpp"
+#include "gyolo/core/error.hpp"
+#include "gyolo/core/tensor.hpp"
+#include "gyolo/kernels/desc.hpp"
+#include "gyolo/layers/conv.hpp"
+
+namespace gyolo {
+
+/// A CUDA runtime failure, or CUDA asked for where there is no usable GPU or driver. The message
+/// names the call and the runtime's own words.
+struct cuda_error : error {
+  using error::error;
+};
+
+/// Thin wrappers over the CUDA runtime (compiled in gyolo::cuda). Streams and pointers are opaque.
+namespace cudart {
+/// Number of usable devices; 0 without a driver or a GPU (never throws).
+int device_count() noexcept;
+/// Why device_count() is 0 (the runtime's words), or a line per device.
+std::string describe() noexcept;
+/// Throws cuda_error unless `device` exists and can be used, naming what is missing.
+void require_device(int device);
+struct device_info {
+  std::string name;
+  int major = 0, minor = 0, multiprocessors = 0;
+  std::size_t memory = 0;
+};
+device_info info(int device);
+
+void* create_stream(int device);
+void destroy_stream(void* stream) noexcept;
+void synchronize(void* stream);
+/// Stream-ordered memory from the device's default pool, which keeps freed memory for reuse
+/// (release threshold raised at stream creation): no cudaMalloc per tensor after warm-up.
+void* alloc_async(std::size_t bytes, void* stream);
+void free_async(void* p, void* stream) noexcept;
+/// Plain device allocations (parameters: loaded once).
+void* alloc(int device, std::size_t bytes);
+void free(void* p) noexcept;
+void copy_h2d(void* dst, const void* src, std::size_t bytes, void* stream);
+void copy_d2h(void* dst, const void* src, std::size_t bytes, void* stream);
+void copy_d2d(void* dst, const void* src, std::size_t bytes, void* stream);
+/// Blocking copy of parameters (load time).
+void copy_h2d_sync(int device, void* dst, const void* src, std::size_t bytes);
+void copy_d2h_sync(int device, void* dst, const void* src, std::size_t bytes);
+}  // namespace cudart
+
+namespace cuda_detail {
+/// A stream and its device; shared by a context and every tensor allocated on it, so a tensor that
+/// outlives its context still frees on a live stream.
+struct stream_state {
+  int device = 0;
+  void* stream = nullptr;
+  explicit stream_state(int d) : device(d), stream(cudart::create_stream(d)) {}
+  stream_state(const stream_state&) = delete;
+  stream_state& operator=(const stream_state&) = delete;
+  ~stream_state() { cudart::destroy_stream(stream); }
+};
+}  // namespace cuda_detail
+
+/// Owning device tensor, NCHW float32, allocated on a context's stream (stream-ordered: freeing it
+/// while kernels that use it are still queued is safe). Move-only, as the host tensor.
+class device_tensor {
+ public:
+  device_tensor() = default;
+  device_tensor(std::shared_ptr<cuda_detail::stream_state> s, shape4 sh) : st_(std::move(s)) { resize(sh); }
+  device_tensor(device_tensor&& o) noexcept { swap(o); }
+  device_tensor& operator=(device_tensor&& o) noexcept {
+    device_tensor t(std::move(o));
+    swap(t);
+    return *this;
+  }
+  ~device_tensor() { release(); }
+
+  void resize(shape4 s) {
+    GYOLO_CHECK(s.n >= 0 && s.c >= 0 && s.h >= 0 && s.w >= 0, "device tensor: negative shape " + s.str());
+    GYOLO_CHECK(st_ != nullptr, "device tensor: no stream (allocate through a context<cuda>)");
+    if (s.numel() > capacity_) {
+      release();
+      data_ = static_cast<float*>(cudart::alloc_async(std::size_t(s.numel()) * sizeof(float), st_->stream));
+      capacity_ = s.numel();
+    }
+    shape_ = s;
+  }
+  shape4 shape() const { return shape_; }
+  std::int64_t numel() const { return shape_.numel(); }
+  float* data() { return data_; }
+  const float* data() const { return data_; }
+  view<float, device_space> v() { return {data_, shape_.n, shape_.c, shape_.h, shape_.w, std::int64_t(shape_.c) * shape_.h * shape_.w}; }
+  view<const float, device_space> v() const {
+    return {data_, shape_.n, shape_.c, shape_.h, shape_.w, std::int64_t(shape_.c) * shape_.h * shape_.w};
+  }
+  view<const float, device_space> cv() const { return v(); }
+
+ private:
+  void release() noexcept {
+    if (data_) cudart::free_async(data_, st_->stream);
+    data_ = nullptr;
+    capacity_ = 0;
+    shape_ = {};
+  }
+  void swap(device_tensor& o) noexcept {
+    std::swap(st_, o.st_);
+    std::swap(data_, o.data_);
+    std::swap(capacity_, o.capacity_);
+    std::swap(shape_, o.shape_);
+  }
+  std::shared_ptr<cuda_detail::stream_state> st_;
+  float* data_ = nullptr;
+  std::int64_t capacity_ = 0;
+  shape4 shape_{};
+};
+
+/// Immutable device parameters (weights, biases): uploaded once at load time; copies share them.
+class device_param {
+ public:
+  device_param() = default;
+  const float* data() const { return p_.get(); }
+  bool empty() const { return n_ == 0; }
+  std::size_t size() const { return n_; }
+  static device_param upload(int device, const std::vector<float>& v) {
+    device_param d;
+    if (v.empty()) return d;
+    float* p = static_cast<float*>(cudart::alloc(device, v.size() * sizeof(float)));
+    d.p_ = std::shared_ptr<float>(p, [](float* q) { cudart::free(q); });
+    d.n_ = v.size();
+    cudart::copy_h2d_sync(device, p, v.data(), v.size() * sizeof(float));
+    return d;
+  }
+  std::vector<float> download(int device) const {
+    std::vector<float> v(n_);
+    if (n_) cudart::copy_d2h_sync(device, v.data(), p_.get(), n_ * sizeof(float));
+    return v;
+  }
+
+ private:
+  std::shared_ptr<float> p_;
+  std::size_t n_ = 0;
+};
+
+/// Which device parameters are uploaded to (set before loading a model for the CUDA backend;
+/// default 0). Loading is not concurrent with a change of it.
+inline int& cuda_load_device() {
+  static int d = 0;
+  return d;
+}
+
+template <>
+class context<cuda> : public single_user {
+ public:
+  /// A stream on `device`. Throws cuda_error naming the problem when there is no usable GPU.
+  explicit context(int device = 0) : st_((cudart::require_device(device), std::make_shared<cuda_detail::stream_state>(device))) {}
+  int device() const { return st_->device; }
+  void* stream() const { return st_->stream; }
+  const std::shared_ptr<cuda_detail::stream_state>& stream_state() const { return st_; }
+  /// Waits for everything queued on the stream (and reports a failed kernel).
+  void synchronize() const { cudart::synchronize(st_->stream); }
+  int threads() const { return 1; }
+
+  /// Per-layer profile: with a profiler attached each layer mark waits for the stream, so the
+  /// times are the layers' device times (and the pass is slower).
+  void set_profiler(layer_profiler* p) { prof_ = p; }
+  layer_profiler* profiler() const { return prof_; }
+  void add_flop(double f) {
+    if (prof_) prof_->add_flop(f);
+  }
+  template <class T>
+  T layer(std::string_view name, T&& v) {
+    if (prof_) {
+      synchronize();
+      prof_->mark(name);
+    }
+    return std::forward<T>(v);
+  }
+
+ private:
+  std::shared_ptr<cuda_detail::stream_state> st_;
+  layer_profiler* prof_ = nullptr;
+};
+
+template <>
+struct storage<cuda> {
+  using tensor_type = device_tensor;
+  using param_type = device_param;
+  static param_type upload(std::vector<float> v) { return device_param::upload(cuda_load_device(), v); }
+  static std::vector<float> download(const param_type& p) { return p.download(cuda_load_device()); }
+  static tensor_type alloc(context<cuda>& ctx, shape4 s) { return device_tensor(ctx.stream_state(), s); }
+};
+
+using dview = view<float, device_space>;
+using cdview = view<const float, device_space>;
+
+/// Host -> device at the edge of a pass (queued on the context's stream; the host view may be
+/// reused as soon as this returns).
+device_tensor to_device(context<cuda>& ctx, cview<float> x);
+/// Device -> host: waits for the stream.
+tensor<float> to_host(context<cuda>& ctx, cdview x);
+
+template <>
+struct kernels<cuda> {
+  using ctx_t = context<cuda>;
+  /// No packing: the kernels read [cout, cin/g, k, k].
+  static device_param prepack(const conv_desc&, const device_param&) { return {}; }
+  /// y = act(conv(x, w) + b) [+ residual]
+  static void conv2d(ctx_t& ctx, cdview x, conv_weights<device_space> wt, dview y, const conv_desc& d, cdview residual = {});
+  static void maxpool2d(ctx_t& ctx, cdview x, dview y, int k, int s, int p);
+  static void avgpool2x2s1(ctx_t& ctx, cdview x, dview y);
+  static void upsample2x(ctx_t& ctx, cdview x, dview y);
+  static void copy(ctx_t& ctx, cdview x, dview y);
+  static void add(ctx_t& ctx, cdview a, cdview b, dview y);
+  static void psa_attention(ctx_t& ctx, cdview qkv, dview y, int heads, int kd, int hd, float scale);
+  /// levels and strides as kernels<reference>::detect_decode; dfl_w is a host pointer (reg_max
+  /// values, passed to the kernel by value).
+  static void detect_decode(ctx_t& ctx, const std::vector<cdview>& levels, const std::vector<float>& strides, const float* dfl_w,
+                            int reg_max, int nc, dview pred);
+  static void flatten_into(ctx_t& ctx, cdview x, dview y, std::int64_t a0);
+};
+
+}  // namespace gyolo

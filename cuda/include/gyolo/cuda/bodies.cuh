@@ -1,0 +1,267 @@
+// The per-element bodies of the CUDA kernels: each is a functor whose operator()(i) computes output
+// element i. cuda/src/kernels.cu launches them over a grid; the host tests (tests/test_cuda_bodies.cpp)
+// run the same bodies in a plain loop (host_for) and compare them with kernels<reference>, so the
+// kernels' index arithmetic, padding, strides, slices and epilogues are checked in CI without a GPU.
+// Plain C++ when not compiled by nvcc (GYOLO_HD is then empty).
+#pragma once
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define GYOLO_HD __host__ __device__
+#else
+#define GYOLO_HD
+#endif
+
+namespace gyolo::cuda_bodies {
+
+/// A strided NCHW view as the kernels see it (a channel slice of a larger tensor: batch stride).
+struct tv {
+  float* p = nullptr;
+  int n = 0, c = 0, h = 0, w = 0;
+  std::int64_t bs = 0;
+  GYOLO_HD float& at(int i, int ch, int y, int x) const { return p[i * bs + (std::int64_t(ch) * h + y) * w + x]; }
+  GYOLO_HD std::int64_t numel() const { return std::int64_t(n) * c * h * w; }
+};
+struct ctv {
+  const float* p = nullptr;
+  int n = 0, c = 0, h = 0, w = 0;
+  std::int64_t bs = 0;
+  GYOLO_HD float at(int i, int ch, int y, int x) const { return p[i * bs + (std::int64_t(ch) * h + y) * w + x]; }
+};
+
+/// Output index i of an [n, c, h, w] view -> (n, c, y, x).
+struct idx4 {
+  int n, c, y, x;
+};
+GYOLO_HD inline idx4 split(std::int64_t i, int c, int h, int w) {
+  idx4 r;
+  r.x = int(i % w);
+  i /= w;
+  r.y = int(i % h);
+  i /= h;
+  r.c = int(i % c);
+  r.n = int(i / c);
+  return r;
+}
+
+/// Activation codes as gyolo::act (none, silu, relu, sigmoid).
+GYOLO_HD inline float activate(int a, float v) {
+  switch (a) {
+    case 1: return v / (1.0f + expf(-v));
+    case 2: return v > 0.f ? v : 0.f;
+    case 3: return 1.0f / (1.0f + expf(-v));
+    default: return v;
+  }
+}
+
+struct conv_params {
+  int cin = 0, cout = 0, k = 1, stride = 1, pad = 0, groups = 1, act = 0;
+};
+
+/// Direct convolution, one output element per call: y = act(sum + b) [+ residual]. The reference
+/// for the tiled kernel, and the kernel for shapes it does not take.
+struct conv_direct {
+  ctv x;
+  const float* w;
+  const float* b;
+  tv y;
+  ctv res;  // p == nullptr: none
+  conv_params d;
+  GYOLO_HD void operator()(std::int64_t i) const {
+    const idx4 o = split(i, y.c, y.h, y.w);
+    const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups, g = o.c / cout_g;
+    float acc = b ? b[o.c] : 0.f;
+    const float* wr = w + std::int64_t(o.c) * cin_g * d.k * d.k;
+    for (int ci = 0; ci < cin_g; ++ci)
+      for (int ky = 0; ky < d.k; ++ky) {
+        const int iy = o.y * d.stride - d.pad + ky;
+        if (iy < 0 || iy >= x.h) continue;
+        for (int kx = 0; kx < d.k; ++kx) {
+          const int ix = o.x * d.stride - d.pad + kx;
+          if (ix < 0 || ix >= x.w) continue;
+          acc += wr[(ci * d.k + ky) * d.k + kx] * x.at(o.n, g * cin_g + ci, iy, ix);
+        }
+      }
+    float v = activate(d.act, acc);
+    if (res.p) v += res.at(o.n, o.c, o.y, o.x);
+    y.at(o.n, o.c, o.y, o.x) = v;
+  }
+};
+
+/// The convolution's epilogue on an accumulated value (bias already added): the tiled kernel's.
+GYOLO_HD inline float conv_epilogue(float acc, int act, const ctv& res, int n, int c, int yy, int xx) {
+  float v = activate(act, acc);
+  if (res.p) v += res.at(n, c, yy, xx);
+  return v;
+}
+
+/// Element (row r = ci*k*k + ky*k + kx, column col = oy*ow + ox) of image n's im2col matrix for
+/// group g: what the tiled convolution loads into shared memory (0 in the padding).
+GYOLO_HD inline float im2col_at(const ctv& x, const conv_params& d, int n, int g, int r, int col, int ow) {
+  const int kk = d.k * d.k, ci = r / kk, t = r % kk, ky = t / d.k, kx = t % d.k;
+  const int oy = col / ow, ox = col % ow;
+  const int iy = oy * d.stride - d.pad + ky, ix = ox * d.stride - d.pad + kx;
+  if (iy < 0 || iy >= x.h || ix < 0 || ix >= x.w) return 0.f;
+  return x.at(n, g * (d.cin / d.groups) + ci, iy, ix);
+}
+
+/// Max pooling with implicit -inf padding (NaN propagates, as PyTorch).
+struct maxpool {
+  ctv x;
+  tv y;
+  int k, s, p;
+  GYOLO_HD void operator()(std::int64_t i) const {
+    const idx4 o = split(i, y.c, y.h, y.w);
+    float m = -INFINITY;
+    for (int ky = 0; ky < k; ++ky)
+      for (int kx = 0; kx < k; ++kx) {
+        const int iy = o.y * s - p + ky, ix = o.x * s - p + kx;
+        if (iy < 0 || iy >= x.h || ix < 0 || ix >= x.w) continue;
+        const float v = x.at(o.n, o.c, iy, ix);
+        if (v > m || v != v) m = v;
+      }
+    y.at(o.n, o.c, o.y, o.x) = m;
+  }
+};
+
+/// avg_pool2d(2, 1, 0).
+struct avgpool2x2s1 {
+  ctv x;
+  tv y;
+  GYOLO_HD void operator()(std::int64_t i) const {
+    const idx4 o = split(i, y.c, y.h, y.w);
+    y.at(o.n, o.c, o.y, o.x) =
+        (x.at(o.n, o.c, o.y, o.x) + x.at(o.n, o.c, o.y, o.x + 1) + x.at(o.n, o.c, o.y + 1, o.x) + x.at(o.n, o.c, o.y + 1, o.x + 1)) / 4.0f;
+  }
+};
+
+/// Nearest x2 upsampling.
+struct upsample2x {
+  ctv x;
+  tv y;
+  GYOLO_HD void operator()(std::int64_t i) const {
+    const idx4 o = split(i, y.c, y.h, y.w);
+    y.at(o.n, o.c, o.y, o.x) = x.at(o.n, o.c, o.y / 2, o.x / 2);
+  }
+};
+
+/// y = x (strided views of the same shape).
+struct copy {
+  ctv x;
+  tv y;
+  GYOLO_HD void operator()(std::int64_t i) const {
+    const idx4 o = split(i, y.c, y.h, y.w);
+    y.at(o.n, o.c, o.y, o.x) = x.at(o.n, o.c, o.y, o.x);
+  }
+};
+
+/// y = a + b.
+struct add {
+  ctv a, b;
+  tv y;
+  GYOLO_HD void operator()(std::int64_t i) const {
+    const idx4 o = split(i, y.c, y.h, y.w);
+    y.at(o.n, o.c, o.y, o.x) = a.at(o.n, o.c, o.y, o.x) + b.at(o.n, o.c, o.y, o.x);
+  }
+};
+
+/// y[n, c, 0, a0 + p] = x[n, c, p] (a level's map into the anchor axis).
+struct flatten_into {
+  ctv x;
+  tv y;
+  std::int64_t a0;
+  GYOLO_HD void operator()(std::int64_t i) const {
+    const std::int64_t P = std::int64_t(x.h) * x.w;
+    const std::int64_t p = i % P, nc = i / P;
+    const int c = int(nc % x.c), n = int(nc / x.c);
+    y.p[n * y.bs + std::int64_t(c) * y.w + a0 + p] = x.p[n * x.bs + std::int64_t(c) * P + p];
+  }
+};
+
+/// PSA attention, one output element (n, head h, channel d of the head, query i) per call:
+/// y = v @ softmax_j(scale * q^T k)^T, as kernels<reference>::psa_attention (two passes over the
+/// keys: max, then the normalised weighted sum).
+struct psa_attention {
+  ctv qkv;
+  tv y;
+  int heads, kd, hd;
+  float scale;
+  GYOLO_HD void operator()(std::int64_t idx) const {
+    const std::int64_t N = std::int64_t(qkv.h) * qkv.w;
+    const int i = int(idx % N);
+    std::int64_t r = idx / N;
+    const int dd = int(r % hd);
+    r /= hd;
+    const int h = int(r % heads), n = int(r / heads);
+    const int blk = 2 * kd + hd;
+    const float* q = qkv.p + n * qkv.bs + std::int64_t(h) * blk * N;
+    const float* k = q + std::int64_t(kd) * N;
+    const float* v = k + std::int64_t(kd) * N + std::int64_t(dd) * N;
+    float mx = -INFINITY;
+    for (std::int64_t j = 0; j < N; ++j) {
+      float s = 0.f;
+      for (int c = 0; c < kd; ++c) s += q[c * N + i] * k[c * N + j];
+      mx = fmaxf(mx, s * scale);
+    }
+    float sum = 0.f, o = 0.f;
+    for (std::int64_t j = 0; j < N; ++j) {
+      float s = 0.f;
+      for (int c = 0; c < kd; ++c) s += q[c * N + i] * k[c * N + j];
+      const float e = expf(s * scale - mx);
+      sum += e;
+      o += e * v[j];
+    }
+    y.p[n * y.bs + (std::int64_t(h) * hd + dd) * N + i] = o / sum;
+  }
+};
+
+/// detect_decode for up to 4 levels, one anchor of one image per call (reg_max <= 16).
+struct detect_decode {
+  static constexpr int max_levels = 4, max_reg = 16;
+  ctv lv[max_levels];
+  float stride[max_levels];
+  std::int64_t start[max_levels + 1];  // anchor offset of each level; start[nl] = A
+  int nl, reg_max, nc;
+  float dfl[max_reg];
+  tv pred;  // [B, 4+nc, 1, A] (a channel slice)
+  GYOLO_HD void operator()(std::int64_t idx) const {
+    const std::int64_t A = start[nl];
+    const std::int64_t a = idx % A;
+    const int n = int(idx / A);
+    int l = 0;
+    while (l + 1 < nl && a >= start[l + 1]) ++l;
+    const ctv& m = lv[l];
+    const std::int64_t p = a - start[l];
+    const int yy = int(p / m.w), xx = int(p % m.w);
+    float dist[4];
+    for (int side = 0; side < 4; ++side) {
+      float mx = -INFINITY;
+      for (int b = 0; b < reg_max; ++b) mx = fmaxf(mx, m.at(n, side * reg_max + b, yy, xx));
+      float s = 0.f, e = 0.f;
+      for (int b = 0; b < reg_max; ++b) {
+        const float q = expf(m.at(n, side * reg_max + b, yy, xx) - mx);
+        s += q;
+        e += q * dfl[b];
+      }
+      dist[side] = e / s;
+    }
+    const float ax = xx + 0.5f, ay = yy + 0.5f, st = stride[l];
+    const float x1 = ax - dist[0], y1 = ay - dist[1], x2 = ax + dist[2], y2 = ay + dist[3];
+    float* o = pred.p + n * pred.bs + a;
+    const std::int64_t cs = pred.w;  // channel stride of a [.., 1, A] view
+    o[0] = (x1 + x2) / 2 * st;
+    o[cs] = (y1 + y2) / 2 * st;
+    o[2 * cs] = (x2 - x1) * st;
+    o[3 * cs] = (y2 - y1) * st;
+    for (int c = 0; c < nc; ++c) o[(4 + c) * cs] = 1.0f / (1.0f + expf(-m.at(n, 4 * reg_max + c, yy, xx)));
+  }
+};
+
+/// Runs a body over [0, n) on the host: what a launch does on the device, for the host tests.
+template <class F>
+void host_for(std::int64_t n, const F& f) {
+  for (std::int64_t i = 0; i < n; ++i) f(i);
+}
+
+}  // namespace gyolo::cuda_bodies

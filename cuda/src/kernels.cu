@@ -1,0 +1,153 @@
+// kernels<cuda>: launches of the per-element bodies (gyolo/cuda/bodies.cuh) on the context's
+// stream, and the tiled implicit-GEMM convolution. No host synchronisation here: errors of a launch
+// are checked (cudaGetLastError), errors while running surface at the next synchronize.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
+
+#include "gyolo/cuda/backend.hpp"
+#include "gyolo/cuda/bodies.cuh"
+
+namespace gyolo {
+namespace {
+namespace cb = cuda_bodies;
+
+void check_launch(const char* what) {
+  const cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) throw cuda_error(std::string("CUDA kernel ") + what + " failed to launch: " + cudaGetErrorString(e));
+}
+
+cudaStream_t stream_of(const context<cuda>& ctx) { return static_cast<cudaStream_t>(ctx.stream()); }
+
+template <class F>
+__global__ void each_kernel(F f, std::int64_t n) {
+  for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x) f(i);
+}
+
+/// Runs body f over [0, n) on the context's stream (grid-stride loop).
+template <class F>
+void launch(context<cuda>& ctx, const F& f, std::int64_t n, const char* what) {
+  if (n <= 0) return;
+  constexpr int threads = 256;
+  const std::int64_t blocks = std::min<std::int64_t>((n + threads - 1) / threads, std::int64_t(1) << 20);
+  each_kernel<<<unsigned(blocks), threads, 0, stream_of(ctx)>>>(f, n);
+  check_launch(what);
+}
+
+cb::tv dv(dview v) { return {v.data, v.n, v.c, v.h, v.w, v.batch_stride}; }
+cb::ctv dv(cdview v) { return {v.data, v.n, v.c, v.h, v.w, v.batch_stride}; }
+
+cb::conv_params params(const conv_desc& d) { return {d.cin, d.cout, d.k, d.stride, d.pad, d.groups, int(d.activation)}; }
+
+// Tiled implicit GEMM: per image and group, Y[cout_g, P] = W[cout_g, K] . col(X)[K, P] with
+// K = cin_g * k * k and P = oh * ow; the im2col matrix is never built (tiles are gathered from x
+// into shared memory). BM x BN outputs per block of (BM/TM) * (BN/TN) threads, TM x TN each.
+constexpr int BM = 64, BN = 64, BK = 16, TM = 4, TN = 4, conv_threads = (BM / TM) * (BN / TN);
+
+__global__ void __launch_bounds__(conv_threads) conv_tiled(cb::ctv x, const float* __restrict__ w, const float* __restrict__ b, cb::tv y,
+                                                           cb::ctv res, cb::conv_params d) {
+  const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups, K = cin_g * d.k * d.k, ow = y.w, P = y.h * y.w;
+  const int n = blockIdx.z / d.groups, g = blockIdx.z % d.groups;
+  const int m0 = blockIdx.y * BM, p0 = blockIdx.x * BN;
+  __shared__ float As[BK][BM];
+  __shared__ float Bs[BK][BN];
+  const int tid = threadIdx.x, tr = tid / (BN / TN), tc = tid % (BN / TN);
+  float acc[TM][TN];
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
+  const float* wg = w + std::int64_t(g) * cout_g * K;
+  for (int k0 = 0; k0 < K; k0 += BK) {
+    for (int e = tid; e < BM * BK; e += conv_threads) {
+      const int mm = e / BK, kk = e % BK, m = m0 + mm, kg = k0 + kk;
+      As[kk][mm] = m < cout_g && kg < K ? wg[std::int64_t(m) * K + kg] : 0.f;
+    }
+    for (int e = tid; e < BK * BN; e += conv_threads) {
+      const int kk = e / BN, pp = e % BN, kg = k0 + kk, p = p0 + pp;
+      Bs[kk][pp] = kg < K && p < P ? cb::im2col_at(x, d, n, g, kg, p, ow) : 0.f;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int kk = 0; kk < BK; ++kk) {
+      float a[TM], bb[TN];
+#pragma unroll
+      for (int i = 0; i < TM; ++i) a[i] = As[kk][tr * TM + i];
+#pragma unroll
+      for (int j = 0; j < TN; ++j) bb[j] = Bs[kk][tc * TN + j];
+#pragma unroll
+      for (int i = 0; i < TM; ++i)
+#pragma unroll
+        for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * bb[j];
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < TM; ++i)
+#pragma unroll
+    for (int j = 0; j < TN; ++j) {
+      const int m = m0 + tr * TM + i, p = p0 + tc * TN + j;
+      if (m >= cout_g || p >= P) continue;
+      const int co = g * cout_g + m, oy = p / ow, ox = p % ow;
+      y.at(n, co, oy, ox) = cb::conv_epilogue(acc[i][j] + (b ? b[co] : 0.f), d.act, res, n, co, oy, ox);
+    }
+}
+
+}  // namespace
+
+void kernels<cuda>::conv2d(ctx_t& ctx, cdview x, conv_weights<device_space> wt, dview y, const conv_desc& d, cdview residual) {
+  const cb::conv_params p = params(d);
+  const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups;
+  ctx.add_flop(2.0 * double(y.numel()) * cin_g * d.k * d.k);
+  // Few inputs per output (depthwise) or few outputs per group: the direct kernel.
+  if (cin_g * d.k * d.k < BK || cout_g < 16) {
+    launch(ctx, cb::conv_direct{dv(x), wt.w, wt.b, dv(y), dv(residual), p}, y.numel(), "conv_direct");
+    return;
+  }
+  const int P = y.h * y.w;
+  const dim3 grid(unsigned((P + BN - 1) / BN), unsigned((cout_g + BM - 1) / BM), unsigned(y.n * d.groups));
+  GYOLO_CHECK(grid.z <= 65535u, "conv2d (cuda): batch x groups " + std::to_string(grid.z) + " exceeds the grid's 65535");
+  conv_tiled<<<grid, conv_threads, 0, stream_of(ctx)>>>(dv(x), wt.w, wt.b, dv(y), dv(residual), p);
+  check_launch("conv_tiled");
+}
+
+void kernels<cuda>::maxpool2d(ctx_t& ctx, cdview x, dview y, int k, int s, int p) {
+  launch(ctx, cb::maxpool{dv(x), dv(y), k, s, p}, y.numel(), "maxpool");
+}
+void kernels<cuda>::avgpool2x2s1(ctx_t& ctx, cdview x, dview y) { launch(ctx, cb::avgpool2x2s1{dv(x), dv(y)}, y.numel(), "avgpool"); }
+void kernels<cuda>::upsample2x(ctx_t& ctx, cdview x, dview y) { launch(ctx, cb::upsample2x{dv(x), dv(y)}, y.numel(), "upsample2x"); }
+void kernels<cuda>::copy(ctx_t& ctx, cdview x, dview y) {
+  GYOLO_CHECK(x.shape() == y.shape(), "copy (cuda): shapes differ: " + x.shape().str() + " vs " + y.shape().str());
+  launch(ctx, cb::copy{dv(x), dv(y)}, y.numel(), "copy");
+}
+void kernels<cuda>::add(ctx_t& ctx, cdview a, cdview b, dview y) { launch(ctx, cb::add{dv(a), dv(b), dv(y)}, y.numel(), "add"); }
+void kernels<cuda>::psa_attention(ctx_t& ctx, cdview qkv, dview y, int heads, int kd, int hd, float scale) {
+  launch(ctx, cb::psa_attention{dv(qkv), dv(y), heads, kd, hd, scale}, std::int64_t(qkv.n) * heads * hd * qkv.h * qkv.w, "psa_attention");
+}
+void kernels<cuda>::flatten_into(ctx_t& ctx, cdview x, dview y, std::int64_t a0) {
+  launch(ctx, cb::flatten_into{dv(x), dv(y), a0}, x.numel(), "flatten_into");
+}
+void kernels<cuda>::detect_decode(ctx_t& ctx, const std::vector<cdview>& levels, const std::vector<float>& strides, const float* dfl_w,
+                                  int reg_max, int nc, dview pred) {
+  GYOLO_CHECK(!levels.empty() && levels.size() <= std::size_t(cb::detect_decode::max_levels) && strides.size() == levels.size(),
+              "detect_decode (cuda): 1 to 4 levels, one stride each");
+  GYOLO_CHECK(reg_max > 0 && reg_max <= cb::detect_decode::max_reg, "detect_decode (cuda): reg_max must be 1..16");
+  cb::detect_decode f{};
+  f.nl = int(levels.size());
+  f.reg_max = reg_max;
+  f.nc = nc;
+  std::int64_t a = 0;
+  for (int l = 0; l < f.nl; ++l) {
+    f.lv[l] = dv(levels[std::size_t(l)]);
+    f.stride[l] = strides[std::size_t(l)];
+    f.start[l] = a;
+    a += std::int64_t(levels[std::size_t(l)].h) * levels[std::size_t(l)].w;
+  }
+  f.start[f.nl] = a;
+  for (int i = 0; i < reg_max; ++i) f.dfl[i] = dfl_w[i];
+  f.pred = dv(pred);
+  launch(ctx, f, std::int64_t(pred.n) * a, "detect_decode");
+}
+
+}  // namespace gyolo

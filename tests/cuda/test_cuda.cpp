@@ -1,0 +1,172 @@
+// The CUDA backend on a GPU: every kernel against kernels<reference>, and the whole vision network
+// against the CPU backend (random weights at 640x640, batches 1 and 2; the shipped gyolo-shapes
+// model), each tensor within 1e-3 x max|ref| (the bound). Built with GYOLO_ENABLE_CUDA=ON;
+// where no GPU or driver is present it prints why and exits 77, which ctest reports as skipped.
+#define CATCH_CONFIG_RUNNER
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "gyolo/cuda.hpp"
+#include "gyolo/kernels/cpu.hpp"
+#include "gyolo/kernels/reference.hpp"
+
+using namespace gyolo;
+
+namespace {
+tensor<float> rnd(shape4 s, std::mt19937& g, float lo = -1.f, float hi = 1.f) {
+  tensor<float> t(s);
+  std::uniform_real_distribution<float> d(lo, hi);
+  for (std::int64_t i = 0; i < t.numel(); ++i) t[i] = d(g);
+  return t;
+}
+std::vector<float> rndv(std::size_t n, std::mt19937& g) {
+  std::vector<float> v(n);
+  std::uniform_real_distribution<float> d(-1.f, 1.f);
+  for (auto& x : v) x = d(g);
+  return v;
+}
+/// max|a - b| <= tol * max|b|; returns the relative difference.
+double require_close(const tensor<float>& a, const tensor<float>& b, double tol, const std::string& what) {
+  REQUIRE(a.shape() == b.shape());
+  double md = 0, mr = 0;
+  for (std::int64_t i = 0; i < a.numel(); ++i) {
+    md = std::max(md, double(std::abs(a[i] - b[i])));
+    mr = std::max(mr, double(std::abs(b[i])));
+  }
+  INFO(what << ": max|diff| " << md << " max|ref| " << mr);
+  REQUIRE(md <= tol * std::max(mr, 1e-30));
+  return md / std::max(mr, 1e-30);
+}
+}  // namespace
+
+TEST_CASE("cuda: convolutions (direct and tiled) equal the reference", "[cuda]") {
+  std::mt19937 g(42);
+  context<cuda> cc;
+  context<reference> rc(1);
+  struct cas { int n, cin, cout, h, w, k, s, g; act a; bool res; };
+  const cas cases[] = {
+      {1, 3, 16, 33, 47, 3, 2, 1, act::silu, false},    {2, 16, 24, 17, 9, 1, 1, 1, act::none, false},
+      {1, 32, 32, 13, 11, 3, 1, 1, act::silu, true},    {1, 64, 64, 9, 7, 3, 1, 4, act::silu, false},
+      {2, 24, 24, 15, 16, 3, 1, 24, act::silu, false},  {1, 24, 24, 15, 16, 3, 2, 24, act::none, true},
+      {1, 36, 12, 14, 9, 3, 2, 12, act::none, true},    {1, 8, 300, 37, 29, 3, 1, 1, act::sigmoid, false},
+      {1, 40, 8, 1, 1, 3, 1, 1, act::relu, false},      {2, 256, 130, 20, 20, 1, 1, 1, act::silu, true},
+      {1, 128, 128, 40, 40, 3, 1, 1, act::silu, false},
+  };
+  for (const auto& c : cases) {
+    const conv_desc d{c.cin, c.cout, c.k, c.s, c.k / 2, c.g, c.a};
+    auto x = rnd({c.n, c.cin, c.h, c.w}, g);
+    auto w = rndv(std::size_t(d.weight_numel()), g), b = rndv(std::size_t(c.cout), g);
+    const shape4 ys{c.n, c.cout, d.out_h(c.h), d.out_w(c.w)};
+    auto r = rnd(ys, g);
+    tensor<float> ref(ys);
+    kernels<reference>::conv2d(rc, x.cv(), conv_weights<>{w.data(), b.data()}, ref.v(), d, c.res ? r.cv() : cview<float>{});
+    auto dx = to_device(cc, x.cv()), dr = to_device(cc, r.cv());
+    auto dw = device_param::upload(0, w), db = device_param::upload(0, b);
+    auto dy = storage<cuda>::alloc(cc, ys);
+    kernels<cuda>::conv2d(cc, dx.cv(), conv_weights<device_space>{dw.data(), db.data()}, dy.v(), d, c.res ? dr.cv() : cdview{});
+    require_close(to_host(cc, dy.cv()), ref, 1e-5, "conv cin " + std::to_string(c.cin) + " cout " + std::to_string(c.cout));
+  }
+}
+
+TEST_CASE("cuda: pooling, upsampling, copy, add, PSA attention and DFL decoding equal the reference", "[cuda]") {
+  std::mt19937 g(3);
+  context<cuda> cc;
+  context<reference> rc(1);
+  auto x = rnd({2, 6, 13, 10}, g);
+  auto dx = to_device(cc, x.cv());
+  {
+    tensor<float> r({2, 6, 7, 5});
+    kernels<reference>::maxpool2d(rc, x.cv(), r.v(), 3, 2, 1);
+    auto dy = storage<cuda>::alloc(cc, r.shape());
+    kernels<cuda>::maxpool2d(cc, dx.cv(), dy.v(), 3, 2, 1);
+    require_close(to_host(cc, dy.cv()), r, 0, "maxpool");
+  }
+  {
+    tensor<float> r({2, 6, 12, 9});
+    kernels<reference>::avgpool2x2s1(rc, x.cv(), r.v());
+    auto dy = storage<cuda>::alloc(cc, r.shape());
+    kernels<cuda>::avgpool2x2s1(cc, dx.cv(), dy.v());
+    require_close(to_host(cc, dy.cv()), r, 1e-6, "avgpool");
+  }
+  {
+    tensor<float> r({2, 6, 26, 20});
+    kernels<reference>::upsample2x(rc, x.cv(), r.v());
+    auto dy = storage<cuda>::alloc(cc, r.shape());
+    kernels<cuda>::upsample2x(cc, dx.cv(), dy.v());
+    require_close(to_host(cc, dy.cv()), r, 0, "upsample");
+  }
+  {
+    tensor<float> r({2, 6, 13, 10});
+    kernels<reference>::add(rc, x.cv(), x.cv(), r.v());
+    auto dy = storage<cuda>::alloc(cc, r.shape());
+    kernels<cuda>::add(cc, dx.cv(), dx.cv(), dy.v());
+    require_close(to_host(cc, dy.cv()), r, 0, "add");
+  }
+  {
+    const int heads = 2, kd = 32, hd = 64;
+    auto q = rnd({1, heads * (2 * kd + hd), 20, 20}, g);
+    tensor<float> r({1, heads * hd, 20, 20});
+    kernels<reference>::psa_attention(rc, q.cv(), r.v(), heads, kd, hd, 0.17f);
+    auto dq = to_device(cc, q.cv());
+    auto dy = storage<cuda>::alloc(cc, r.shape());
+    kernels<cuda>::psa_attention(cc, dq.cv(), dy.v(), heads, kd, hd, 0.17f);
+    require_close(to_host(cc, dy.cv()), r, 1e-5, "psa_attention");
+  }
+}
+
+namespace {
+template <class V>
+void compare_networks(const char* what, weight_source& ws_cpu, weight_source& ws_cuda, int n, int h, int w) {
+  vision_graph<cpu> vc;
+  vc.load(ws_cpu, V::value, false);
+  vision_graph<cuda> vg;
+  vg.load(ws_cuda, V::value, false);
+  std::mt19937 g(1);
+  auto x = rnd({n, 3, h, w}, g, 0.f, 1.f);
+  context<cpu> cc(0);
+  context<cuda> gc;
+  auto rc = vc.forward(cc, x.cv(), false, true);
+  auto dx = to_device(gc, x.cv());
+  auto rg = vg.forward(gc, dx.cv(), false, true);
+  const std::string tag = std::string(what) + " " + std::to_string(n) + "x" + std::to_string(h) + "x" + std::to_string(w) + " ";
+  std::printf("%s: max|diff| / max|ref|", tag.c_str());
+  auto cmp = [&](const char* name, const dtensor<cpu>& a, const device_tensor& b) {
+    const double r = require_close(to_host(gc, b.cv()), a, 1e-3, tag + name);
+    std::printf(" %s %.2e", name, r);
+  };
+  cmp("pred", rc.pred, rg.pred);
+  cmp("proto", rc.proto, rg.proto);
+  cmp("semantic", rc.semantic, rg.semantic);
+  for (int l = 0; l < 3; ++l) cmp(("d3." + std::to_string(l)).c_str(), rc.d3[std::size_t(l)], rg.d3[std::size_t(l)]);
+  cmp("x11", rc.x11, rg.x11);
+  cmp("x44", rc.x44, rg.x44);
+  std::printf("\n");
+}
+}  // namespace
+
+TEST_CASE("cuda: the whole vision network equals the CPU backend's (random weights, gyolo-c at 640)", "[cuda][model]") {
+  random_weights a(0), b(0);
+  compare_networks<gyolo_c>("gyolo-c random", a, b, 1, 640, 640);
+  compare_networks<gyolo_c>("gyolo-c random", a, b, 2, 320, 480);
+}
+
+TEST_CASE("cuda: the shipped gyolo-shapes model equals the CPU backend's", "[cuda][model]") {
+  const gguf::file f(std::string(GYOLO_MODELS_DIR) + "/gyolo-shapes.gguf");
+  gguf_weights a(f), b(f);
+  compare_networks<gyolo_shapes>("gyolo-shapes", a, b, 1, 256, 256);
+}
+
+int main(int argc, char** argv) {
+  if (cudart::device_count() == 0) {
+    std::printf("gyolo CUDA tests skipped: %s\n", cudart::describe().c_str());
+    return 77;  // ctest: SKIP_RETURN_CODE
+  }
+  std::printf("%s", cudart::describe().c_str());
+  return Catch::Session().run(argc, argv);
+}
