@@ -151,6 +151,13 @@ done
 expect_error "bench without weights" "--weights is required" "$BIN" bench
 expect_error "bench bad tasks" "all or vision" "$BIN" bench --weights random --tasks det
 expect_error "bench few runs" "--runs must be in" "$BIN" bench --weights random --runs 1
+expect_error "bench bad device" "must be cpu, cuda or cuda:N" "$BIN" bench --weights random --device gpu
+expect_error "bench cuda pipeline" "add --tasks vision" "$BIN" bench --weights random --device cuda:0
+expect_error "bench batch pipeline" "--batch needs --tasks vision" "$BIN" bench --weights random --batch 2
+# --device cuda where there is no GPU or driver (CI), or in a build without CUDA: a clear error
+if ! command -v nvidia-smi >/dev/null 2>&1; then
+  expect_error "bench cuda without a GPU" "CUDA" "$BIN" bench --weights random --device cuda:0 --tasks vision --imgsz 64
+fi
 "$BIN" bench --weights random --imgsz 128 --runs 3 --threads 1 --per-layer >"$T/out" 2>"$T/err"; rc=$?
 [ $rc -eq 0 ] && ok || bad "bench: exit $rc ($(cat "$T/err"))"
 "$BIN" bench --weights random --imgsz 64 --square --runs 3 --tasks vision >"$T/out2" 2>"$T/err"; rc=$?
