@@ -97,6 +97,7 @@ __global__ void __launch_bounds__(conv_threads) conv_tiled(cb::ctv x, const floa
 }  // namespace
 
 void kernels<cuda>::conv2d(ctx_t& ctx, cdview x, conv_weights<device_space> wt, dview y, const conv_desc& d, cdview residual) {
+  if (y.numel() == 0) return;
   const cb::conv_params p = params(d);
   const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups;
   ctx.add_flop(2.0 * double(y.numel()) * cin_g * d.k * d.k);
