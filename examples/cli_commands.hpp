@@ -6,7 +6,11 @@
 #include <limits>
 #include <string>
 
+#include <functional>
+#include <vector>
+
 #include "gyolo/core/error.hpp"
+#include "gyolo/pipeline.hpp"
 
 /// Thrown by a command's parser after it printed the command's usage for --help: the CLI exits
 /// with 0 (a parser never ends the process itself, so the fuzz target can call it).
@@ -49,6 +53,18 @@ struct cuda_bench_request {
 int bench_cuda(const cuda_bench_request& r);
 /// Whether this gyolo was built with the CUDA backend.
 bool built_with_cuda();
+
+/// `gyolo predict --device cuda:N`: the model of variant `variant` (gyolo_c or gyolo_shapes) on the
+/// CUDA backend and its pipeline; returns the function that runs images through it. `weights`: the
+/// opened file, or null for random weights. Defined in examples/cli_cuda.cpp (or throws:
+/// cli_cuda_none.cpp).
+struct cuda_predict_request {
+  std::string variant;
+  int device = 0, host_threads = 0;
+  gyolo::pipeline_options options;
+};
+std::function<std::vector<gyolo::image_result>(const std::vector<gyolo::image_u8>&)> make_cuda_infer(const cuda_predict_request& r,
+                                                                                                   const gyolo::gguf::file* weights);
 
 /// An integer flag value in [lo, hi], or an error naming the flag.
 inline int parse_int(const std::string& flag, const std::string& v, int lo, int hi) {

@@ -11,6 +11,7 @@
 #include "cli_commands.hpp"
 #include "gyolo/cuda.hpp"
 #include "gyolo/model/model.hpp"
+#include "gyolo/pipeline.hpp"
 
 using namespace gyolo;
 
@@ -68,3 +69,33 @@ int bench_cuda(const cuda_bench_request& r) {
   return 0;
 }
 bool built_with_cuda() { return true; }
+
+namespace {
+template <variant V>
+std::function<std::vector<image_result>(const std::vector<image_u8>&)> cuda_infer(const cuda_predict_request& r, const gguf::file* f) {
+  cudart::require_device(r.device);
+  cuda_load_device() = r.device;
+  using M = model<cuda, V>;
+  struct state {
+    context<cuda> ctx;
+    std::optional<M> m;
+    std::optional<pipeline<cuda, V>> p;
+    state(int device, int threads) : ctx(device, threads) {}
+  };
+  auto st = std::make_shared<state>(r.device, r.host_threads);
+  if (f) {
+    st->m.emplace(M::load(*f));
+  } else {
+    random_weights ws(0);
+    st->m.emplace(M::from_source(ws));
+  }
+  st->p.emplace(*st->m, r.options);
+  return [st](const std::vector<image_u8>& imgs) { return st->p->run(st->ctx, imgs); };
+}
+}  // namespace
+
+std::function<std::vector<image_result>(const std::vector<image_u8>&)> make_cuda_infer(const cuda_predict_request& r, const gguf::file* f) {
+  if (r.variant == gyolo_c::name) return cuda_infer<gyolo_c>(r, f);
+  if (r.variant == gyolo_shapes::name) return cuda_infer<gyolo_shapes>(r, f);
+  throw error("--device cuda: no CUDA build of variant '" + r.variant + "'");
+}

@@ -47,6 +47,7 @@ namespace {
 struct model_run_options {
   std::string weights, source;
   int imgsz = 640, threads = 0;
+  int device = -1;  // --device: -1 the CPU, else the CUDA device
   bool square = false;
 };
 
@@ -86,6 +87,8 @@ void usage(std::ostream& o) {
        "  --tasks LIST        any of det,mask,sem,pan,cap or all (all); panoptic needs det,mask,sem\n"
        "  --batch N           images per forward (1); images of the same input size are batched\n"
        "  --threads N         CPU threads (0 = all)\n"
+       "  --device D          cpu (default), cuda or cuda:N: the vision network on that GPU (post-\n"
+       "                      processing and the caption on the CPU); gyolo built with CUDA\n"
        "  --save-coco FILE    COCO detection results (bbox, score, RLE masks) for all images\n"
        "  --save-raw          also <stem>_raw/: input, pred, proto, semantic, det, masks,\n"
        "                      semantic_argmax (and caption_tokens) as .npy\n"
@@ -114,6 +117,14 @@ bool is_int(const std::string& s) {
   return true;
 }
 
+/// --device cpu | cuda | cuda:N  ->  -1 | 0 | N
+int parse_device(const std::string& v) {
+  if (v == "cpu") return -1;
+  if (v == "cuda") return 0;
+  if (v.rfind("cuda:", 0) == 0) return parse_int("--device", v.substr(5), 0, 1023);
+  throw error("--device must be cpu, cuda or cuda:N, got '" + printable(v, 64) + "'");
+}
+
 /// Parses flag `a` if it is one of model_run_options' (its value from `val`); false otherwise.
 template <class Val>
 bool parse_model_run_flag(const std::string& a, Val&& val, model_run_options& o) {
@@ -122,6 +133,7 @@ bool parse_model_run_flag(const std::string& a, Val&& val, model_run_options& o)
   else if (a == "--imgsz") o.imgsz = parse_int(a, val(), 32, 8192);
   else if (a == "--threads") o.threads = parse_int(a, val(), 0, 1024);
   else if (a == "--square") o.square = true;
+  else if (a == "--device") o.device = parse_device(val());
   else return false;
   return true;
 }
@@ -281,17 +293,19 @@ void save_npy(const fs::path& dir, const char* name, const T* data, std::vector<
   npy::save<T>((dir / (std::string(name) + ".npy")).string(), data, shape);
 }
 
+/// Images -> results on some backend (the CPU pipeline, or the CUDA one: examples/cli_cuda.cpp).
+using infer_fn = std::function<std::vector<image_result>(const std::vector<image_u8>&)>;
+
 template <variant V>
 struct runner {
   using M = model<cpu, V>;
   const options& o;
-  M& m;
-  pipeline<cpu, V> pipe;
-  context<cpu>& ctx;
+  pipeline_options opts;  // as the pipeline that `infer` runs was made with
+  infer_fn infer;
   nlohmann::json coco = nlohmann::json::array();
   bool tty = false;
 
-  runner(const options& opt, M& model, context<cpu>& c, pipeline_options po) : o(opt), m(model), pipe(model, std::move(po)), ctx(c) {}
+  runner(const options& opt, pipeline_options po, infer_fn f) : o(opt), opts(std::move(po)), infer(std::move(f)) {}
 
   /// Everything for one image; returns its stdout line.
   nlohmann::json finish(const fs::path& file, const std::string& stem, const image_u8& img, image_result& r, double decode_ms) {
@@ -390,7 +404,7 @@ struct runner {
     nlohmann::json dets = nlohmann::json::array(), brief = nlohmann::json::array();
     for (const auto& d : r.detections) {
       brief.push_back(detection_json(d, false));
-      dets.push_back(detection_json(d, pipe.options().tasks.masks));
+      dets.push_back(detection_json(d, opts.tasks.masks));
     }
     return {dets, brief};
   }
@@ -425,7 +439,7 @@ struct runner {
   }
 
   std::string mode_name() const {
-    switch (pipe.options().letterbox) {
+    switch (opts.letterbox) {
       case letterbox_mode::predict: return "predict";
       case letterbox_mode::square: return "square";
       case letterbox_mode::hub: return "hub";
@@ -462,7 +476,7 @@ struct runner {
       }
       save_npy(tmp, "det", det.data(), {n, 6 + nm});
       const int H = r.geometry.input_h, W = r.geometry.input_w;
-      if (pipe.options().tasks.masks) {
+      if (opts.tasks.masks) {
         std::vector<std::uint8_t> mk(std::size_t(n) * std::size_t(H) * std::size_t(W), 0);
         for (std::int64_t i = 0; i < n; ++i) {
           const auto& b = r.detections[std::size_t(i)].mask_input;
@@ -521,20 +535,13 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
     if (fs::exists(o.out, ec) && !fs::is_directory(o.out, ec))
       throw error("--out '" + o.out + "' exists and is not a directory");
   }
-  std::optional<M> m;
   std::vector<std::string> names;
   if (random) {
     std::cerr << "gyolo: WARNING: no trained weights given; using deterministic RANDOM weights. "
                  "Outputs are meaningless (demo of the pipeline only).\n";
-    random_weights ws(0);
-    m.emplace(M::from_source(ws));
     if (M::config.nc == coco::num_things)  // readable labels for the demo
       for (int c = 0; c < coco::num_things; ++c) names.emplace_back(coco::semantic_names[std::size_t(c)]);
-  } else {
-    m.emplace(M::load(*weights_file));
-    weights_file.reset();  // the file's bytes are not needed once the model holds its weights
   }
-  context<cpu> ctx(o.threads);
   pipeline_options po;
   po.imgsz = o.imgsz;
   po.letterbox = o.mode ? *o.mode : (o.square ? letterbox_mode::square : letterbox_mode::predict);
@@ -555,7 +562,27 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
     fs::remove(probe, ec);
     if (!writable) throw error("cannot write into the output folder '" + o.out + "'");
   }
-  runner<V> run(o, *m, ctx, po);
+  // The model and its pipeline on the backend asked for.
+  std::optional<M> m;
+  std::optional<context<cpu>> ctx;
+  std::optional<pipeline<cpu, V>> pipe;
+  infer_fn infer;
+  if (o.device >= 0) {
+    infer = make_cuda_infer(cuda_predict_request{V::name, o.device, o.threads, po}, weights_file ? &*weights_file : nullptr);
+    weights_file.reset();
+  } else {
+    if (random) {
+      random_weights ws(0);
+      m.emplace(M::from_source(ws));
+    } else {
+      m.emplace(M::load(*weights_file));
+      weights_file.reset();  // the file's bytes are not needed once the model holds its weights
+    }
+    ctx.emplace(o.threads);
+    pipe.emplace(*m, po);
+    infer = [&](const std::vector<image_u8>& imgs) { return pipe->run(*ctx, imgs); };
+  }
+  runner<V> run(o, po, std::move(infer));
   run.tty = isatty(2) != 0;
   const bool human = !o.json && isatty(1) != 0;  // a summary line per image instead of JSON
   const bool bar = run.tty && files.size() > 1;   // a progress bar on stderr
@@ -601,7 +628,7 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
     }
     std::vector<image_result> res;
     try {
-      res = run.pipe.run(ctx, imgs);
+      res = run.infer(imgs);
     } catch (const std::exception& e) {
       for (auto i : idx) fail(files[i], e.what());
       draw_bar();
@@ -653,7 +680,7 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
         if (batch.empty()) break;
         std::vector<image_u8> imgs;
         for (auto& f : batch) imgs.push_back(std::move(f.image));
-        const auto res = run.pipe.run(ctx, imgs);
+        const auto res = run.infer(imgs);
         for (std::size_t k = 0; k < batch.size(); ++k) {
           const auto rec = run.frame_record(src, batch[k].index, batch[k].time_s, res[k]);
           records += rec.first.dump() + "\n";
@@ -781,17 +808,9 @@ int info(int argc, char** argv) {
 
 struct bench_options : model_run_options {
   int runs = 7, batch = 1;
-  int device = -1;  // -1: the CPU; else the CUDA device
   bool per_layer = false, vision_only = false;
 };
 
-/// --device cpu | cuda | cuda:N  ->  -1 | 0 | N
-int parse_device(const std::string& v) {
-  if (v == "cpu") return -1;
-  if (v == "cuda") return 0;
-  if (v.rfind("cuda:", 0) == 0) return parse_int("--device", v.substr(5), 0, 1023);
-  throw error("--device must be cpu, cuda or cuda:N, got '" + printable(v, 64) + "'");
-}
 
 void bench_usage(std::ostream& o) {
   o << "usage: gyolo bench --weights FILE|random [options]\n"
@@ -819,7 +838,6 @@ bench_options parse_bench(int argc, char** argv) {
     if (parse_model_run_flag(a, val, o)) continue;
     if (a == "--runs") o.runs = parse_int(a, val(), 3, 100000);
     else if (a == "--per-layer") o.per_layer = true;
-    else if (a == "--device") o.device = parse_device(val());
     else if (a == "--batch") o.batch = parse_int(a, val(), 1, 256);
     else if (a == "--tasks") {
       const auto v = val();

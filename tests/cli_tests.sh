@@ -157,7 +157,9 @@ expect_error "bench batch pipeline" "--batch needs --tasks vision" "$BIN" bench 
 # --device cuda where there is no GPU or driver (CI), or in a build without CUDA: a clear error
 if ! command -v nvidia-smi >/dev/null 2>&1; then
   expect_error "bench cuda without a GPU" "CUDA" "$BIN" bench --weights random --device cuda:0 --tasks vision --imgsz 64
+  expect_error "predict cuda without a GPU" "CUDA" "$BIN" predict --weights random --device cuda --source "$IMG" --out "$T/ocuda" --imgsz 64
 fi
+expect_error "predict bad device" "must be cpu, cuda or cuda:N" "$BIN" predict --weights random --device gpu0 --source "$IMG" --out "$T/ocuda"
 "$BIN" bench --weights random --imgsz 128 --runs 3 --threads 1 --per-layer >"$T/out" 2>"$T/err"; rc=$?
 [ $rc -eq 0 ] && ok || bad "bench: exit $rc ($(cat "$T/err"))"
 "$BIN" bench --weights random --imgsz 64 --square --runs 3 --tasks vision >"$T/out2" 2>"$T/err"; rc=$?

@@ -139,10 +139,11 @@ inline prepared_input prepare_input(const image_u8& img, int imgsz, letterbox_mo
 /// refers to the model (which must outlive it; binding a temporary does not compile).
 template <class B, class V>
 class pipeline {
-  static_assert(is_host_backend<B>, "gyolo::pipeline post-processes on the host; device backends need a copy step");
-
  public:
   using model_type = model<B, V>;
+  /// Where post-processing runs: the host (a device backend's outputs are copied there once per
+  /// forward; the caption head runs on the host too, see model::caption).
+  using host_outputs = vision_outputs<host_backend_t<B>>;
 
   /// The pipeline refers to the model, which must outlive it (models are large: they are not
   /// copied). A temporary model cannot be bound: pipeline(model::load(path)) does not compile.
@@ -189,7 +190,7 @@ class pipeline {
 
   /// Post-processes image b of a forward's outputs (made from `p`); threads <= 0: options' or
   /// OpenMP's default.
-  GYOLO_COMPILED_ONCE image_result postprocess(const vision_outputs<B>& out, int b, const prepared_input& p, int threads = 0) const {
+  GYOLO_COMPILED_ONCE image_result postprocess(const host_outputs& out, int b, const prepared_input& p, int threads = 0) const {
     threads = resolve_threads(threads > 0 ? threads : o_.threads);
     image_result r;
     r.width = p.orig_w;
@@ -293,11 +294,22 @@ class pipeline {
     if (o_.tasks.caption && caption_possible()) caption_skip = caption_unavailable(s.h, s.w);
     const bool want_caption = o_.tasks.caption && caption_possible() && !caption_skip;
     const auto t0 = clock::now();
-    auto out = m_->forward(ctx, x.cv(), {.caption_features = want_caption});
-    const auto t1 = clock::now();
     std::optional<std::vector<caption_result>> caps;
-    if (want_caption) caps = try_caption(*m_, ctx, out);
-    const auto t2 = clock::now();
+    host_outputs out;
+    clock::time_point t1, t2;
+    if constexpr (is_host_backend<B>) {
+      out = m_->forward(ctx, x.cv(), {.caption_features = want_caption});
+      t1 = clock::now();
+      if (want_caption) caps = try_caption(*m_, ctx, out);
+      t2 = clock::now();
+    } else {  // a device backend: the input up, the outputs down (the vision time includes both)
+      const auto xd = to_device(ctx, x.cv());
+      auto dout = m_->forward(ctx, xd.cv(), {.caption_features = want_caption});
+      out = to_host(ctx, dout);
+      t1 = clock::now();
+      if (want_caption) caps = try_caption(*m_, ctx, dout);
+      t2 = clock::now();
+    }
     const double vis = std::chrono::duration<double, std::milli>(t1 - t0).count() / n;
     const double cap = std::chrono::duration<double, std::milli>(t2 - t1).count() / n;
     const int threads = o_.threads > 0 ? o_.threads : ctx.threads();
@@ -335,7 +347,7 @@ class pipeline {
     return std::nullopt;
   }
 
-  static raw_outputs slice_raw(const vision_outputs<B>& out, int b, const prepared_input& p) {
+  static raw_outputs slice_raw(const host_outputs& out, int b, const prepared_input& p) {
     auto one = [b](const tensor<float>& t) {
       const auto s = t.shape();
       tensor<float> r(shape4{1, s.c, s.h, s.w});

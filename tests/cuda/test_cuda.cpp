@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gyolo/cuda.hpp"
+#include "gyolo/io/image.hpp"
 #include "gyolo/kernels/cpu.hpp"
 #include "gyolo/kernels/reference.hpp"
 
@@ -160,6 +161,37 @@ TEST_CASE("cuda: the shipped gyolo-shapes model equals the CPU backend's", "[cud
   const gguf::file f(std::string(GYOLO_MODELS_DIR) + "/gyolo-shapes.gguf");
   gguf_weights a(f), b(f);
   compare_networks<gyolo_shapes>("gyolo-shapes", a, b, 1, 256, 256);
+}
+
+TEST_CASE("cuda: the pipeline on the shipped model gives the CPU's detections, masks, semantic map and caption", "[cuda][pipeline]") {
+  const std::string path = std::string(GYOLO_MODELS_DIR) + "/gyolo-shapes.gguf";
+  const auto mc = model<cpu, gyolo_shapes>::load(path);
+  const auto mg = model<cuda, gyolo_shapes>::load(path);
+  pipeline_options po;
+  po.imgsz = 256;
+  const pipeline<cpu, gyolo_shapes> pc(mc, po);
+  const pipeline<cuda, gyolo_shapes> pg(mg, po);
+  context<cpu> cc(0);
+  context<cuda> gc;
+  const auto img = decode_image(std::string(GYOLO_MODELS_DIR) + "/../examples/data/shapes.png");
+  const auto a = pc.run(cc, img), b = pg.run(gc, img);
+  REQUIRE(a.detections.size() == b.detections.size());
+  for (std::size_t i = 0; i < a.detections.size(); ++i) {
+    CHECK(a.detections[i].class_id == b.detections[i].class_id);
+    for (int k = 0; k < 4; ++k) CHECK(std::abs(a.detections[i].box[std::size_t(k)] - b.detections[i].box[std::size_t(k)]) < 0.5);
+    CHECK(std::abs(a.detections[i].score - b.detections[i].score) < 1e-3);
+  }
+  REQUIRE(a.semantic);
+  REQUIRE(b.semantic);
+  std::size_t differ = 0;
+  for (std::size_t i = 0; i < a.semantic->channels.size(); ++i) differ += a.semantic->channels.data()[i] != b.semantic->channels.data()[i];
+  std::printf("pipeline on gyolo-shapes: %zu detections, semantic pixels differing %zu of %zu, caption cpu '%s' cuda '%s'\n",
+              a.detections.size(), differ, a.semantic->channels.size(), a.caption ? a.caption->text.c_str() : "",
+              b.caption ? b.caption->text.c_str() : "");
+  CHECK(differ * 1000 <= a.semantic->channels.size());  // near-ties of the arg-max only
+  REQUIRE(a.caption);
+  REQUIRE(b.caption);
+  CHECK(a.caption->text == b.caption->text);
 }
 
 int main(int argc, char** argv) {

@@ -35,6 +35,10 @@ concept backend = requires {
 
 template <class B> inline constexpr bool is_host_backend = std::is_same_v<typename B::space, host_space>;
 
+/// The host backend that works beside B: B itself for host backends, the CPU backend for device ones
+/// (post-processing, and what a device backend does not run yet, e.g. the caption head on CUDA).
+template <class B> using host_backend_t = std::conditional_t<is_host_backend<B>, B, cpu>;
+
 /// Activation applied in a kernel epilogue.
 enum class act { none, silu, relu, sigmoid };
 

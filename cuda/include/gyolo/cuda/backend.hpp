@@ -166,14 +166,20 @@ inline int& cuda_load_device() {
 template <>
 class context<cuda> : public single_user {
  public:
-  /// A stream on `device`. Throws cuda_error naming the problem when there is no usable GPU.
-  explicit context(int device = 0) : st_((cudart::require_device(device), std::make_shared<cuda_detail::stream_state>(device))) {}
+  /// A stream on `device`, and a CPU context of `host_threads` threads (0: all) for the host-side
+  /// work beside it (post-processing, the caption head). Throws cuda_error naming the problem when
+  /// there is no usable GPU.
+  explicit context(int device = 0, int host_threads = 0)
+      : st_((cudart::require_device(device), std::make_shared<cuda_detail::stream_state>(device))), host_(host_threads) {}
   int device() const { return st_->device; }
+  /// The CPU context of the host-side work.
+  context<cpu>& host() { return host_; }
   void* stream() const { return st_->stream; }
   const std::shared_ptr<cuda_detail::stream_state>& stream_state() const { return st_; }
   /// Waits for everything queued on the stream (and reports a failed kernel).
   void synchronize() const { cudart::synchronize(st_->stream); }
-  int threads() const { return 1; }
+  /// The host-side threads (post-processing).
+  int threads() const { return host_.threads(); }
 
   /// Per-layer profile: with a profiler attached each layer mark waits for the stream, so the
   /// times are the layers' device times (and the pass is slower).
@@ -193,6 +199,7 @@ class context<cuda> : public single_user {
 
  private:
   std::shared_ptr<cuda_detail::stream_state> st_;
+  context<cpu> host_;
   layer_profiler* prof_ = nullptr;
 };
 
