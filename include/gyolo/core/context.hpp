@@ -88,7 +88,7 @@ struct layer_profiler {
   std::string_view open_;  // layer whose backward runs now (names are string literals)
 };
 
-/// The single-caller check every context has (context<B>::enter): which thread is inside an entry
+/// The single-caller check every context has (enter()): which thread is inside an entry
 /// point with the context, and how deeply (nested calls of the same thread: the pipeline calls the
 /// model). A moved-to context starts unused.
 class single_user {
