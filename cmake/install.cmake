@@ -19,6 +19,14 @@ set(GYOLO_STB_DIR_FOR_PC ${STB_INCLUDE_DIR})
 configure_file(cmake/gyolo.pc.in ${CMAKE_CURRENT_BINARY_DIR}/gyolo.pc @ONLY)
 install(FILES ${CMAKE_CURRENT_BINARY_DIR}/gyolo.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig COMPONENT dev)
 
+# The CUDA backend (built with GYOLO_ENABLE_CUDA=ON): its headers, gyolo::cuda and its export, in the
+# install component `cuda` (not in the Debian packages, which are for machines without CUDA too).
+if(TARGET gyolo_cuda)
+  install(DIRECTORY cuda/include/gyolo DESTINATION ${CMAKE_INSTALL_INCLUDEDIR} COMPONENT cuda FILES_MATCHING PATTERN "*.hpp" PATTERN "*.cuh")
+  install(TARGETS gyolo_cuda EXPORT gyoloCudaTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} COMPONENT cuda)
+  install(EXPORT gyoloCudaTargets NAMESPACE gyolo:: DESTINATION ${GYOLO_CMAKE_DIR} COMPONENT cuda)
+endif()
+
 # The CLI as `gyolo`, with the caption vocabulary and the shipped model in share/gyolo.
 if(TARGET gyolo_cli)
   install(TARGETS gyolo_cli EXPORT gyoloCliTargets RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR} COMPONENT cli)

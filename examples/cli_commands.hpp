@@ -42,10 +42,12 @@ int val_command(int argc, char** argv);
 /// gyolo datagen (examples/cli_datagen.cpp).
 int datagen_command(int argc, char** argv);
 
-/// `gyolo bench --device cuda:N --tasks vision`: the vision network on the CUDA backend.
+/// `gyolo bench --device cuda:N`: the vision network (vision_only) or the whole pipeline on the CUDA
+/// backend, on a synthetic input.
 struct cuda_bench_request {
   std::string weights;  // a .gguf file or "random"
-  int device = 0, height = 640, width = 640, batch = 1, runs = 7;
+  int device = 0, height = 640, width = 640, batch = 1, runs = 7, host_threads = 0;
+  bool vision_only = true;
 };
 /// Prints bench's JSON line for the CUDA backend. Defined in examples/cli_cuda.cpp when gyolo is
 /// built with GYOLO_ENABLE_CUDA=ON, else in examples/cli_cuda_none.cpp, which throws gyolo::error

@@ -1,7 +1,9 @@
 // The CLI's CUDA commands (built when gyolo::cuda exists): `gyolo bench --device cuda:N --tasks vision`.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <iostream>
+#include <map>
 #include <optional>
 #include <random>
 #include <vector>
@@ -17,53 +19,78 @@ using namespace gyolo;
 
 int bench_cuda(const cuda_bench_request& r) {
   using clock = std::chrono::steady_clock;
+  using M = model<cuda, gyolo_c>;
   cudart::require_device(r.device);
   cuda_load_device() = r.device;
-  vision_graph<cuda> vg;
   const auto t_load = clock::now();
+  std::optional<M> m;
   if (r.weights == "random") {
     random_weights ws(0);
-    vg.load(ws, gyolo_c::value, false);
+    m.emplace(M::from_source(ws));
   } else {
-    // model::load checks the file (format, variant, checksum); the CUDA graph then reads its tensors
-    (void)model<cpu, gyolo_c>::load(r.weights, {.caption = false});
-    const gguf::file f(r.weights);
-    gguf_weights ws(f);
-    vg.load(ws, gyolo_c::value, false);
+    m.emplace(M::load(r.weights));
   }
   const double load_ms = std::chrono::duration<double, std::milli>(clock::now() - t_load).count();
-  context<cuda> ctx(r.device);
+  context<cuda> ctx(r.device, r.host_threads);
   tensor<float> x({r.batch, 3, r.height, r.width});
   std::mt19937 g(0);
   std::uniform_real_distribution<float> d(0.f, 1.f);
   for (std::int64_t i = 0; i < x.numel(); ++i) x[i] = d(g);
   const auto dx = to_device(ctx, x.cv());
+  // --tasks all: the pipeline on a picture of the input's size (letterboxed to exactly that size)
+  image_u8 img(r.height, r.width, 3);
+  for (std::size_t i = 0; i < img.data.size(); ++i) img.data[i] = std::uint8_t((i * 7 + i / 3) & 255);
+  pipeline_options po;
+  po.imgsz = std::max(r.height, r.width);
+  pipeline<cuda, gyolo_c> p(*m, po);
+  std::vector<image_u8> imgs(std::size_t(r.batch), img);
+  std::map<std::string, std::vector<double>> stages;
   auto one = [&] {
     const auto t0 = clock::now();
-    auto out = vg.forward(ctx, dx.cv());
-    ctx.synchronize();
+    if (r.vision_only) {
+      auto out = m->forward(ctx, dx.cv());
+      ctx.synchronize();
+    } else {
+      const auto res = p.run(ctx, imgs);
+      const auto& t = res.front().timing_ms;
+      for (auto [name, v] : {std::pair{"preprocess", t.preprocess}, {"vision", t.vision}, {"detect", t.detect}, {"masks", t.masks},
+                             {"semantic", t.semantic}, {"panoptic", t.panoptic}, {"caption", t.caption}})
+        stages[name].push_back(v);
+    }
     return std::chrono::duration<double, std::milli>(clock::now() - t0).count();
   };
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]);
+  };
+  auto round2 = [](double v) { return std::round(v * 100) / 100; };
   const double first = one();
+  stages.clear();
   std::vector<double> t;
   for (int i = 0; i < r.runs; ++i) t.push_back(one());
-  std::sort(t.begin(), t.end());
-  const double med = t.size() % 2 ? t[t.size() / 2] : 0.5 * (t[t.size() / 2 - 1] + t[t.size() / 2]);
+  const double med = median(t);
   const auto info = cudart::info(r.device);
   nlohmann::ordered_json j;
   j["command"] = "bench";
-  j["weights"] = r.weights == "random" ? "random" : r.weights;
+  j["weights"] = r.weights;
   j["input"] = {r.height, r.width};
   j["batch"] = r.batch;
   j["device"] = "cuda:" + std::to_string(r.device);
   j["gpu"] = info.name;
   j["precision"] = "fp32";
   j["runs"] = r.runs;
-  j["tasks"] = "vision";
-  j["median_ms"] = std::round(med * 100) / 100;
-  j["min_ms"] = std::round(t.front() * 100) / 100;
-  j["first_ms"] = std::round(first * 100) / 100;
+  j["tasks"] = r.vision_only ? "vision" : "all";
+  j["host_threads"] = ctx.threads();
+  j["median_ms"] = round2(med);
+  j["min_ms"] = round2(*std::min_element(t.begin(), t.end()));
+  j["first_ms"] = round2(first);
   j["images_per_s"] = std::round(1000.0 * r.batch / med * 10) / 10;
+  if (!r.vision_only) {  // per image (the pipeline reports a batch's vision and caption time per image)
+    nlohmann::ordered_json st = nlohmann::ordered_json::object();
+    for (const char* name : {"preprocess", "vision", "detect", "masks", "semantic", "panoptic", "caption"})
+      if (stages.count(name)) st[name] = round2(median(stages[name]));
+    j["stages_median_ms"] = st;
+  }
   j["load_ms"] = std::round(load_ms);
   std::cout << j.dump() << std::endl;
   return 0;

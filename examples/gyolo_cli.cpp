@@ -821,8 +821,9 @@ void bench_usage(std::ostream& o) {
        "  --threads N       threads (0 = all)\n"
        "  --tasks T         all (the whole pipeline, default) or vision (the forward pass only)\n"
        "  --per-layer       also time each layer (0-56) with its GFLOP, GFLOP/s and share\n"
-       "  --device D        cpu (default), cuda or cuda:N (the CUDA backend: --tasks vision; gyolo built\n"
-       "                    with GYOLO_ENABLE_CUDA=ON)\n"
+       "  --device D        cpu (default), cuda or cuda:N (the CUDA backend: gyolo built with\n"
+       "                    GYOLO_ENABLE_CUDA=ON; a synthetic input; --tasks all post-processes and\n"
+       "                    captions on the CPU)\n"
        "  --batch N         images per forward with --tasks vision (1)\n"
        "prints one JSON line: median_ms, min_ms, first_ms, per-stage medians, peak_rss_mb, kernels.\n";
 }
@@ -853,7 +854,6 @@ bench_options parse_bench(int argc, char** argv) {
   if (o.imgsz % 32 != 0) throw error("--imgsz must be a multiple of 32, got " + std::to_string(o.imgsz));
   if (o.batch > 1 && !o.vision_only) throw error("--batch needs --tasks vision (the pipeline batches images of equal size itself)");
   if (o.device >= 0) {
-    if (!o.vision_only) throw error("--device cuda runs the vision network only so far: add --tasks vision");
     if (o.per_layer) throw error("--per-layer is not available with --device cuda yet");
     if (!o.source.empty()) throw error("--source is not used with --device cuda (a synthetic input of --imgsz)");
   }
@@ -909,7 +909,8 @@ int bench(const bench_options& o) {
   if (o.device >= 0) {
     if (o.weights != "random") check_weights_kind(o.weights);
     const int h = o.square ? o.imgsz : o.imgsz * 3 / 4 / 32 * 32;
-    return bench_cuda({o.weights, o.device, h, o.imgsz, o.batch, o.runs});
+    return bench_cuda({.weights = o.weights, .device = o.device, .height = h, .width = o.imgsz, .batch = o.batch, .runs = o.runs,
+                       .host_threads = o.threads, .vision_only = o.vision_only});
   }
   using M = model<cpu, gyolo_c>;
   using clock = std::chrono::steady_clock;

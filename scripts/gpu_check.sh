@@ -70,6 +70,9 @@ for b in 1 8; do
   build-gpu/bin/gyolo bench --weights random --device cuda:0 --tasks vision --imgsz 640 --square --batch "$b" --runs 20 \
     | tee -a "$OUT/bench.jsonl" || echo "gyolo bench batch $b failed"
 done
+# the whole pipeline on the GPU backend (post-processing on the host; random weights have no caption head)
+build-gpu/bin/gyolo bench --weights random --device cuda:0 --tasks all --imgsz 640 --square --runs 10 \
+  | tee -a "$OUT/bench.jsonl" || echo "gyolo bench --tasks all failed"
 t "gyolo bench"
 PYTHONUNBUFFERED=1 python3 benchmarks/torch_gpu_bench.py --upstream "$G/upstream" --device cuda --sizes 640 --batches 1,8 \
   --precisions fp32,fp16 --runs 20 --warmup 5 2>"$OUT/torch.err" | tee -a "$OUT/bench.jsonl" || { echo "PyTorch bench failed:"; tail -20 "$OUT/torch.err"; }
@@ -77,7 +80,10 @@ t "pytorch bench"
 python3 - "$OUT/bench.jsonl" <<'PYEOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith('{')]
-g = {r['batch']: r for r in rows if r.get('command') == 'bench'}
+g = {r['batch']: r for r in rows if r.get('command') == 'bench' and r.get('tasks') == 'vision'}
+for r in rows:
+    if r.get('command') == 'bench' and r.get('tasks') == 'all':
+        print(f"gyolo pipeline (all tasks, batch 1, fp32): {r['median_ms']} ms; stages {r.get('stages_median_ms')}")
 p = {(r['batch'], r['precision']): r for r in rows if r.get('tool') == 'pytorch'}
 print('\nvision forward, 640x640 (median ms; ratio = PyTorch / gyolo, > 1: gyolo faster)')
 print(f"{'batch':>5} {'gyolo fp32':>11} {'torch fp32':>11} {'ratio':>6} {'gyolo fp16':>11} {'torch fp16':>11} {'ratio':>6}")

@@ -152,7 +152,7 @@ expect_error "bench without weights" "--weights is required" "$BIN" bench
 expect_error "bench bad tasks" "all or vision" "$BIN" bench --weights random --tasks det
 expect_error "bench few runs" "--runs must be in" "$BIN" bench --weights random --runs 1
 expect_error "bench bad device" "must be cpu, cuda or cuda:N" "$BIN" bench --weights random --device gpu
-expect_error "bench cuda pipeline" "add --tasks vision" "$BIN" bench --weights random --device cuda:0
+expect_error "bench cuda source" "--source is not used with --device cuda" "$BIN" bench --weights random --device cuda:0 --source "$IMG"
 expect_error "bench batch pipeline" "--batch needs --tasks vision" "$BIN" bench --weights random --batch 2
 # --device cuda where there is no GPU or driver (CI), or in a build without CUDA: a clear error
 if ! command -v nvidia-smi >/dev/null 2>&1; then

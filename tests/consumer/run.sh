@@ -49,16 +49,27 @@ configure_build "$work/package" package -DCMAKE_PREFIX_PATH="$prefix"
 grep -q "consumer: gyolo .* from $prefix/lib/cmake/gyolo" "$work/package.configure.log" || fail "find_package did not use $prefix"
 run_consumer package "$work/package/consumer"
 # a component that is not there must fail find_package clearly
-# components: cpu and cli are there, cuda (not built) is refused with the reason
+# components: cpu and cli are there; cuda is there when the build has the CUDA backend (a probe
+# links gyolo::cuda and, without a GPU, gets cuda_error), else it is refused with the reason
 mkdir -p "$work/components"
+cuda_built=OFF
+grep -q "^GYOLO_ENABLE_CUDA:BOOL=ON" "$build/CMakeCache.txt" && cuda_built=ON
 cat >"$work/components/CMakeLists.txt" <<'PROBE'
 cmake_minimum_required(VERSION 3.20)
 project(gyolo_components CXX)
 find_package(gyolo CONFIG COMPONENTS cuda)
-if(gyolo_FOUND OR NOT gyolo_NOT_FOUND_MESSAGE MATCHES "GYOLO_ENABLE_CUDA")
+if(CUDA_BUILT)
+  if(NOT gyolo_FOUND OR NOT TARGET gyolo::cuda)
+    message(FATAL_ERROR "the cuda component, built and installed, was not found: ${gyolo_NOT_FOUND_MESSAGE}")
+  endif()
+  add_executable(cuda_probe cuda_probe.cpp)
+  target_link_libraries(cuda_probe PRIVATE gyolo::cuda)
+  set(why "found")
+elseif(gyolo_FOUND OR NOT gyolo_NOT_FOUND_MESSAGE MATCHES "GYOLO_ENABLE_CUDA")
   message(FATAL_ERROR "the cuda component, not built, was not refused with its reason")
+else()
+  set(why "${gyolo_NOT_FOUND_MESSAGE}")
 endif()
-set(why "${gyolo_NOT_FOUND_MESSAGE}")
 find_package(gyolo CONFIG REQUIRED COMPONENTS cpu train cli video)
 get_target_property(cli gyolo::cli IMPORTED_LOCATION_RELEASE)
 if(NOT EXISTS "${cli}" OR NOT EXISTS "${gyolo_DATA_DIR}/vocab.txt")
@@ -66,7 +77,26 @@ if(NOT EXISTS "${cli}" OR NOT EXISTS "${gyolo_DATA_DIR}/vocab.txt")
 endif()
 add_executable(video_probe video_probe.cpp)
 target_link_libraries(video_probe PRIVATE gyolo::video)
-message(STATUS "components: cpu, cli (${cli}), video; cuda refused: ${why}")
+message(STATUS "components: cpu, cli (${cli}), video; cuda: ${why}")
+PROBE
+cat >"$work/components/cuda_probe.cpp" <<'PROBE'
+#include <gyolo/cuda.hpp>
+#include <iostream>
+int main() {  // the installed CUDA backend: a GPU's name, or the clear error where there is none
+  if (gyolo::cudart::device_count() > 0) {
+    gyolo::context<gyolo::cuda> ctx(0);
+    std::cout << "cuda: " << gyolo::cudart::info(0).name << "\n";
+    return 0;
+  }
+  try {
+    gyolo::context<gyolo::cuda> ctx(0);
+  } catch (const gyolo::cuda_error& e) {
+    std::cout << "cuda: no GPU, as expected: " << e.what() << "\n";
+    return 0;
+  }
+  std::cout << "cuda: no GPU, yet no cuda_error\n";
+  return 1;
+}
 PROBE
 cat >"$work/components/video_probe.cpp" <<'PROBE'
 #include <gyolo/io/video.hpp>
@@ -83,12 +113,17 @@ int main() {  // writes and reads back one lossless frame through the installed 
   return g && g->image.data == f.data ? 0 : 1;
 }
 PROBE
-cmake -S "$work/components" -B "$work/components/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" >"$work/components.log" 2>&1 ||
+cmake -S "$work/components" -B "$work/components/build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$prefix" \
+  -DCUDA_BUILT=$cuda_built >"$work/components.log" 2>&1 ||
   { cat "$work/components.log"; fail "find_package components"; }
 grep "components:" "$work/components.log" | sed 's/^/  /'
 cmake --build "$work/components/build" >>"$work/components.log" 2>&1 || { tail -30 "$work/components.log"; fail "gyolo::video consumer build"; }
 vout=$(cd "$work/components/build" && ./video_probe) || fail "gyolo::video consumer: $vout"
 echo "  $vout"
+if [ "$cuda_built" = ON ]; then
+  cout=$("$work/components/build/cuda_probe") || fail "gyolo::cuda consumer: $cout"
+  echo "  $cout"
+fi
 PKG_CONFIG_PATH=$prefix/lib/pkgconfig pkg-config --exists --print-errors gyolo || fail "pkg-config does not find gyolo"
 # shellcheck disable=SC2046
 g++ "$src/tests/consumer/pkgconfig_check.cpp" -o "$work/pkgconfig_check" \
