@@ -50,7 +50,7 @@ void require_close(cview<float> a, cview<float> b, double tol) {
 cb::conv_params params(const conv_desc& d) { return {d.cin, d.cout, d.k, d.stride, d.pad, d.groups, int(d.activation)}; }
 }  // namespace
 
-TEST_CASE("CUDA bodies: direct and tiled-gather convolution equal the reference (slices, residual, groups)", "[cuda][kernels]") {
+TEST_CASE("CUDA bodies: direct and tiled convolution equal the reference (slices, residual, groups, partial tiles)", "[cuda][kernels]") {
   std::mt19937 g(7);
   context<reference> rc(1);
   struct cas { int n, cin, cout, h, w, k, s, g; act a; bool res; };
@@ -59,7 +59,7 @@ TEST_CASE("CUDA bodies: direct and tiled-gather convolution equal the reference 
       {1, 32, 32, 13, 11, 3, 1, 1, act::silu, true},  {1, 64, 64, 9, 7, 3, 1, 4, act::silu, false},
       {2, 24, 24, 15, 16, 3, 1, 24, act::silu, false}, {1, 24, 24, 15, 16, 3, 2, 24, act::none, true},
       {1, 36, 12, 14, 9, 3, 2, 12, act::none, true},  {1, 8, 70, 37, 29, 3, 1, 1, act::sigmoid, false},
-      {1, 40, 8, 1, 1, 3, 1, 1, act::relu, false},
+      {1, 40, 8, 1, 1, 3, 1, 1, act::relu, false},    {2, 130, 67, 9, 11, 1, 1, 1, act::silu, true},
   };
   for (const auto& c : cases) {
     const conv_desc d{c.cin, c.cout, c.k, c.s, c.k / 2, c.g, c.a};
@@ -84,8 +84,19 @@ TEST_CASE("CUDA bodies: direct and tiled-gather convolution equal the reference 
       for (int ch : {0, 1, c.cout + 2, c.cout + 3})
         for (std::int64_t i = 0; i < Y.v().plane(); ++i) REQUIRE(Y.v().channel(n, ch)[i] == 0.f);
 
-    // the tiled kernel's arithmetic: Y[m, p] = sum_r W[m, r] * im2col(r, p), bias, epilogue
-    tensor<float> T({c.n, c.cout, oh, ow});
+    // the tiled kernel, block by block, thread by thread, phase by phase (its shared-memory staging),
+    // into a channel slice as well
+    tensor<float> T({c.n, c.cout + 3, oh, ow});
+    T.zero();
+    const auto t = T.v().slice(1, c.cout);
+    const cb::conv_tile f{ctv(x), w.data(), b.data(), tv(t), ctv(res), params(d)};
+    cb::host_tiled(f);
+    require_close(t, ref.cv(), 1e-5);
+    for (int n = 0; n < c.n; ++n)
+      for (int ch : {0, c.cout + 1, c.cout + 2})
+        for (std::int64_t i = 0; i < T.v().plane(); ++i) REQUIRE(T.v().channel(n, ch)[i] == 0.f);
+    // and its gather alone: Y[m, p] = sum_r W[m, r] * im2col(r, p)
+    tensor<float> G({c.n, c.cout, oh, ow});
     const int cin_g = c.cin / c.g, cout_g = c.cout / c.g, K = cin_g * c.k * c.k, P = oh * ow;
     const auto p = params(d);
     for (int n = 0; n < c.n; ++n)
@@ -95,9 +106,9 @@ TEST_CASE("CUDA bodies: direct and tiled-gather convolution equal the reference 
             const int co = gr * cout_g + m;
             float acc = 0.f;
             for (int r = 0; r < K; ++r) acc += w[std::size_t(co) * K + r] * cb::im2col_at(ctv(x), p, n, gr, r, col, ow);
-            T.v().at(n, co, col / ow, col % ow) = cb::conv_epilogue(acc + b[std::size_t(co)], p.act, ctv(res), n, co, col / ow, col % ow);
+            G.v().at(n, co, col / ow, col % ow) = cb::conv_epilogue(acc + b[std::size_t(co)], p.act, ctv(res), n, co, col / ow, col % ow);
           }
-    require_close(T.cv(), ref.cv(), 1e-5);
+    require_close(G.cv(), ref.cv(), 1e-5);
   }
 }
 

@@ -40,58 +40,23 @@ cb::ctv dv(cdview v) { return {v.data, v.n, v.c, v.h, v.w, v.batch_stride}; }
 
 cb::conv_params params(const conv_desc& d) { return {d.cin, d.cout, d.k, d.stride, d.pad, d.groups, int(d.activation)}; }
 
-// Tiled implicit GEMM: per image and group, Y[cout_g, P] = W[cout_g, K] . col(X)[K, P] with
-// K = cin_g * k * k and P = oh * ow; the im2col matrix is never built (tiles are gathered from x
-// into shared memory). BM x BN outputs per block of (BM/TM) * (BN/TN) threads, TM x TN each.
-constexpr int BM = 64, BN = 64, BK = 16, TM = 4, TN = 4, conv_threads = (BM / TM) * (BN / TN);
-
-__global__ void __launch_bounds__(conv_threads) conv_tiled(cb::ctv x, const float* __restrict__ w, const float* __restrict__ b, cb::tv y,
-                                                           cb::ctv res, cb::conv_params d) {
-  const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups, K = cin_g * d.k * d.k, ow = y.w, P = y.h * y.w;
-  const int n = blockIdx.z / d.groups, g = blockIdx.z % d.groups;
-  const int m0 = blockIdx.y * BM, p0 = blockIdx.x * BN;
-  __shared__ float As[BK][BM];
-  __shared__ float Bs[BK][BN];
-  const int tid = threadIdx.x, tr = tid / (BN / TN), tc = tid % (BN / TN);
-  float acc[TM][TN];
+// The tiled implicit-GEMM convolution (cuda_bodies::conv_tile: its phases are shared with the host
+// tests' emulation); the barriers between the phases are the kernel's own.
+__global__ void __launch_bounds__(cb::conv_tile::threads) conv_tiled(cb::conv_tile f) {
+  __shared__ cb::conv_tile::smem s;
+  float acc[cb::conv_tile::TM][cb::conv_tile::TN];
 #pragma unroll
-  for (int i = 0; i < TM; ++i)
+  for (int i = 0; i < cb::conv_tile::TM; ++i)
 #pragma unroll
-    for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
-  const float* wg = w + std::int64_t(g) * cout_g * K;
-  for (int k0 = 0; k0 < K; k0 += BK) {
-    for (int e = tid; e < BM * BK; e += conv_threads) {
-      const int mm = e / BK, kk = e % BK, m = m0 + mm, kg = k0 + kk;
-      As[kk][mm] = m < cout_g && kg < K ? wg[std::int64_t(m) * K + kg] : 0.f;
-    }
-    for (int e = tid; e < BK * BN; e += conv_threads) {
-      const int kk = e / BN, pp = e % BN, kg = k0 + kk, p = p0 + pp;
-      Bs[kk][pp] = kg < K && p < P ? cb::im2col_at(x, d, n, g, kg, p, ow) : 0.f;
-    }
+    for (int j = 0; j < cb::conv_tile::TN; ++j) acc[i][j] = 0.f;
+  const int K = f.K();
+  for (int k0 = 0; k0 < K; k0 += cb::conv_tile::BK) {
+    f.load(threadIdx.x, k0, blockIdx.x, blockIdx.y, blockIdx.z, s);
     __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < BK; ++kk) {
-      float a[TM], bb[TN];
-#pragma unroll
-      for (int i = 0; i < TM; ++i) a[i] = As[kk][tr * TM + i];
-#pragma unroll
-      for (int j = 0; j < TN; ++j) bb[j] = Bs[kk][tc * TN + j];
-#pragma unroll
-      for (int i = 0; i < TM; ++i)
-#pragma unroll
-        for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * bb[j];
-    }
+    f.compute(threadIdx.x, s, acc);
     __syncthreads();
   }
-#pragma unroll
-  for (int i = 0; i < TM; ++i)
-#pragma unroll
-    for (int j = 0; j < TN; ++j) {
-      const int m = m0 + tr * TM + i, p = p0 + tc * TN + j;
-      if (m >= cout_g || p >= P) continue;
-      const int co = g * cout_g + m, oy = p / ow, ox = p % ow;
-      y.at(n, co, oy, ox) = cb::conv_epilogue(acc[i][j] + (b ? b[co] : 0.f), d.act, res, n, co, oy, ox);
-    }
+  f.store(threadIdx.x, blockIdx.x, blockIdx.y, blockIdx.z, acc);
 }
 
 }  // namespace
@@ -102,14 +67,14 @@ void kernels<cuda>::conv2d(ctx_t& ctx, cdview x, conv_weights<device_space> wt, 
   const int cin_g = d.cin / d.groups, cout_g = d.cout / d.groups;
   ctx.add_flop(2.0 * double(y.numel()) * cin_g * d.k * d.k);
   // Few inputs per output (depthwise) or few outputs per group: the direct kernel.
-  if (cin_g * d.k * d.k < BK || cout_g < 16) {
+  if (cin_g * d.k * d.k < cb::conv_tile::BK || cout_g < 16) {
     launch(ctx, cb::conv_direct{dv(x), wt.w, wt.b, dv(y), dv(residual), p}, y.numel(), "conv_direct");
     return;
   }
-  const int P = y.h * y.w;
-  const dim3 grid(unsigned((P + BN - 1) / BN), unsigned((cout_g + BM - 1) / BM), unsigned(y.n * d.groups));
+  const cb::conv_tile f{dv(x), wt.w, wt.b, dv(y), dv(residual), p};
+  const dim3 grid(unsigned(f.grid_x()), unsigned(f.grid_y()), unsigned(f.grid_z()));
   GYOLO_CHECK(grid.z <= 65535u, "conv2d (cuda): batch x groups " + std::to_string(grid.z) + " exceeds the grid's 65535");
-  conv_tiled<<<grid, conv_threads, 0, stream_of(ctx)>>>(dv(x), wt.w, wt.b, dv(y), dv(residual), p);
+  conv_tiled<<<grid, cb::conv_tile::threads, 0, stream_of(ctx)>>>(f);
   check_launch("conv_tiled");
 }
 

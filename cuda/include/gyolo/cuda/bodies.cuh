@@ -106,6 +106,72 @@ GYOLO_HD inline float im2col_at(const ctv& x, const conv_params& d, int n, int g
   return x.at(n, g * (d.cin / d.groups) + ci, iy, ix);
 }
 
+/// The tiled implicit-GEMM convolution, per image and group Y[cout_g, P] = W[cout_g, K] . col(X)[K, P]
+/// with K = cin_g * k * k and P = oh * ow (the im2col matrix is never built: tiles are gathered from x).
+/// A block computes BM x BN outputs with `threads` threads of TM x TN each; for each K-slice of BK it
+/// loads a tile of W and of col(X) into shared memory (load), all threads wait, each multiplies its
+/// part (compute), all wait again; then each writes its outputs with the epilogue (store). The phases
+/// are functions of the thread index, so host_tiled below runs the same code block by block, thread
+/// by thread, phase by phase, and the host tests check the kernel's shared-memory staging too.
+struct conv_tile {
+  static constexpr int BM = 64, BN = 64, BK = 16, TM = 4, TN = 4, threads = (BM / TM) * (BN / TN);
+  struct smem {
+    float A[BK][BM];
+    float B[BK][BN];
+  };
+  ctv x;
+  const float* w;
+  const float* b;
+  tv y;
+  ctv res;
+  conv_params d;
+
+  GYOLO_HD int cin_g() const { return d.cin / d.groups; }
+  GYOLO_HD int cout_g() const { return d.cout / d.groups; }
+  GYOLO_HD int K() const { return cin_g() * d.k * d.k; }
+  GYOLO_HD int P() const { return y.h * y.w; }
+  /// The grid: (P tiles, cout_g tiles, images x groups).
+  GYOLO_HD int grid_x() const { return (P() + BN - 1) / BN; }
+  GYOLO_HD int grid_y() const { return (cout_g() + BM - 1) / BM; }
+  GYOLO_HD int grid_z() const { return y.n * d.groups; }
+
+  /// Thread tid's share of the K-slice [k0, k0 + BK) of block (bx, by, bz) into s.
+  GYOLO_HD void load(int tid, int k0, int bx, int by, int bz, smem& s) const {
+    const int n = bz / d.groups, g = bz % d.groups, m0 = by * BM, p0 = bx * BN, Kk = K(), cg = cout_g(), Pp = P();
+    const float* wg = w + std::int64_t(g) * cg * Kk;
+    for (int e = tid; e < BM * BK; e += threads) {
+      const int mm = e / BK, kk = e % BK, m = m0 + mm, kg = k0 + kk;
+      s.A[kk][mm] = m < cg && kg < Kk ? wg[std::int64_t(m) * Kk + kg] : 0.f;
+    }
+    for (int e = tid; e < BK * BN; e += threads) {
+      const int kk = e / BN, pp = e % BN, kg = k0 + kk, p = p0 + pp;
+      s.B[kk][pp] = kg < Kk && p < Pp ? im2col_at(x, d, n, g, kg, p, y.w) : 0.f;
+    }
+  }
+  /// Thread tid's TM x TN products over the slice in s.
+  GYOLO_HD void compute(int tid, const smem& s, float (&acc)[TM][TN]) const {
+    const int tr = tid / (BN / TN), tc = tid % (BN / TN);
+    for (int kk = 0; kk < BK; ++kk) {
+      float a[TM], bb[TN];
+      for (int i = 0; i < TM; ++i) a[i] = s.A[kk][tr * TM + i];
+      for (int j = 0; j < TN; ++j) bb[j] = s.B[kk][tc * TN + j];
+      for (int i = 0; i < TM; ++i)
+        for (int j = 0; j < TN; ++j) acc[i][j] += a[i] * bb[j];
+    }
+  }
+  /// Thread tid's outputs: bias, activation, residual.
+  GYOLO_HD void store(int tid, int bx, int by, int bz, const float (&acc)[TM][TN]) const {
+    const int n = bz / d.groups, g = bz % d.groups, tr = tid / (BN / TN), tc = tid % (BN / TN), cg = cout_g(), Pp = P();
+    for (int i = 0; i < TM; ++i)
+      for (int j = 0; j < TN; ++j) {
+        const int m = by * BM + tr * TM + i, p = bx * BN + tc * TN + j;
+        if (m >= cg || p >= Pp) continue;
+        const int co = g * cg + m, oy = p / y.w, ox = p % y.w;
+        y.at(n, co, oy, ox) = conv_epilogue(acc[i][j] + (b ? b[co] : 0.f), d.act, res, n, co, oy, ox);
+      }
+  }
+};
+
 /// Max pooling with implicit -inf padding (NaN propagates, as PyTorch).
 struct maxpool {
   ctv x;
@@ -262,6 +328,26 @@ struct detect_decode {
 template <class F>
 void host_for(std::int64_t n, const F& f) {
   for (std::int64_t i = 0; i < n; ++i) f(i);
+}
+
+/// Runs the tiled convolution on the host as the device does: every block, and in it every thread's
+/// load, then (the barrier) every thread's compute, per K-slice; then every thread's store.
+inline void host_tiled(const conv_tile& f) {
+  using T = conv_tile;
+  static thread_local T::smem s;
+  static thread_local float acc[T::threads][T::TM][T::TN];
+  for (int bz = 0; bz < f.grid_z(); ++bz)
+    for (int by = 0; by < f.grid_y(); ++by)
+      for (int bx = 0; bx < f.grid_x(); ++bx) {
+        for (auto& a : acc)
+          for (auto& r : a)
+            for (auto& v : r) v = 0.f;
+        for (int k0 = 0; k0 < f.K(); k0 += T::BK) {
+          for (int t = 0; t < T::threads; ++t) f.load(t, k0, bx, by, bz, s);
+          for (int t = 0; t < T::threads; ++t) f.compute(t, s, acc[t]);
+        }
+        for (int t = 0; t < T::threads; ++t) f.store(t, bx, by, bz, acc[t]);
+      }
 }
 
 }  // namespace gyolo::cuda_bodies
