@@ -48,6 +48,7 @@ struct cuda_bench_request {
   std::string weights;  // a .gguf file or "random"
   int device = 0, height = 640, width = 640, batch = 1, runs = 7, host_threads = 0;
   bool vision_only = true;
+  bool per_layer = false;  // each layer's device time (the stream is waited for at every layer)
 };
 /// Prints bench's JSON line for the CUDA backend. Defined in examples/cli_cuda.cpp when gyolo is
 /// built with GYOLO_ENABLE_CUDA=ON, else in examples/cli_cuda_none.cpp, which throws gyolo::error

@@ -91,6 +91,32 @@ int bench_cuda(const cuda_bench_request& r) {
       if (stages.count(name)) st[name] = round2(median(stages[name]));
     j["stages_median_ms"] = st;
   }
+  if (r.per_layer) {  // each layer's device time, median over the runs, and its FLOPs
+    std::vector<std::string> order;
+    std::map<std::string, std::vector<double>> ms;
+    std::map<std::string, double> flop;
+    for (int i = 0; i < r.runs; ++i) {
+      layer_profiler prof;
+      ctx.set_profiler(&prof);
+      auto out = m->forward(ctx, dx.cv());
+      ctx.set_profiler(nullptr);
+      for (const auto& row : prof.rows) {
+        if (!ms.count(row.layer)) order.push_back(row.layer);
+        ms[row.layer].push_back(row.ms);
+        flop[row.layer] = row.flop;
+      }
+    }
+    double sum = 0, total_flop = 0;
+    for (const auto& l : order) sum += median(ms[l]), total_flop += flop[l];
+    nlohmann::ordered_json layers = nlohmann::ordered_json::array();
+    for (const auto& l : order) {
+      const double tm = median(ms[l]);
+      layers.push_back({{"layer", l}, {"ms", std::round(tm * 1000) / 1000}, {"gflop", std::round(flop[l] * 1e-5) / 1e4},
+                        {"gflops", std::round(tm > 0 ? flop[l] * 1e-6 / tm : 0.0)}, {"share", std::round(sum > 0 ? tm / sum * 1e4 : 0.0) / 1e4}});
+    }
+    j["vision_gflop"] = std::round(total_flop * 1e-7) / 100;
+    j["layers"] = layers;
+  }
   j["load_ms"] = std::round(load_ms);
   std::cout << j.dump() << std::endl;
   return 0;

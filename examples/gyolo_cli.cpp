@@ -854,7 +854,7 @@ bench_options parse_bench(int argc, char** argv) {
   if (o.imgsz % 32 != 0) throw error("--imgsz must be a multiple of 32, got " + std::to_string(o.imgsz));
   if (o.batch > 1 && !o.vision_only) throw error("--batch needs --tasks vision (the pipeline batches images of equal size itself)");
   if (o.device >= 0) {
-    if (o.per_layer) throw error("--per-layer is not available with --device cuda yet");
+    if (o.per_layer && !o.vision_only) throw error("--per-layer with --device cuda needs --tasks vision");
     if (!o.source.empty()) throw error("--source is not used with --device cuda (a synthetic input of --imgsz)");
   }
   return o;
@@ -910,7 +910,7 @@ int bench(const bench_options& o) {
     if (o.weights != "random") check_weights_kind(o.weights);
     const int h = o.square ? o.imgsz : o.imgsz * 3 / 4 / 32 * 32;
     return bench_cuda({.weights = o.weights, .device = o.device, .height = h, .width = o.imgsz, .batch = o.batch, .runs = o.runs,
-                       .host_threads = o.threads, .vision_only = o.vision_only});
+                       .host_threads = o.threads, .vision_only = o.vision_only, .per_layer = o.per_layer});
   }
   using M = model<cpu, gyolo_c>;
   using clock = std::chrono::steady_clock;

@@ -67,7 +67,7 @@ t tests
 # Benchmarks: gyolo (fp32) then PyTorch eager (fp32, fp16) on the same GPU, 640x640, batch 1 and 8
 : >"$OUT/bench.jsonl"
 for b in 1 8; do
-  build-gpu/bin/gyolo bench --weights random --device cuda:0 --tasks vision --imgsz 640 --square --batch "$b" --runs 20 \
+  build-gpu/bin/gyolo bench --weights random --device cuda:0 --tasks vision --imgsz 640 --square --batch "$b" --runs 20 $([ "$b" = 1 ] && echo --per-layer) \
     | tee -a "$OUT/bench.jsonl" || echo "gyolo bench batch $b failed"
 done
 # the whole pipeline on the GPU backend (post-processing on the host; random weights have no caption head)
@@ -85,6 +85,9 @@ for r in rows:
     if r.get('command') == 'bench' and r.get('tasks') == 'all':
         print(f"gyolo pipeline (all tasks, batch 1, fp32): {r['median_ms']} ms; stages {r.get('stages_median_ms')}")
 p = {(r['batch'], r['precision']): r for r in rows if r.get('tool') == 'pytorch'}
+if 1 in g and 'layers' in g[1]:
+    top = sorted(g[1]['layers'], key=lambda l: -l['ms'])[:10]
+    print('gyolo cuda, batch 1: slowest layers ' + ', '.join(f"{l['layer']} {l['ms']} ms ({l['gflops']} GFLOP/s)" for l in top))
 print('\nvision forward, 640x640 (median ms; ratio = PyTorch / gyolo, > 1: gyolo faster)')
 print(f"{'batch':>5} {'gyolo fp32':>11} {'torch fp32':>11} {'ratio':>6} {'gyolo fp16':>11} {'torch fp16':>11} {'ratio':>6}")
 for b in (1, 8):
