@@ -49,6 +49,7 @@ struct cuda_bench_request {
   int device = 0, height = 640, width = 640, batch = 1, runs = 7, host_threads = 0;
   bool vision_only = true;
   bool per_layer = false;  // each layer's device time (the stream is waited for at every layer)
+  bool half = false;       // fp16 tensor-core convolutions
 };
 /// Prints bench's JSON line for the CUDA backend. Defined in examples/cli_cuda.cpp when gyolo is
 /// built with GYOLO_ENABLE_CUDA=ON, else in examples/cli_cuda_none.cpp, which throws gyolo::error
@@ -64,6 +65,7 @@ bool built_with_cuda();
 struct cuda_predict_request {
   std::string variant;
   int device = 0, host_threads = 0;
+  bool half = false;  // fp16 tensor-core convolutions
   gyolo::pipeline_options options;
 };
 std::function<std::vector<gyolo::image_result>(const std::vector<gyolo::image_u8>&)> make_cuda_infer(const cuda_predict_request& r,

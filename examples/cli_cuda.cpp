@@ -32,6 +32,7 @@ int bench_cuda(const cuda_bench_request& r) {
   }
   const double load_ms = std::chrono::duration<double, std::milli>(clock::now() - t_load).count();
   context<cuda> ctx(r.device, r.host_threads);
+  if (r.half) ctx.set_precision(cuda_precision::fp16);
   tensor<float> x({r.batch, 3, r.height, r.width});
   std::mt19937 g(0);
   std::uniform_real_distribution<float> d(0.f, 1.f);
@@ -77,7 +78,7 @@ int bench_cuda(const cuda_bench_request& r) {
   j["batch"] = r.batch;
   j["device"] = "cuda:" + std::to_string(r.device);
   j["gpu"] = info.name;
-  j["precision"] = "fp32";
+  j["precision"] = r.half ? "fp16 (tensor-core convolutions, fp32 accumulation and storage)" : "fp32";
   j["runs"] = r.runs;
   j["tasks"] = r.vision_only ? "vision" : "all";
   j["host_threads"] = ctx.threads();
@@ -136,6 +137,7 @@ std::function<std::vector<image_result>(const std::vector<image_u8>&)> cuda_infe
     state(int device, int threads) : ctx(device, threads) {}
   };
   auto st = std::make_shared<state>(r.device, r.host_threads);
+  if (r.half) st->ctx.set_precision(cuda_precision::fp16);
   if (f) {
     st->m.emplace(M::load(*f));
   } else {

@@ -49,6 +49,7 @@ struct model_run_options {
   int imgsz = 640, threads = 0;
   int device = -1;  // --device: -1 the CPU, else the CUDA device
   bool square = false;
+  bool half = false;  // --half: the CUDA backend's fp16 tensor-core convolutions
 };
 
 struct options : model_run_options {
@@ -89,6 +90,7 @@ void usage(std::ostream& o) {
        "  --threads N         CPU threads (0 = all)\n"
        "  --device D          cpu (default), cuda or cuda:N: the vision network on that GPU (post-\n"
        "                      processing and the caption on the CPU); gyolo built with CUDA\n"
+       "  --half              with --device cuda: fp16 tensor-core convolutions (fp32 accumulation)\n"
        "  --save-coco FILE    COCO detection results (bbox, score, RLE masks) for all images\n"
        "  --save-raw          also <stem>_raw/: input, pred, proto, semantic, det, masks,\n"
        "                      semantic_argmax (and caption_tokens) as .npy\n"
@@ -134,6 +136,7 @@ bool parse_model_run_flag(const std::string& a, Val&& val, model_run_options& o)
   else if (a == "--threads") o.threads = parse_int(a, val(), 0, 1024);
   else if (a == "--square") o.square = true;
   else if (a == "--device") o.device = parse_device(val());
+  else if (a == "--half") o.half = true;
   else return false;
   return true;
 }
@@ -197,6 +200,7 @@ options parse(int argc, char** argv) {
   if (o.source.empty()) throw error("--source is required");
   if (o.out.empty()) throw error("--out is required");
   if (o.imgsz % 32 != 0) throw error("--imgsz must be a multiple of 32, got " + std::to_string(o.imgsz));
+  if (o.half && o.device < 0) throw error("--half needs --device cuda (the CPU backend computes in fp32)");
   if (o.square && o.mode && *o.mode != letterbox_mode::square)
     throw error("--square conflicts with the --letterbox given");
   return o;
@@ -568,7 +572,7 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
   std::optional<pipeline<cpu, V>> pipe;
   infer_fn infer;
   if (o.device >= 0) {
-    infer = make_cuda_infer(cuda_predict_request{V::name, o.device, o.threads, po}, weights_file ? &*weights_file : nullptr);
+    infer = make_cuda_infer(cuda_predict_request{V::name, o.device, o.threads, o.half, po}, weights_file ? &*weights_file : nullptr);
     weights_file.reset();
   } else {
     if (random) {
@@ -825,6 +829,7 @@ void bench_usage(std::ostream& o) {
        "                    GYOLO_ENABLE_CUDA=ON; a synthetic input; --tasks all post-processes and\n"
        "                    captions on the CPU)\n"
        "  --batch N         images per forward with --tasks vision (1)\n"
+       "  --half            with --device cuda: fp16 tensor-core convolutions (fp32 accumulation)\n"
        "prints one JSON line: median_ms, min_ms, first_ms, per-stage medians, peak_rss_mb, kernels.\n";
 }
 
@@ -853,6 +858,7 @@ bench_options parse_bench(int argc, char** argv) {
   if (o.weights.empty()) throw error("--weights is required (a converted .gguf file, or 'random')");
   if (o.imgsz % 32 != 0) throw error("--imgsz must be a multiple of 32, got " + std::to_string(o.imgsz));
   if (o.batch > 1 && !o.vision_only) throw error("--batch needs --tasks vision (the pipeline batches images of equal size itself)");
+  if (o.half && o.device < 0) throw error("--half needs --device cuda (the CPU backend computes in fp32)");
   if (o.device >= 0) {
     if (o.per_layer && !o.vision_only) throw error("--per-layer with --device cuda needs --tasks vision");
     if (!o.source.empty()) throw error("--source is not used with --device cuda (a synthetic input of --imgsz)");
@@ -910,7 +916,7 @@ int bench(const bench_options& o) {
     if (o.weights != "random") check_weights_kind(o.weights);
     const int h = o.square ? o.imgsz : o.imgsz * 3 / 4 / 32 * 32;
     return bench_cuda({.weights = o.weights, .device = o.device, .height = h, .width = o.imgsz, .batch = o.batch, .runs = o.runs,
-                       .host_threads = o.threads, .vision_only = o.vision_only, .per_layer = o.per_layer});
+                       .host_threads = o.threads, .vision_only = o.vision_only, .per_layer = o.per_layer, .half = o.half});
   }
   using M = model<cpu, gyolo_c>;
   using clock = std::chrono::steady_clock;

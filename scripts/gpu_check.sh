@@ -15,7 +15,8 @@
 #      upstream's model (random weights, our make_fixtures.randomize) in fp32 and fp16 on the same
 #      GPU, and prints the ratios. Logs and JSON lines go to $OUT (or /tmp/gpu_check).
 #
-# fp16 in gyolo is not implemented yet: its column says so rather than showing a number.
+# gyolo's fp16 column is --half: tensor-core convolutions with half-precision tiles, fp32 storage and
+# accumulation (PyTorch's fp16 stores half precision throughout).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 G=.gpu
@@ -70,6 +71,11 @@ for b in 1 8; do
   build-gpu/bin/gyolo bench --weights random --device cuda:0 --tasks vision --imgsz 640 --square --batch "$b" --runs 20 $([ "$b" = 1 ] && echo --per-layer) \
     | tee -a "$OUT/bench.jsonl" || echo "gyolo bench batch $b failed"
 done
+# the fp16 tensor-core convolutions (fp32 storage and accumulation)
+for b in 1 8; do
+  build-gpu/bin/gyolo bench --weights random --device cuda:0 --tasks vision --imgsz 640 --square --batch "$b" --runs 20 --half \
+    | tee -a "$OUT/bench.jsonl" || echo "gyolo bench --half batch $b failed"
+done
 # the whole pipeline on the GPU backend (post-processing on the host; random weights have no caption head)
 build-gpu/bin/gyolo bench --weights random --device cuda:0 --tasks all --imgsz 640 --square --runs 10 \
   | tee -a "$OUT/bench.jsonl" || echo "gyolo bench --tasks all failed"
@@ -80,7 +86,8 @@ t "pytorch bench"
 python3 - "$OUT/bench.jsonl" <<'PYEOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith('{')]
-g = {r['batch']: r for r in rows if r.get('command') == 'bench' and r.get('tasks') == 'vision'}
+g = {r['batch']: r for r in rows if r.get('command') == 'bench' and r.get('tasks') == 'vision' and r.get('precision') == 'fp32'}
+gh = {r['batch']: r for r in rows if r.get('command') == 'bench' and r.get('tasks') == 'vision' and r.get('precision', '').startswith('fp16')}
 for r in rows:
     if r.get('command') == 'bench' and r.get('tasks') == 'all':
         print(f"gyolo pipeline (all tasks, batch 1, fp32): {r['median_ms']} ms; stages {r.get('stages_median_ms')}")
@@ -94,7 +101,8 @@ for b in (1, 8):
     gf = g.get(b, {}).get('median_ms'); tf = p.get((b, 'fp32'), {}).get('median_ms'); th = p.get((b, 'fp16'), {}).get('median_ms')
     f = lambda v: f'{v:11.2f}' if v else f"{'n/a':>11}"
     r = lambda a, c: f'{c / a:6.2f}' if a and c else f"{'n/a':>6}"
-    print(f'{b:>5} {f(gf)} {f(tf)} {r(gf, tf)} {"not yet":>11} {f(th)} {"n/a":>6}')
+    gh16 = gh.get(b, {}).get('median_ms')
+    print(f'{b:>5} {f(gf)} {f(tf)} {r(gf, tf)} {f(gh16)} {f(th)} {r(gh16, th)}')
 PYEOF
 t total
 exit "$tests_rc"

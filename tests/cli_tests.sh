@@ -159,6 +159,8 @@ if ! command -v nvidia-smi >/dev/null 2>&1; then
   expect_error "bench cuda without a GPU" "CUDA" "$BIN" bench --weights random --device cuda:0 --tasks vision --imgsz 64
   expect_error "predict cuda without a GPU" "CUDA" "$BIN" predict --weights random --device cuda --source "$IMG" --out "$T/ocuda" --imgsz 64
 fi
+expect_error "predict half on cpu" "--half needs --device cuda" "$BIN" predict --weights random --half --source "$IMG" --out "$T/ocuda"
+expect_error "bench half on cpu" "--half needs --device cuda" "$BIN" bench --weights random --half
 expect_error "predict bad device" "must be cpu, cuda or cuda:N" "$BIN" predict --weights random --device gpu0 --source "$IMG" --out "$T/ocuda"
 "$BIN" bench --weights random --imgsz 128 --runs 3 --threads 1 --per-layer >"$T/out" 2>"$T/err"; rc=$?
 [ $rc -eq 0 ] && ok || bad "bench: exit $rc ($(cat "$T/err"))"

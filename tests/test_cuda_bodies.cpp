@@ -95,6 +95,11 @@ TEST_CASE("CUDA bodies: direct and tiled convolution equal the reference (slices
     for (int n = 0; n < c.n; ++n)
       for (int ch : {0, c.cout + 1, c.cout + 2})
         for (std::int64_t i = 0; i < T.v().plane(); ++i) REQUIRE(T.v().channel(n, ch)[i] == 0.f);
+    // the tensor-core kernel's staging, tile layout and epilogue (float tiles, the MMA on the host)
+    T.zero();
+    const cb::conv_tile_tc<float> fh{ctv(x), w.data(), b.data(), tv(t), ctv(res), params(d)};
+    cb::host_tiled_tc(fh);
+    require_close(t, ref.cv(), 1e-5);
     // and its gather alone: Y[m, p] = sum_r W[m, r] * im2col(r, p)
     tensor<float> G({c.n, c.cout, oh, ow});
     const int cin_g = c.cin / c.g, cout_g = c.cout / c.g, K = cin_g * c.k * c.k, P = oh * ow;

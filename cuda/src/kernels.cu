@@ -1,7 +1,9 @@
 // kernels<cuda>: launches of the per-element bodies (gyolo/cuda/bodies.cuh) on the context's
 // stream, and the tiled implicit-GEMM convolution. No host synchronisation here: errors of a launch
 // are checked (cudaGetLastError), errors while running surface at the next synchronize.
+#include <cuda_fp16.h>
 #include <cuda_runtime.h>
+#include <mma.h>
 
 #include <algorithm>
 #include <string>
@@ -59,6 +61,47 @@ __global__ void __launch_bounds__(cb::conv_tile::threads) conv_tiled(cb::conv_ti
   f.store(threadIdx.x, blockIdx.x, blockIdx.y, blockIdx.z, acc);
 }
 
+struct to_half {
+  __host__ __device__ __half operator()(float v) const { return __float2half_rn(v); }
+};
+
+// The tensor-core convolution (cuda_bodies::conv_tile_tc: staging and epilogue shared with the host
+// tests); WMMA 16x16x16, half inputs, fp32 accumulators; warp w computes rows (w / 2) * 32 and
+// columns (w % 2) * 32 of the block's 64 x 64 tile as 2 x 2 fragments.
+__global__ void __launch_bounds__(cb::conv_tile_tc<__half>::threads) conv_tc(cb::conv_tile_tc<__half> f) {
+  using T = cb::conv_tile_tc<__half>;
+  namespace wmma = nvcuda::wmma;
+  __shared__ T::smem s;
+  const int warp = int(threadIdx.x) / 32, wm = warp / 2, wn = warp % 2;
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][2];
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::fill_fragment(acc[i][j], 0.f);
+  const int K = f.K();
+  for (int k0 = 0; k0 < K; k0 += T::BK) {
+    f.load(int(threadIdx.x), k0, int(blockIdx.x), int(blockIdx.y), int(blockIdx.z), s, to_half{});
+    __syncthreads();
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __half, wmma::row_major> a[2];
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __half, wmma::row_major> b[2];
+#pragma unroll
+    for (int i = 0; i < 2; ++i) wmma::load_matrix_sync(a[i], &s.A[wm * 32 + i * 16][0], T::lda);
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::load_matrix_sync(b[j], &s.B[0][wn * 32 + j * 16], T::ldb);
+#pragma unroll
+    for (int i = 0; i < 2; ++i)
+#pragma unroll
+      for (int j = 0; j < 2; ++j) wmma::mma_sync(acc[i][j], a[i], b[j], acc[i][j]);
+    __syncthreads();
+  }
+#pragma unroll
+  for (int i = 0; i < 2; ++i)
+#pragma unroll
+    for (int j = 0; j < 2; ++j) wmma::store_matrix_sync(&s.C[wm * 32 + i * 16][wn * 32 + j * 16], acc[i][j], T::ldc, wmma::mem_row_major);
+  __syncthreads();
+  f.store(int(threadIdx.x), int(blockIdx.x), int(blockIdx.y), int(blockIdx.z), s);
+}
+
 }  // namespace
 
 void kernels<cuda>::conv2d(ctx_t& ctx, cdview x, conv_weights<device_space> wt, dview y, const conv_desc& d, cdview residual) {
@@ -69,6 +112,14 @@ void kernels<cuda>::conv2d(ctx_t& ctx, cdview x, conv_weights<device_space> wt, 
   // Few inputs per output (depthwise) or few outputs per group: the direct kernel.
   if (cin_g * d.k * d.k < cb::conv_tile::BK || cout_g < 16) {
     launch(ctx, cb::conv_direct{dv(x), wt.w, wt.b, dv(y), dv(residual), p}, y.numel(), "conv_direct");
+    return;
+  }
+  if (ctx.precision() == cuda_precision::fp16) {
+    const cb::conv_tile_tc<__half> f{dv(x), wt.w, wt.b, dv(y), dv(residual), p};
+    const dim3 grid(unsigned(f.grid_x()), unsigned(f.grid_y()), unsigned(f.grid_z()));
+    GYOLO_CHECK(grid.z <= 65535u, "conv2d (cuda): batch x groups " + std::to_string(grid.z) + " exceeds the grid's 65535");
+    conv_tc<<<grid, cb::conv_tile_tc<__half>::threads, 0, stream_of(ctx)>>>(f);
+    check_launch("conv_tc");
     return;
   }
   const cb::conv_tile f{dv(x), wt.w, wt.b, dv(y), dv(residual), p};

@@ -72,6 +72,11 @@ TEST_CASE("cuda: convolutions (direct and tiled) equal the reference", "[cuda]")
     auto dy = storage<cuda>::alloc(cc, ys);
     kernels<cuda>::conv2d(cc, dx.cv(), conv_weights<device_space>{dw.data(), db.data()}, dy.v(), d, c.res ? dr.cv() : cdview{});
     require_close(to_host(cc, dy.cv()), ref, 1e-5, "conv cin " + std::to_string(c.cin) + " cout " + std::to_string(c.cout));
+    // the tensor-core path: half-precision tiles, fp32 accumulation (a looser bound)
+    cc.set_precision(cuda_precision::fp16);
+    kernels<cuda>::conv2d(cc, dx.cv(), conv_weights<device_space>{dw.data(), db.data()}, dy.v(), d, c.res ? dr.cv() : cdview{});
+    cc.set_precision(cuda_precision::fp32);
+    require_close(to_host(cc, dy.cv()), ref, 1e-2, "fp16 conv cin " + std::to_string(c.cin) + " cout " + std::to_string(c.cout));
   }
 }
 
@@ -123,7 +128,8 @@ TEST_CASE("cuda: pooling, upsampling, copy, add, PSA attention and DFL decoding 
 
 namespace {
 template <class V>
-void compare_networks(const char* what, weight_source& ws_cpu, weight_source& ws_cuda, int n, int h, int w) {
+void compare_networks(const char* what, weight_source& ws_cpu, weight_source& ws_cuda, int n, int h, int w,
+                      cuda_precision precision = cuda_precision::fp32, double tol = 1e-3) {
   vision_graph<cpu> vc;
   vc.load(ws_cpu, V::value, false);
   vision_graph<cuda> vg;
@@ -132,13 +138,14 @@ void compare_networks(const char* what, weight_source& ws_cpu, weight_source& ws
   auto x = rnd({n, 3, h, w}, g, 0.f, 1.f);
   context<cpu> cc(0);
   context<cuda> gc;
+  gc.set_precision(precision);
   auto rc = vc.forward(cc, x.cv(), false, true);
   auto dx = to_device(gc, x.cv());
   auto rg = vg.forward(gc, dx.cv(), false, true);
-  const std::string tag = std::string(what) + " " + std::to_string(n) + "x" + std::to_string(h) + "x" + std::to_string(w) + " ";
+  const std::string tag = std::string(what) + (precision == cuda_precision::fp16 ? " fp16 " : " fp32 ") + std::to_string(n) + "x" + std::to_string(h) + "x" + std::to_string(w) + " ";
   std::printf("%s: max|diff| / max|ref|", tag.c_str());
   auto cmp = [&](const char* name, const dtensor<cpu>& a, const device_tensor& b) {
-    const double r = require_close(to_host(gc, b.cv()), a, 1e-3, tag + name);
+    const double r = require_close(to_host(gc, b.cv()), a, tol, tag + name);
     std::printf(" %s %.2e", name, r);
   };
   cmp("pred", rc.pred, rg.pred);
@@ -161,6 +168,15 @@ TEST_CASE("cuda: the shipped gyolo-shapes model equals the CPU backend's", "[cud
   const gguf::file f(std::string(GYOLO_MODELS_DIR) + "/gyolo-shapes.gguf");
   gguf_weights a(f), b(f);
   compare_networks<gyolo_shapes>("gyolo-shapes", a, b, 1, 256, 256);
+}
+
+TEST_CASE("cuda: fp16 tensor-core convolutions, the network's error reported", "[cuda][model][fp16]") {
+  // reported per tensor (the printed line), bounded loosely: half-precision tiles over ~60 layers
+  random_weights a(0), b(0);
+  compare_networks<gyolo_c>("gyolo-c random", a, b, 1, 640, 640, cuda_precision::fp16, 0.1);
+  const gguf::file f(std::string(GYOLO_MODELS_DIR) + "/gyolo-shapes.gguf");
+  gguf_weights c(f), d(f);
+  compare_networks<gyolo_shapes>("gyolo-shapes", c, d, 1, 256, 256, cuda_precision::fp16, 0.1);
 }
 
 TEST_CASE("cuda: the pipeline on the shipped model gives the CPU's detections, masks, semantic map and caption", "[cuda][pipeline]") {

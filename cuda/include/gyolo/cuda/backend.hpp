@@ -163,6 +163,12 @@ inline int& cuda_load_device() {
   return d;
 }
 
+/// How the CUDA backend's convolutions compute. fp32: SIMT fp32 throughout, within 1e-3 x max|ref|
+/// of the CPU backend (the default). fp16: tiles rounded to half precision as they are staged and
+/// multiplied on the tensor cores with fp32 accumulation (activations and weights stay fp32 in
+/// memory); faster, less exact.
+enum class cuda_precision { fp32, fp16 };
+
 template <>
 class context<cuda> : public single_user {
  public:
@@ -180,6 +186,8 @@ class context<cuda> : public single_user {
   void synchronize() const { cudart::synchronize(st_->stream); }
   /// The host-side threads (post-processing).
   int threads() const { return host_.threads(); }
+  void set_precision(cuda_precision p) { precision_ = p; }
+  cuda_precision precision() const { return precision_; }
 
   /// Per-layer profile: with a profiler attached each layer mark waits for the stream, so the
   /// times are the layers' device times (and the pass is slower).
@@ -200,6 +208,7 @@ class context<cuda> : public single_user {
  private:
   std::shared_ptr<cuda_detail::stream_state> st_;
   context<cpu> host_;
+  cuda_precision precision_ = cuda_precision::fp32;
   layer_profiler* prof_ = nullptr;
 };
 

@@ -172,6 +172,73 @@ struct conv_tile {
   }
 };
 
+/// The tensor-core convolution (context<cuda>::set_precision(cuda_precision::fp16)): the same implicit
+/// GEMM, with the tiles rounded to half precision as they are staged (activations and weights stay
+/// fp32 in memory) and multiplied by the tensor cores with fp32 accumulation (WMMA 16x16x16). A block
+/// of 4 warps computes 64 x 64 outputs, each warp 32 x 32 (2 x 2 fragments); the accumulators go
+/// through shared memory (C) to the same epilogue as the fp32 kernel. H is the staged type: __half on
+/// the device; the host tests use float with mma_host in place of the tensor cores, which checks the
+/// staging, the tile layout and the epilogue.
+template <class H>
+struct conv_tile_tc {
+  static constexpr int BM = 64, BN = 64, BK = 16, warps = 4, threads = 32 * warps;
+  static constexpr int lda = BK + 8, ldb = BN + 8, ldc = BN + 4;  // padded rows (WMMA: multiples of 8 / 4)
+  struct smem {
+    alignas(32) H A[BM][lda];  // W tile, row-major [m][k]
+    alignas(32) H B[BK][ldb];  // col(X) tile, row-major [k][p]
+    alignas(32) float C[BM][ldc];
+  };
+  ctv x;
+  const float* w;
+  const float* b;
+  tv y;
+  ctv res;
+  conv_params d;
+
+  GYOLO_HD int cout_g() const { return d.cout / d.groups; }
+  GYOLO_HD int K() const { return d.cin / d.groups * d.k * d.k; }
+  GYOLO_HD int P() const { return y.h * y.w; }
+  GYOLO_HD int grid_x() const { return (P() + BN - 1) / BN; }
+  GYOLO_HD int grid_y() const { return (cout_g() + BM - 1) / BM; }
+  GYOLO_HD int grid_z() const { return y.n * d.groups; }
+
+  /// Thread tid's share of the K-slice [k0, k0 + BK) of block (bx, by, bz), rounded to H.
+  template <class Round>
+  GYOLO_HD void load(int tid, int k0, int bx, int by, int bz, smem& s, Round round) const {
+    const int n = bz / d.groups, g = bz % d.groups, m0 = by * BM, p0 = bx * BN, Kk = K(), cg = cout_g(), Pp = P();
+    const float* wg = w + std::int64_t(g) * cg * Kk;
+    for (int e = tid; e < BM * BK; e += threads) {
+      const int mm = e / BK, kk = e % BK, m = m0 + mm, kg = k0 + kk;
+      s.A[mm][kk] = round(m < cg && kg < Kk ? wg[std::int64_t(m) * Kk + kg] : 0.f);
+    }
+    for (int e = tid; e < BK * BN; e += threads) {
+      const int kk = e / BN, pp = e % BN, kg = k0 + kk, p = p0 + pp;
+      s.B[kk][pp] = round(kg < Kk && p < Pp ? im2col_at(x, d, n, g, kg, p, y.w) : 0.f);
+    }
+  }
+  /// Thread tid's outputs from the accumulators in s.C: bias, activation, residual.
+  GYOLO_HD void store(int tid, int bx, int by, int bz, const smem& s) const {
+    const int n = bz / d.groups, g = bz % d.groups, cg = cout_g(), Pp = P();
+    for (int e = tid; e < BM * BN; e += threads) {
+      const int mm = e / BN, pp = e % BN, m = by * BM + mm, p = bx * BN + pp;
+      if (m >= cg || p >= Pp) continue;
+      const int co = g * cg + m, oy = p / y.w, ox = p % y.w;
+      y.at(n, co, oy, ox) = conv_epilogue(s.C[mm][pp] + (b ? b[co] : 0.f), d.act, res, n, co, oy, ox);
+    }
+  }
+  /// What the tensor cores do for warp `warp` over one staged slice, on the host: its 32 x 32
+  /// part of C += A . B (C zeroed by the caller before the first slice).
+  void mma_host(int warp, smem& s) const {
+    const int wm = warp / 2, wn = warp % 2;
+    for (int i = 0; i < 32; ++i)
+      for (int j = 0; j < 32; ++j) {
+        float acc = 0.f;
+        for (int k = 0; k < BK; ++k) acc += float(s.A[wm * 32 + i][k]) * float(s.B[k][wn * 32 + j]);
+        s.C[wm * 32 + i][wn * 32 + j] += acc;
+      }
+  }
+};
+
 /// Max pooling with implicit -inf padding (NaN propagates, as PyTorch).
 struct maxpool {
   ctv x;
@@ -328,6 +395,25 @@ struct detect_decode {
 template <class F>
 void host_for(std::int64_t n, const F& f) {
   for (std::int64_t i = 0; i < n; ++i) f(i);
+}
+
+/// Runs the tensor-core convolution's staging and epilogue on the host (float tiles, mma_host in
+/// place of the tensor cores), block by block and phase by phase.
+inline void host_tiled_tc(const conv_tile_tc<float>& f) {
+  using T = conv_tile_tc<float>;
+  static thread_local T::smem s;
+  auto keep = [](float v) { return v; };
+  for (int bz = 0; bz < f.grid_z(); ++bz)
+    for (int by = 0; by < f.grid_y(); ++by)
+      for (int bx = 0; bx < f.grid_x(); ++bx) {
+        for (auto& r : s.C)
+          for (auto& v : r) v = 0.f;
+        for (int k0 = 0; k0 < f.K(); k0 += T::BK) {
+          for (int t = 0; t < T::threads; ++t) f.load(t, k0, bx, by, bz, s, keep);
+          for (int wp = 0; wp < T::warps; ++wp) f.mma_host(wp, s);
+        }
+        for (int t = 0; t < T::threads; ++t) f.store(t, bx, by, bz, s);
+      }
 }
 
 /// Runs the tiled convolution on the host as the device does: every block, and in it every thread's
