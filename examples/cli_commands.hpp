@@ -10,7 +10,15 @@
 #include <vector>
 
 #include "gyolo/core/error.hpp"
-#include "gyolo/pipeline.hpp"
+
+namespace gyolo {  // (declared only: the files that include this one stay light)
+struct image_result;
+struct image_u8;
+struct pipeline_options;
+namespace gguf {
+class file;
+}
+}  // namespace gyolo
 
 /// Thrown by a command's parser after it printed the command's usage for --help: the CLI exits
 /// with 0 (a parser never ends the process itself, so the fuzz target can call it).
@@ -66,9 +74,9 @@ struct cuda_predict_request {
   std::string variant;
   int device = 0, host_threads = 0;
   bool half = false;  // fp16 tensor-core convolutions
-  gyolo::pipeline_options options;
 };
 std::function<std::vector<gyolo::image_result>(const std::vector<gyolo::image_u8>&)> make_cuda_infer(const cuda_predict_request& r,
+                                                                                                   const gyolo::pipeline_options& options,
                                                                                                    const gyolo::gguf::file* weights);
 
 /// An integer flag value in [lo, hi], or an error naming the flag.

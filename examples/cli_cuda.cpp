@@ -126,7 +126,8 @@ bool built_with_cuda() { return true; }
 
 namespace {
 template <variant V>
-std::function<std::vector<image_result>(const std::vector<image_u8>&)> cuda_infer(const cuda_predict_request& r, const gguf::file* f) {
+std::function<std::vector<image_result>(const std::vector<image_u8>&)> cuda_infer(const cuda_predict_request& r, const pipeline_options& po,
+                                                                                const gguf::file* f) {
   cudart::require_device(r.device);
   cuda_load_device() = r.device;
   using M = model<cuda, V>;
@@ -144,13 +145,14 @@ std::function<std::vector<image_result>(const std::vector<image_u8>&)> cuda_infe
     random_weights ws(0);
     st->m.emplace(M::from_source(ws));
   }
-  st->p.emplace(*st->m, r.options);
+  st->p.emplace(*st->m, po);
   return [st](const std::vector<image_u8>& imgs) { return st->p->run(st->ctx, imgs); };
 }
 }  // namespace
 
-std::function<std::vector<image_result>(const std::vector<image_u8>&)> make_cuda_infer(const cuda_predict_request& r, const gguf::file* f) {
-  if (r.variant == gyolo_c::name) return cuda_infer<gyolo_c>(r, f);
-  if (r.variant == gyolo_shapes::name) return cuda_infer<gyolo_shapes>(r, f);
+std::function<std::vector<image_result>(const std::vector<image_u8>&)> make_cuda_infer(const cuda_predict_request& r, const pipeline_options& po,
+                                                                                     const gguf::file* f) {
+  if (r.variant == gyolo_c::name) return cuda_infer<gyolo_c>(r, po, f);
+  if (r.variant == gyolo_shapes::name) return cuda_infer<gyolo_shapes>(r, po, f);
   throw error("--device cuda: no CUDA build of variant '" + r.variant + "'");
 }

@@ -1,5 +1,7 @@
 // The CLI's CUDA commands in a gyolo built without the CUDA backend: a clear error.
 #include "cli_commands.hpp"
+#include "gyolo/io/image_types.hpp"
+#include "gyolo/result.hpp"
 
 namespace {
 [[noreturn]] void no_cuda() {
@@ -9,6 +11,7 @@ namespace {
 
 int bench_cuda(const cuda_bench_request&) { no_cuda(); }
 std::function<std::vector<gyolo::image_result>(const std::vector<gyolo::image_u8>&)> make_cuda_infer(const cuda_predict_request&,
+                                                                                                   const gyolo::pipeline_options&,
                                                                                                    const gyolo::gguf::file*) {
   no_cuda();
 }

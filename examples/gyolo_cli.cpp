@@ -572,7 +572,7 @@ int predict_as(const options& o, std::optional<gguf::file> weights_file) {
   std::optional<pipeline<cpu, V>> pipe;
   infer_fn infer;
   if (o.device >= 0) {
-    infer = make_cuda_infer(cuda_predict_request{V::name, o.device, o.threads, o.half, po}, weights_file ? &*weights_file : nullptr);
+    infer = make_cuda_infer(cuda_predict_request{V::name, o.device, o.threads, o.half}, po, weights_file ? &*weights_file : nullptr);
     weights_file.reset();
   } else {
     if (random) {
