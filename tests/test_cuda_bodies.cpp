@@ -12,6 +12,7 @@
 
 #include "gyolo/cuda/bodies.cuh"
 #include "gyolo/kernels/reference.hpp"
+#include "test_util.hpp"
 
 namespace test_cuda_bodies {
 
@@ -19,18 +20,8 @@ using namespace gyolo;
 namespace cb = gyolo::cuda_bodies;
 
 namespace {
-tensor<float> rnd(shape4 s, std::mt19937& g, float lo = -1.f, float hi = 1.f) {
-  tensor<float> t(s);
-  std::uniform_real_distribution<float> d(lo, hi);
-  for (std::int64_t i = 0; i < t.numel(); ++i) t[i] = d(g);
-  return t;
-}
-std::vector<float> rndv(std::size_t n, std::mt19937& g) {
-  std::vector<float> v(n);
-  std::uniform_real_distribution<float> d(-1.f, 1.f);
-  for (auto& x : v) x = d(g);
-  return v;
-}
+using test::rnd;
+using test::rndv;
 cb::tv tv(view<float> v) { return {v.data, v.n, v.c, v.h, v.w, v.batch_stride}; }
 cb::ctv ctv(cview<float> v) { return {v.data, v.n, v.c, v.h, v.w, v.batch_stride}; }
 /// max|a - b| over a view's elements <= tol * max|b|

@@ -9,6 +9,7 @@
 
 #include "gyolo/kernels/cpu.hpp"
 #include "gyolo/kernels/reference.hpp"
+#include "test_util.hpp"
 
 // (each test file in its own namespace: the tests are also compiled as a unity build)
 namespace test_kernels {
@@ -16,18 +17,8 @@ namespace test_kernels {
 using namespace gyolo;
 
 namespace {
-tensor<float> rnd(shape4 s, std::mt19937& g, float lo = -1.f, float hi = 1.f) {
-  tensor<float> t(s);
-  std::uniform_real_distribution<float> d(lo, hi);
-  for (std::int64_t i = 0; i < t.numel(); ++i) t[i] = d(g);
-  return t;
-}
-std::vector<float> rndv(std::size_t n, std::mt19937& g) {
-  std::vector<float> v(n);
-  std::uniform_real_distribution<float> d(-1.f, 1.f);
-  for (auto& x : v) x = d(g);
-  return v;
-}
+using test::rnd;
+using test::rndv;
 /// max|a - b| <= tol * max|b|
 void require_close(const tensor<float>& a, const tensor<float>& b, double tol) {
   REQUIRE(a.shape() == b.shape());

@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,21 @@
 #include "gyolo/io/npy.hpp"
 
 namespace gyolo::test {
+
+/// A tensor of uniform random values in [lo, hi) drawn from g.
+inline tensor<float> rnd(shape4 s, std::mt19937& g, float lo = -1.f, float hi = 1.f) {
+  tensor<float> t(s);
+  std::uniform_real_distribution<float> d(lo, hi);
+  for (std::int64_t i = 0; i < t.numel(); ++i) t[i] = d(g);
+  return t;
+}
+/// n uniform random values in [-1, 1) drawn from g.
+inline std::vector<float> rndv(std::size_t n, std::mt19937& g) {
+  std::vector<float> v(n);
+  std::uniform_real_distribution<float> d(-1.f, 1.f);
+  for (auto& x : v) x = d(g);
+  return v;
+}
 
 /// An .npy fixture as a float tensor: 4-d as is, 3-d [B, C, A] -> [B, C, 1, A], 2-d [H, W] ->
 /// [1, 1, H, W], 1-d [N] -> [1, 1, 1, N].
