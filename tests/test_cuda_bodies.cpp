@@ -12,6 +12,7 @@
 
 #include "gyolo/cuda/bodies.cuh"
 #include "gyolo/kernels/reference.hpp"
+#include "gyolo/kernels/transformer.hpp"
 #include "test_util.hpp"
 
 namespace test_cuda_bodies {
@@ -204,6 +205,180 @@ TEST_CASE("CUDA bodies: DFL decoding equals the reference over three levels", "[
   cb::host_for(std::int64_t(2) * A, f);
   kernels<reference>::detect_decode(rc, levels, strides, dfl.data(), reg, nc, r.v().slice(0, 4 + nc));
   require_close(a.cv(), r.cv(), 1e-5);
+}
+
+namespace {
+/// A [rows, cols] matrix of random values inside a wider buffer (row stride cols + 3).
+struct rmat {
+  int rows, cols;
+  std::vector<float> v;
+  rmat(int r, int c, std::mt19937& g, float lo = -1.f, float hi = 1.f) : rows(r), cols(c), v(std::size_t(r) * (c + 3)) {
+    std::uniform_real_distribution<float> u(lo, hi);
+    for (auto& x : v) x = u(g);
+  }
+  mview m() { return {v.data(), rows, cols, cols + 3}; }
+  cmview c() const { return {v.data(), rows, cols, cols + 3}; }
+};
+cb::mv M(mview m) { return {m.data, m.rows, m.cols, m.ld}; }
+cb::cmv C(cmview m) { return {m.data, m.rows, m.cols, m.ld}; }
+/// max|a - b| <= tol * max|b| over the matrix elements (not the padding)
+void require_close(cmview a, cmview b, double tol) {
+  REQUIRE((a.rows == b.rows && a.cols == b.cols));
+  double md = 0, mr = 0;
+  for (int r = 0; r < a.rows; ++r)
+    for (int c = 0; c < a.cols; ++c) {
+      md = std::max(md, double(std::abs(a.row(r)[c] - b.row(r)[c])));
+      mr = std::max(mr, double(std::abs(b.row(r)[c])));
+    }
+  INFO("max|diff| " << md << " max|ref| " << mr);
+  REQUIRE(md <= tol * std::max(mr, 1e-30));
+}
+}  // namespace
+
+TEST_CASE("CUDA bodies: the caption head's linear, LayerNorm, gates and log-softmax equal tkernels<reference>", "[cuda][kernels][caption]") {
+  std::mt19937 g(11);
+  context<reference> rc(1);
+  using tr = tkernels<reference>;
+  for (auto [rows, in, out] : {std::array<int, 3>{5, 32, 40}, {1, 7, 3}, {37, 64, 17}}) {
+    rmat x(rows, in, g), w(out, in, g), b(1, out, g), y(rows, out, g), r(rows, out, g);
+    const std::vector<float> wc = [&] {
+      std::vector<float> t;
+      for (int o = 0; o < out; ++o) t.insert(t.end(), w.c().row(o), w.c().row(o) + in);
+      return t;
+    }();
+    for (act a : {act::none, act::relu, act::sigmoid})
+      for (bool bias : {true, false}) {
+        const linear_params p{wc.data(), bias ? b.v.data() : nullptr, out, in, nullptr};
+        cb::host_for(std::int64_t(rows) * out, cb::linear{C(x.c()), p.w, p.b, M(y.m()), int(a)});
+        tr::linear(rc, x.c(), p, r.m(), a);
+        require_close(y.c(), r.c(), 1e-5);
+      }
+  }
+  {
+    rmat x(9, 48, g, -3.f, 3.f), res(9, 48, g), gm(1, 48, g), bt(1, 48, g), y(9, 48, g), r(9, 48, g);
+    cb::host_for(9, cb::add_layernorm{C(x.c()), C(res.c()), gm.v.data(), bt.v.data(), 1e-5f, M(y.m())});
+    tr::add_layernorm(rc, x.c(), res.c(), gm.v.data(), bt.v.data(), 1e-5f, r.m());
+    require_close(y.c(), r.c(), 1e-6);
+    cb::host_for(9, cb::add_layernorm{C(x.c()), {}, gm.v.data(), bt.v.data(), 1e-5f, M(y.m())});
+    tr::add_layernorm(rc, x.c(), {}, gm.v.data(), bt.v.data(), 1e-5f, r.m());
+    require_close(y.c(), r.c(), 1e-6);
+    // in place (y aliases x), as the FFN's LayerNorm runs
+    rmat z = x;
+    cb::host_for(9, cb::add_layernorm{C(z.c()), C(res.c()), gm.v.data(), bt.v.data(), 1e-5f, M(z.m())});
+    tr::add_layernorm(rc, x.c(), res.c(), gm.v.data(), bt.v.data(), 1e-5f, r.m());
+    require_close(z.c(), r.c(), 1e-6);
+  }
+  {
+    rmat e1(6, 20, g), a1(6, 20, g), e2(6, 20, g), a2(6, 20, g), y(6, 20, g), r(6, 20, g);
+    cb::host_for(6 * 20, cb::gate_mix{C(e1.c()), C(a1.c()), C(e2.c()), C(a2.c()), M(y.m())});
+    tr::gate_mix(rc, e1.c(), a1.c(), e2.c(), a2.c(), r.m());
+    require_close(y.c(), r.c(), 1e-6);
+  }
+  {
+    rmat x(4, 301, g, -20.f, 20.f), y(4, 301, g), r(4, 301, g);
+    cb::host_for(4, cb::log_softmax{C(x.c()), M(y.m())});
+    tr::log_softmax(rc, x.c(), r.m());
+    require_close(y.c(), r.c(), 1e-6);
+  }
+}
+
+TEST_CASE("CUDA bodies: the online-softmax attention equals tkernels<reference> (heads, masks, all keys masked)", "[cuda][kernels][caption]") {
+  std::mt19937 g(12);
+  context<reference> rc(1);
+  for (auto [nq, nk, D, heads] : {std::array<int, 4>{5, 20, 32, 4}, {1, 1, 16, 1}, {7, 130, 64, 2}, {3, 473, 128, 8}}) {
+    rmat q(nq, D, g, -2.f, 2.f), k(nk, D, g, -2.f, 2.f), v(nk, D, g), y(nq, D, g), r(nq, D, g);
+    cb::attention f{C(q.c()), C(k.c()), C(v.c()), heads, attention_divisor(D / heads), M(y.m()), false, {0ull, 0ull}};
+    cb::host_for(std::int64_t(nq) * heads, f);
+    tkernels<reference>::attention(rc, q.c(), k.c(), v.c(), heads, r.m());
+    require_close(y.c(), r.c(), 1e-5);
+    if (nk <= 128) {
+      for (int all = 0; all < 2; ++all) {
+        std::vector<unsigned char> mask(std::size_t(nk), 0);
+        for (int j = 0; j < nk; ++j) mask[std::size_t(j)] = all || j % 3 == 1;
+        f.masked = true;
+        f.mask[0] = f.mask[1] = 0;
+        for (int j = 0; j < nk; ++j)
+          if (mask[std::size_t(j)]) f.mask[j >> 6] |= 1ull << (j & 63);
+        cb::host_for(std::int64_t(nq) * heads, f);
+        tkernels<reference>::attention(rc, q.c(), k.c(), v.c(), heads, r.m(), mask.data());
+        require_close(y.c(), r.c(), 1e-5);
+        if (all)
+          for (int i = 0; i < nq; ++i) REQUIRE(y.c().row(i)[0] == 0.f);
+      }
+    }
+  }
+}
+
+TEST_CASE("CUDA bodies: the caption head's token movement and selection equal the host ops", "[cuda][kernels][caption]") {
+  std::mt19937 g(13);
+  context<reference> rc(1);
+  using tr = tkernels<reference>;
+  SECTION("embedding rows, fill") {
+    rmat table(12, 24, g), pos(1, 24, g), y(4, 24, g), r(4, 24, g);
+    // a table without padding: rows of exactly d floats
+    std::vector<float> tab;
+    for (int i = 0; i < 12; ++i) tab.insert(tab.end(), table.c().row(i), table.c().row(i) + 24);
+    const std::vector<std::int64_t> ids{3, 0, 11, 3};
+    cb::host_for(4 * 24, cb::embed{tab.data(), ids.data(), pos.v.data(), M(y.m())});
+    tr::embed(rc, tab.data(), ids, pos.v.data(), r.m());
+    require_close(y.c(), r.c(), 0);
+    cb::host_for(2 * 24, cb::fill{M(y.m().middle_rows(1, 2)), 0.f});
+    tr::fill(rc, r.m().middle_rows(1, 2), 0.f);
+    require_close(y.c(), r.c(), 0);
+    REQUIRE(y.c().row(2)[5] == 0.f);
+  }
+  SECTION("gathered columns, columns to token rows (with a row map and as a transpose)") {
+    auto X = rnd({2, 9, 5, 7}, g);
+    const auto x = X.cv().slice(2, 6);
+    const std::vector<std::int64_t> at{34, 0, 17, 17, 5};
+    tensor<float> a({1, 6, 1, 5}), r({1, 6, 1, 5});
+    cb::host_for(6 * 5, cb::gather_columns{ctv(x), 1, at.data(), 5, a.data()});
+    tr::gather_columns(rc, x, 1, at, r.v());
+    require_close(a.cv(), r.cv(), 0);
+    const std::vector<int> rows{4, 1, 0, 6, 2};
+    rmat o1(8, 6, g), o2 = o1;
+    cb::host_for(6 * 5, cb::columns_to_rows{a.data(), 5, rows.data(), 1, M(o1.m())});
+    tr::columns_to_rows(rc, r.cv(), rows, 1, o2.m());
+    require_close(o1.c(), o2.c(), 0);
+    REQUIRE(o1.c().row(5)[3] == a.cv().channel(0, 3)[0]);
+    auto Y = rnd({1, 6, 3, 4}, g);
+    rmat t1(12, 6, g), t2(12, 6, g);
+    cb::host_for(6 * 12, cb::columns_to_rows{Y.data(), 12, nullptr, 0, M(t1.m())});
+    tr::columns_to_rows(rc, Y.cv(), {}, 0, t2.m());
+    require_close(t1.c(), t2.c(), 0);
+  }
+  SECTION("region scores (NaN propagates as torch.max) and semantic arg-max (first maximum, NaN stops)") {
+    const int reg = 2, nc = 3, no = 4 * reg + nc;
+    auto L0 = rnd({2, no, 4, 5}, g, -3.f, 3.f), L1 = rnd({2, no, 2, 3}, g, -3.f, 3.f), L2 = rnd({2, no, 1, 2}, g, -3.f, 3.f);
+    L0.v().channel(1, 4 * reg + 1)[3] = NAN;
+    L1.v().channel(1, 4 * reg + 2)[0] = L1.v().channel(1, 4 * reg + 1)[0] = 5.f;  // a tie
+    const std::array<cview<float>, 3> d3{L0.cv(), L1.cv(), L2.cv()};
+    cb::region_score f{};
+    f.lv[0] = ctv(L0.cv()), f.lv[1] = ctv(L1.cv()), f.lv[2] = ctv(L2.cv());
+    f.start[0] = 0, f.start[1] = 20, f.start[2] = 26, f.start[3] = 28;
+    f.reg_max = reg;
+    f.img = 1;
+    std::vector<float> got(28);
+    f.score = got.data();
+    cb::host_for(28, f);
+    const auto want = tr::region_scores(rc, d3, 1, reg);
+    REQUIRE(want.size() == got.size());
+    for (std::size_t a = 0; a < got.size(); ++a) {
+      INFO("anchor " << a);
+      if (std::isnan(want[a])) REQUIRE(std::isnan(got[a]));
+      else REQUIRE(got[a] == want[a]);
+    }
+    REQUIRE(std::isnan(got[3]));
+    auto S = rnd({2, 4, 6, 5}, g);
+    S.v().channel(1, 1)[7] = S.v().channel(1, 1)[20] = 9.f;   // two equal maxima: the first wins
+    S.v().channel(1, 2)[4] = NAN;                            // NaN stops the search
+    S.v().channel(1, 2)[9] = 9.f;
+    std::vector<std::int64_t> pos(4);
+    cb::host_for(4, cb::semantic_argmax{ctv(S.cv()), 1, pos.data()});
+    REQUIRE(pos == tr::semantic_argmax(rc, S.cv(), 1));
+    REQUIRE(pos[1] == 7);
+    REQUIRE(pos[2] == 4);
+  }
 }
 
 }  // namespace test_cuda_bodies

@@ -142,7 +142,7 @@ class pipeline {
  public:
   using model_type = model<B, V>;
   /// Where post-processing runs: the host (a device backend's outputs are copied there once per
-  /// forward; the caption head runs on the host too, see model::caption).
+  /// forward; the caption head runs on the backend, from the device outputs).
   using host_outputs = vision_outputs<host_backend_t<B>>;
 
   /// The pipeline refers to the model, which must outlive it (models are large: they are not

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -199,6 +200,154 @@ TEST_CASE("cuda: the pipeline on the shipped model gives the CPU's detections, m
   REQUIRE(a.caption);
   REQUIRE(b.caption);
   CHECK(a.caption->text == b.caption->text);
+}
+
+namespace {
+/// A device copy of host floats (waits: the test reads it back at once).
+device_tensor dev(context<cuda>& ctx, const std::vector<float>& v) {
+  auto d = token_store<cuda>::make(ctx, v.size());
+  if (!v.empty()) cudart::copy_h2d(d.data(), v.data(), v.size() * sizeof(float), ctx.stream());
+  ctx.synchronize();
+  return d;
+}
+std::vector<float> host(context<cuda>& ctx, const device_tensor& d) {
+  const auto t = to_host(ctx, d.cv());
+  return std::vector<float>(t.data(), t.data() + t.numel());
+}
+double rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
+  REQUIRE(a.size() == b.size());
+  double md = 0, mr = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    md = std::max(md, double(std::abs(a[i] - b[i])));
+    mr = std::max(mr, double(std::abs(b[i])));
+  }
+  return md / std::max(mr, 1e-30);
+}
+/// Records every step's log-probs of the rows the search ran.
+template <class D>
+struct step_log {
+  D& d;
+  int V;
+  std::vector<std::vector<float>> lp;
+  std::vector<std::vector<unsigned char>> active;
+  void step(int t, int rows, std::span<const std::int64_t> in, std::span<const unsigned char> act, float* p) {
+    d.step(t, rows, in, act, p);
+    lp.emplace_back(p, p + in.size() * std::size_t(V));
+    active.emplace_back(act.begin(), act.end());
+  }
+  void reorder(std::span<const int> src) { d.reorder(src); }
+};
+}  // namespace
+
+TEST_CASE("cuda: the caption head's kernels equal tkernels<reference>", "[cuda][caption]") {
+  std::mt19937 g(21);
+  context<cuda> gc;
+  context<reference> rc(1);
+  using tg = tkernels<cuda>;
+  using tr = tkernels<reference>;
+  const int n = 37, d = 64, out = 101;
+  const auto x = rndv(std::size_t(n) * d, g), w = rndv(std::size_t(out) * d, g), b = rndv(out, g);
+  auto X = dev(gc, x), W = dev(gc, w), Bb = dev(gc, b), Y = token_store<cuda>::make(gc, std::size_t(n) * out);
+  std::vector<float> r(std::size_t(n) * out);
+  tg::linear(gc, as_cmat(X.data(), n, d), {W.data(), Bb.data(), out, d, nullptr}, as_mat(Y.data(), n, out), act::sigmoid);
+  tr::linear(rc, as_cmat(x.data(), n, d), {w.data(), b.data(), out, d, nullptr}, as_mat(r.data(), n, out), act::sigmoid);
+  CHECK(rel_diff(host(gc, Y), r) < 1e-5);
+  const auto q = rndv(std::size_t(n) * d, g), k = rndv(std::size_t(90) * d, g), v = rndv(std::size_t(90) * d, g);
+  auto Q = dev(gc, q), K = dev(gc, k), Vv = dev(gc, v), A = token_store<cuda>::make(gc, std::size_t(n) * d);
+  std::vector<float> ra(std::size_t(n) * d);
+  std::vector<unsigned char> mask(90, 0);
+  for (int j = 0; j < 90; j += 4) mask[std::size_t(j)] = 1;
+  for (const unsigned char* m : {static_cast<const unsigned char*>(nullptr), static_cast<const unsigned char*>(mask.data())}) {
+    tg::attention(gc, as_cmat(Q.data(), n, d), as_cmat(K.data(), 90, d), as_cmat(Vv.data(), 90, d), 4, as_mat(A.data(), n, d), m);
+    tr::attention(rc, as_cmat(q.data(), n, d), as_cmat(k.data(), 90, d), as_cmat(v.data(), 90, d), 4, as_mat(ra.data(), n, d), m);
+    CHECK(rel_diff(host(gc, A), ra) < 1e-5);
+  }
+  const auto gm = rndv(d, g), bt = rndv(d, g);
+  auto G = dev(gc, gm), Bt = dev(gc, bt);
+  tg::add_layernorm(gc, as_cmat(X.data(), n, d), as_cmat(Q.data(), n, d), G.data(), Bt.data(), 1e-5f, as_mat(A.data(), n, d));
+  tr::add_layernorm(rc, as_cmat(x.data(), n, d), as_cmat(q.data(), n, d), gm.data(), bt.data(), 1e-5f, as_mat(ra.data(), n, d));
+  CHECK(rel_diff(host(gc, A), ra) < 1e-5);
+  tg::log_softmax(gc, as_cmat(Y.data(), n, out), as_mat(Y.data(), n, out));
+  tr::log_softmax(rc, as_cmat(r.data(), n, out), as_mat(r.data(), n, out));
+  CHECK(rel_diff(host(gc, Y), r) < 1e-5);
+  std::vector<float> rows_back(std::size_t(n + 2) * out, 0.f), rows_ref = rows_back;
+  std::vector<int> rows(static_cast<std::size_t>(n));
+  for (int j = 0; j < n; ++j) rows[std::size_t(j)] = (j * 7) % (n + 2);
+  tg::download_rows(gc, as_cmat(Y.data(), n, out), rows, rows_back.data(), out);
+  tr::download_rows(rc, as_cmat(r.data(), n, out), rows, rows_ref.data(), out);
+  CHECK(rel_diff(rows_back, rows_ref) < 1e-5);
+}
+
+TEST_CASE("cuda: the caption head on the device equals the CPU's (selection, tokens, every step's log-probs, captions)", "[cuda][caption]") {
+  const std::string path = std::string(GYOLO_MODELS_DIR) + "/gyolo-shapes.gguf";
+  const auto mc = model<cpu, gyolo_shapes>::load(path);
+  const auto mg = model<cuda, gyolo_shapes>::load(path);
+  context<cpu> cc(0);
+  context<cuda> gc;
+  std::mt19937 g(5);
+  auto x = rnd({2, 3, 256, 256}, g, 0.f, 1.f);
+  const auto oc = mc.forward(cc, x.cv(), {.caption_features = true});
+  auto xd = to_device(gc, x.cv());
+  const auto og = mg.forward(gc, xd.cv(), {.caption_features = true});
+  const auto oh = to_host(gc, og, {.caption_features = true});  // the device's own maps, on the host
+  const typename grit_head<cuda>::inputs ig{og.x17.cv(), og.x20.cv(), og.x23.cv(), og.x11.cv(), og.x44.cv(),
+                                            {og.d3[0].cv(), og.d3[1].cv(), og.d3[2].cv()}, og.semantic.cv()};
+  const grit_inputs ih{oh.x17.cv(), oh.x20.cv(), oh.x23.cv(), oh.x11.cv(), oh.x44.cv(), {oh.d3[0].cv(), oh.d3[1].cv(), oh.d3[2].cv()},
+                       oh.semantic.cv()};
+  std::vector<grit_tokens> tc;
+  std::vector<grit_head<cuda>::tokens> tg;
+  for (int i = 0; i < 2; ++i) {
+    // the selection: the device's scores ranked on the host equal the host's ranking of the same maps
+    const auto sel = mg.grit().select_regions(gc, ig.d3, i);
+    REQUIRE(sel == mc.grit().select_regions(ih.d3, i));
+    const auto sem = tkernels<cuda>::semantic_argmax(gc, ig.semantic, i);
+    REQUIRE(sem == mc.grit().semantic_argmax(ih.semantic, i));
+    // tokens from the same selection and features: device vs host
+    context<cpu> c1(0);
+    const auto rt = host(gc, mg.grit().region_tokens(gc, ig, i, sel, sem));
+    const auto rr = mc.grit().region_tokens(c1, ih, i, sel, sem);
+    const double dr = rel_diff(rt, rr);
+    const auto gt = host(gc, mg.grit().grid_net(gc, mg.grit().grid_features(gc, ig.x11, i)));
+    const auto gr = mc.grit().grid_net(c1, mc.grit().grid_features(c1, ih.x11, i));
+    const double dg = rel_diff(gt, gr);
+    std::printf("caption tokens, image %d: region %.2e grid %.2e\n", i, dr, dg);
+    CHECK(dr < 1e-3);
+    CHECK(dg < 1e-3);
+    grit_tokens t;
+    t.region = rr, t.grid = gr, t.n_region = int(rr.size() / 128), t.n_grid = int(gr.size() / 128);
+    grit_head<cuda>::tokens u;
+    u.region = dev(gc, rr), u.grid = dev(gc, gr), u.n_region = t.n_region, u.n_grid = t.n_grid;
+    tc.push_back(std::move(t));
+    tg.push_back(std::move(u));
+  }
+  // the decoder on the same tokens: every step's log-probs of the rows the search ran, and the result
+  typename grit_head<cpu>::decoder dc(mc.grit(), cc, tc);
+  typename grit_head<cuda>::decoder dg(mg.grit(), gc, tg);
+  const int V = mc.grit().cfg.vocab_size;
+  step_log<typename grit_head<cpu>::decoder> lc{dc, V, {}, {}};
+  step_log<typename grit_head<cuda>::decoder> lg{dg, V, {}, {}};
+  const auto hc = beam_search(lc, 2, V, mc.grit().search_params());
+  const auto hg = beam_search(lg, 2, V, mg.grit().search_params());
+  REQUIRE(lc.lp.size() == lg.lp.size());
+  double worst = 0;
+  for (std::size_t s = 0; s < lc.lp.size(); ++s) {
+    REQUIRE(lc.active[s] == lg.active[s]);
+    for (std::size_t r = 0; r < lc.active[s].size(); ++r)
+      if (lc.active[s][r]) {
+        const std::vector<float> a(lg.lp[s].begin() + r * V, lg.lp[s].begin() + (r + 1) * V),
+            b(lc.lp[s].begin() + r * V, lc.lp[s].begin() + (r + 1) * V);
+        worst = std::max(worst, rel_diff(a, b));
+      }
+  }
+  std::printf("caption decoder: %zu steps, worst step log-prob difference %.2e (relative to max|ref|)\n", lc.lp.size(), worst);
+  CHECK(worst < 1e-3);
+  for (int i = 0; i < 2; ++i) CHECK(hc[std::size_t(i)].tokens == hg[std::size_t(i)].tokens);
+  // and the model's own path, features to text
+  const auto cc_ = mc.caption(cc, oc), cg = mg.caption(gc, og);
+  for (int i = 0; i < 2; ++i) {
+    std::printf("caption image %d: cpu '%s' cuda '%s'\n", i, cc_[std::size_t(i)].text.c_str(), cg[std::size_t(i)].text.c_str());
+    CHECK(cc_[std::size_t(i)].text == cg[std::size_t(i)].text);
+  }
 }
 
 int main(int argc, char** argv) {

@@ -8,8 +8,8 @@
 //   gyolo::context<gyolo::cuda> ctx(/*device*/ 0);        // throws gyolo::cuda_error without a GPU
 //   gyolo::image_result r = p.run(ctx, gyolo::decode_image("a.jpg"));
 //
-// The vision network runs on the GPU; its outputs are copied to the host once per forward and
-// post-processed there; the caption head runs on the host (ctx.host()) for now.
+// The vision network and the caption head run on the GPU; the vision outputs are copied to the host
+// once per forward and post-processed there (ctx.host()'s threads).
 #pragma once
 #include "gyolo/cuda/backend.hpp"
 #include "gyolo/model/vision.hpp"
@@ -50,6 +50,7 @@ extern template vision_outputs<cuda> vision_graph<cuda, infer_mode>::forward(con
 #include "gyolo/pipeline.hpp"
 
 namespace gyolo {
+extern template class grit_head<cuda>;
 extern template class model<cuda, gyolo_c>;
 extern template class model<cuda, gyolo_shapes>;
 extern template class model<cuda, gyolo_tiny>;

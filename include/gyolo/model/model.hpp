@@ -241,14 +241,9 @@ class model {
     GYOLO_CHECK(grit_.loaded(), "caption: the model has no caption head (no Grit weights in '" + description_ + "')");
     GYOLO_CHECK(o.x11.numel() && o.x17.numel() && o.x20.numel() && o.x23.numel() && o.x44.numel(),
                 "caption: the vision outputs lack the caption features (call forward with {.caption_features = true})");
-    std::vector<beam_hypothesis> hyps;
-    auto run = [&](auto& c, const auto& h) {
-      grit_inputs in{h.x17.cv(), h.x20.cv(), h.x23.cv(), h.x11.cv(), h.x44.cv(), {h.d3[0].cv(), h.d3[1].cv(), h.d3[2].cv()},
-                     h.semantic.cv()};
-      hyps = grit_(c, in);
-    };
-    if constexpr (is_host_backend<B>) run(ctx, o);
-    else run(ctx.host(), to_host(ctx, o, {.caption_features = true}));  // the caption head runs on the host (device: not yet)
+    const typename grit_head<B>::inputs in{o.x17.cv(), o.x20.cv(), o.x23.cv(), o.x11.cv(), o.x44.cv(),
+                                           {o.d3[0].cv(), o.d3[1].cv(), o.d3[2].cv()}, o.semantic.cv()};
+    std::vector<beam_hypothesis> hyps = grit_(ctx, in);
     std::vector<caption_result> r(hyps.size());
     for (std::size_t i = 0; i < hyps.size(); ++i) {
       r[i].tokens = std::move(hyps[i].tokens);
@@ -259,9 +254,7 @@ class model {
     return r;
   }
 
-  /// The caption head's backend: B, or the CPU for a device backend (which downloads its features).
-  using caption_backend = host_backend_t<B>;
-  const grit_head<caption_backend>& grit() const { return grit_; }
+  const grit_head<B>& grit() const { return grit_; }
   const vocabulary& detokenizer() const { return detok_; }
   const vision_graph<B>& vision() const { return vision_; }
   const std::vector<std::string>& names() const { return names_; }
@@ -271,7 +264,7 @@ class model {
 
  private:
   vision_graph<B> vision_;
-  grit_head<caption_backend> grit_;
+  grit_head<B> grit_;
   vocabulary detok_;
   std::vector<std::string> names_, vocab_;
   std::string description_, source_sha256_, converter_;

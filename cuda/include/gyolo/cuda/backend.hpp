@@ -20,6 +20,7 @@
 #include "gyolo/core/error.hpp"
 #include "gyolo/core/tensor.hpp"
 #include "gyolo/kernels/desc.hpp"
+#include "gyolo/kernels/transformer.hpp"
 #include "gyolo/layers/conv.hpp"
 
 namespace gyolo {
@@ -248,6 +249,45 @@ struct kernels<cuda> {
   static void detect_decode(ctx_t& ctx, const std::vector<cdview>& levels, const std::vector<float>& strides, const float* dfl_w,
                             int reg_max, int nc, dview pred);
   static void flatten_into(ctx_t& ctx, cdview x, dview y, std::int64_t a0);
+};
+
+/// The caption head's token buffers on the device: [1, 1, 1, n] tensors on the context's stream.
+template <>
+struct token_store<cuda> {
+  using type = device_tensor;
+  static type make(context<cuda>& ctx, std::size_t n) { return device_tensor(ctx.stream_state(), {1, 1, 1, int(n)}); }
+  static std::size_t size(const type& t) { return std::size_t(t.numel()); }
+};
+
+/// The caption head's kernels on the device (cuda/src/transformer.cu; per-element and per-row
+/// bodies in gyolo/cuda/bodies.cuh). Matrix views hold device pointers; index lists (ids, anchor
+/// positions, rows) and the attention's key mask are host data, copied to the device (the mask by
+/// value) by the call. region_scores, semantic_argmax and download_rows wait for the stream: their
+/// results are host data.
+template <>
+struct tkernels<cuda> {
+  using ctx_t = context<cuda>;
+  static constexpr bool packed_only = false;
+  /// Keys a masked attention takes (the mask travels as a kernel argument).
+  static constexpr int max_masked_keys = 128;
+  /// Largest d_model / heads the attention kernel takes.
+  static constexpr int max_head_dim = 64;
+
+  /// No packing: the kernel reads torch's [out, in] layout.
+  static linear_pack prepack_linear(const std::vector<float>&, int, int) { return {}; }
+  static void linear(ctx_t& ctx, cmview x, const linear_params& p, mview y, act a = act::none);
+  static void add_layernorm(ctx_t& ctx, cmview x, cmview r, const float* gamma, const float* beta, float eps, mview y);
+  static void attention(ctx_t& ctx, cmview q, cmview k, cmview v, int heads, mview y, const unsigned char* key_masked = nullptr);
+  static void gate_mix(ctx_t& ctx, cmview e1, cmview a1, cmview e2, cmview a2, mview y);
+  static void log_softmax(ctx_t& ctx, cmview x, mview y);
+  static void copy(ctx_t& ctx, cmview x, mview y);
+  static void fill(ctx_t& ctx, mview y, float v);
+  static void embed(ctx_t& ctx, const float* table, std::span<const std::int64_t> ids, const float* pos, mview y);
+  static void gather_columns(ctx_t& ctx, cdview x, int img, std::span<const std::int64_t> at, dview g);
+  static void columns_to_rows(ctx_t& ctx, cdview y, std::span<const int> rows, int row0, mview out);
+  static std::vector<float> region_scores(ctx_t& ctx, const std::array<cdview, 3>& d3, int img, int reg_max);
+  static std::vector<std::int64_t> semantic_argmax(ctx_t& ctx, cdview sem, int img);
+  static void download_rows(ctx_t& ctx, cmview x, std::span<const int> rows, float* dst, std::int64_t ld);
 };
 
 }  // namespace gyolo

@@ -391,6 +391,218 @@ struct detect_decode {
   }
 };
 
+// -------------------------------------------------------------------------------------------------
+// The caption head (tkernels<cuda>): token-major matrices, one output element or one row per call.
+// -------------------------------------------------------------------------------------------------
+
+GYOLO_HD inline bool is_nan(float v) { return v != v; }
+
+/// A row-major matrix: element (r, c) at p[r * ld + c].
+struct mv {
+  float* p = nullptr;
+  int rows = 0, cols = 0;
+  std::int64_t ld = 0;
+  GYOLO_HD float& at(int r, int c) const { return p[std::int64_t(r) * ld + c]; }
+};
+struct cmv {
+  const float* p = nullptr;
+  int rows = 0, cols = 0;
+  std::int64_t ld = 0;
+  GYOLO_HD float at(int r, int c) const { return p[std::int64_t(r) * ld + c]; }
+};
+
+/// y = act(x W^T + b), W [out, in] row-major (torch.nn.Linear); one output element per call.
+struct linear {
+  cmv x;
+  const float* w;
+  const float* b;  // nullptr: no bias
+  mv y;
+  int act;
+  GYOLO_HD void operator()(std::int64_t i) const {
+    const int r = int(i / y.cols), o = int(i % y.cols);
+    const float* wr = w + std::int64_t(o) * x.cols;
+    const float* xr = x.p + std::int64_t(r) * x.ld;
+    float acc = 0.f;
+    for (int k = 0; k < x.cols; ++k) acc += xr[k] * wr[k];
+    y.at(r, o) = activate(act, acc + (b ? b[o] : 0.f));
+  }
+};
+
+/// y = LayerNorm(x + r) * gamma + beta (r.p may be null; biased variance); one row per call. y may
+/// alias x (a row is read before it is written).
+struct add_layernorm {
+  cmv x, r;
+  const float* g;
+  const float* b;
+  float eps;
+  mv y;
+  GYOLO_HD void operator()(std::int64_t i) const {
+    const int row = int(i), d = x.cols;
+    double m = 0, v = 0;
+    for (int c = 0; c < d; ++c) m += x.at(row, c) + (r.p ? r.at(row, c) : 0.f);
+    m /= d;
+    for (int c = 0; c < d; ++c) {
+      const double t = double(x.at(row, c) + (r.p ? r.at(row, c) : 0.f)) - m;
+      v += t * t;
+    }
+    v /= d;
+    const double rs = 1.0 / sqrt(v + double(eps));
+    for (int c = 0; c < d; ++c) {
+      const double t = double(x.at(row, c) + (r.p ? r.at(row, c) : 0.f));
+      y.at(row, c) = float((t - m) * rs * g[c] + b[c]);
+    }
+  }
+};
+
+/// Multi-head attention, one (query, head) per call, with an online softmax (one pass over the
+/// keys, the running maximum rescaling the sums). Keys whose bit is set in `mask` (nk <= 128 when
+/// `masked`) are left out; a query with every key masked gets zeros.
+struct attention {
+  static constexpr int max_dk = 64;
+  cmv q, k, v;
+  int heads;
+  float div;  // float(sqrt(d_k))
+  mv y;
+  bool masked;
+  unsigned long long mask[2];
+  GYOLO_HD void operator()(std::int64_t idx) const {
+    const int i = int(idx / heads), h = int(idx % heads), dk = q.cols / heads, c0 = h * dk;
+    float o[max_dk];
+    for (int c = 0; c < dk; ++c) o[c] = 0.f;
+    float mx = -INFINITY, sum = 0.f;
+    for (int j = 0; j < k.rows; ++j) {
+      if (masked && ((mask[j >> 6] >> (j & 63)) & 1ull)) continue;
+      float s = 0.f;
+      for (int c = 0; c < dk; ++c) s += q.at(i, c0 + c) * k.at(j, c0 + c);
+      s /= div;
+      if (s > mx) {  // rescale what was summed under the old maximum
+        const float f = expf(mx - s);
+        sum *= f;
+        for (int c = 0; c < dk; ++c) o[c] *= f;
+        mx = s;
+      }
+      const float e = expf(s - mx);
+      sum += e;
+      for (int c = 0; c < dk; ++c) o[c] += e * v.at(j, c0 + c);
+    }
+    for (int c = 0; c < dk; ++c) y.at(i, c0 + c) = sum > 0.f ? o[c] / sum : 0.f;
+  }
+};
+
+/// y = (e1 * a1 + e2 * a2) / sqrt(2), one element per call.
+struct gate_mix {
+  cmv e1, a1, e2, a2;
+  mv y;
+  GYOLO_HD void operator()(std::int64_t i) const {
+    const int r = int(i / y.cols), c = int(i % y.cols);
+    y.at(r, c) = (e1.at(r, c) * a1.at(r, c) + e2.at(r, c) * a2.at(r, c)) / 1.41421356237309515f;
+  }
+};
+
+/// Row-wise log_softmax, one row per call (y may alias x).
+struct log_softmax {
+  cmv x;
+  mv y;
+  GYOLO_HD void operator()(std::int64_t i) const {
+    const int r = int(i);
+    float mx = -INFINITY;
+    for (int c = 0; c < x.cols; ++c) mx = fmaxf(mx, x.at(r, c));
+    double sum = 0;
+    for (int c = 0; c < x.cols; ++c) sum += exp(double(x.at(r, c)) - mx);
+    const float ls = float(log(sum));
+    for (int c = 0; c < x.cols; ++c) y.at(r, c) = x.at(r, c) - mx - ls;
+  }
+};
+
+/// y = v, one element per call.
+struct fill {
+  mv y;
+  float v;
+  GYOLO_HD void operator()(std::int64_t i) const { y.at(int(i / y.cols), int(i % y.cols)) = v; }
+};
+
+/// Row j of y = table row ids[j] + pos, one element per call.
+struct embed {
+  const float* table;
+  const std::int64_t* ids;
+  const float* pos;
+  mv y;
+  GYOLO_HD void operator()(std::int64_t i) const {
+    const int j = int(i / y.cols), c = int(i % y.cols);
+    y.at(j, c) = table[ids[j] * y.cols + c] + pos[c];
+  }
+};
+
+/// g [1, C, 1, m] = columns at[k] of image img of x, one element per call.
+struct gather_columns {
+  ctv x;
+  int img;
+  const std::int64_t* at;
+  int m;
+  float* g;
+  GYOLO_HD void operator()(std::int64_t i) const {
+    const int c = int(i / m), kk = int(i % m);
+    g[i] = x.p[img * x.bs + std::int64_t(c) * x.h * x.w + at[kk]];
+  }
+};
+
+/// out row (row0 + rows[k]) = column k of y [1, C, m] (rows null: k), one element per call.
+struct columns_to_rows {
+  const float* y;
+  std::int64_t m;
+  const int* rows;
+  int row0;
+  mv out;
+  GYOLO_HD void operator()(std::int64_t i) const {
+    const int c = int(i / m);
+    const std::int64_t kk = i % m;
+    out.at(row0 + (rows ? rows[kk] : int(kk)), c) = y[i];
+  }
+};
+
+/// Grit's region score of one anchor of image img (levels in order): the maximum raw class logit,
+/// torch.max's NaN rule (the first NaN wins). One anchor per call.
+struct region_score {
+  ctv lv[3];
+  std::int64_t start[4];
+  int reg_max, img;
+  float* score;
+  GYOLO_HD void operator()(std::int64_t a) const {
+    int l = 0;
+    while (l < 2 && a >= start[l + 1]) ++l;
+    const ctv& m = lv[l];
+    const std::int64_t p = a - start[l], hw = std::int64_t(m.h) * m.w;
+    const float* base = m.p + img * m.bs + std::int64_t(4 * reg_max) * hw + p;
+    float s = base[0];
+    for (int c = 1; c < m.c - 4 * reg_max; ++c) {
+      const float v = base[c * hw];
+      if (!(v <= s) && !is_nan(s)) s = v;
+    }
+    score[a] = s;
+  }
+};
+
+/// Per semantic channel of image img: the first flat position of the maximum (a NaN stops the
+/// search: torch.max's rule). One channel per call.
+struct semantic_argmax {
+  ctv sem;
+  int img;
+  std::int64_t* pos;
+  GYOLO_HD void operator()(std::int64_t c) const {
+    const std::int64_t hw = std::int64_t(sem.h) * sem.w;
+    const float* p = sem.p + img * sem.bs + c * hw;
+    float m = p[0];
+    std::int64_t k = 0;
+    for (std::int64_t j = 0; j < hw; ++j)
+      if (!(p[j] <= m)) {
+        m = p[j];
+        k = j;
+        if (is_nan(m)) break;
+      }
+    pos[c] = k;
+  }
+};
+
 /// Runs a body over [0, n) on the host: what a launch does on the device, for the host tests.
 template <class F>
 void host_for(std::int64_t n, const F& f) {
