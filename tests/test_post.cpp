@@ -182,15 +182,17 @@ TEST_CASE("torch_argsort_desc reproduces torch.sort(descending=True) ties", "[po
   for (std::size_t i = 0; i < ob.size(); ++i) REQUIRE(ob[i] == std::int64_t(i));
 }
 
-TEST_CASE("semantic arg-max: the channel-pruned original map equals the dense one", "[post]") {
+TEST_CASE("semantic arg-max: the channel-pruned original map equals the dense one, at any thread count", "[post]") {
   // Random logits on a coarse grid of values (many exact ties between channels), smooth fields
-  // with one dominant channel, and a field where every channel is equal; letterboxes with padding
-  // on any side, original images larger and smaller than the crop.
+  // with one dominant channel, a field where every channel is equal, and negative logits
+  // everywhere; letterboxes with padding on any side, original images larger and smaller than the
+  // crop. The dense path splits the channels among its threads: each thread's first channel must
+  // start its maps (the negative field caught a thread that compared with zeros instead).
   std::mt19937 rng(11);
   struct geo { int mh, mw, top, bottom, left, right, h0, w0; };
   const geo geos[] = {{16, 16, 4, 4, 0, 0, 57, 75}, {20, 12, 0, 0, 7, 9, 30, 19}, {8, 24, 3, 2, 0, 0, 100, 300},
                       {12, 12, 0, 0, 0, 0, 48, 48}, {10, 14, 5, 6, 2, 3, 9, 13}};
-  for (int kind = 0; kind < 3; ++kind)
+  for (int kind = 0; kind < 4; ++kind)
     for (const auto& gg : geos) {
       const int C = 37, H = gg.mh * 4, W = gg.mw * 4;
       std::vector<float> logits(std::size_t(C) * gg.mh * gg.mw);
@@ -203,6 +205,7 @@ TEST_CASE("semantic arg-max: the channel-pruned original map equals the dense on
             if (kind == 0) v = float(q(rng)) * 0.25f;                                    // ties everywhere
             if (kind == 1) v = std::sin(0.3f * float(x + c)) * 3 + std::cos(0.2f * float(y * c)) + 0.01f * nd(rng);
             if (kind == 2) v = 1.5f;                                                     // all equal: channel 0
+            if (kind == 3) v = -2.f - std::abs(nd(rng));                                 // all negative
             logits[(std::size_t(c) * gg.mh + y) * gg.mw + x] = v;
           }
       post::letterbox_geometry g;
@@ -215,6 +218,9 @@ TEST_CASE("semantic arg-max: the channel-pruned original map equals the dense on
         const auto pruned = post::semantic_argmax(lv, g, false, true, t);
         const bool same = pruned.original == dense.original;
         REQUIRE(same);
+        const auto dense_t = post::semantic_argmax(lv, g, true, true, t);
+        const bool same_dense = dense_t.original == dense.original && dense_t.input == dense.input;
+        REQUIRE(same_dense);
       }
       if (kind == 2) REQUIRE(xt::amax(dense.original)() == 0);
       // a NaN takes the dense path, with the dense path's answer

@@ -88,7 +88,7 @@ inline void semantic_channels(const float* data, std::int64_t plane_stride, int 
     const float* b = low_row(ay.i1[ky], ay.i0[ky]);
     float* r = R.slot(R.claim(y, y - 1));
     vpass(a, b, ay.l0[ky], ay.l1[ky], std::size_t(C) * std::size_t(W), r);
-    if (bin) argmax_update(r, C, W, c0, c0 == 0, bin + ky * std::size_t(W), iin + ky * std::size_t(W));
+    if (bin) argmax_update(r, C, W, c0, true, bin + ky * std::size_t(W), iin + ky * std::size_t(W));
     if (!uy || y < top || y >= top + ch) continue;
     // Unletterbox: horizontal pass of this input row's crop, then every original row whose lower
     // tap is this row (its upper tap is this row or the previous one).
@@ -98,7 +98,7 @@ inline void semantic_channels(const float* data, std::int64_t plane_stride, int 
       const auto ko = std::size_t(next_out);
       const float* ua = U.slot(U.find(uy->i0[ko]));
       vpass(ua, u, uy->l0[ko], uy->l1[ko], std::size_t(C) * std::size_t(w0), orow.data());
-      argmax_update(orow.data(), C, w0, c0, c0 == 0, bor + ko * std::size_t(w0), ior + ko * std::size_t(w0));
+      argmax_update(orow.data(), C, w0, c0, true, bor + ko * std::size_t(w0), ior + ko * std::size_t(w0));
       ++next_out;
     }
   }
