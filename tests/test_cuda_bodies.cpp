@@ -13,6 +13,7 @@
 #include "gyolo/cuda/bodies.cuh"
 #include "gyolo/kernels/reference.hpp"
 #include "gyolo/kernels/transformer.hpp"
+#include "gyolo/post/semantic.hpp"
 #include "test_util.hpp"
 
 namespace test_cuda_bodies {
@@ -378,6 +379,39 @@ TEST_CASE("CUDA bodies: the caption head's token movement and selection equal th
     REQUIRE(pos == tr::semantic_argmax(rc, S.cv(), 1));
     REQUIRE(pos[1] == 7);
     REQUIRE(pos[2] == 4);
+  }
+}
+
+TEST_CASE("CUDA bodies: the semantic map equals post::semantic_argmax bit for bit (input and original size, letterboxed)", "[cuda][kernels][semantic]") {
+  std::mt19937 g(17);
+  struct cas { int C, mh, mw, H, W, top, left, ch, cw, h0, w0; };
+  // ch x cw: the crop of the input that holds the image; h0 x w0: the original size
+  const cas cases[] = {{7, 16, 24, 64, 96, 8, 0, 48, 96, 37, 75},    // padded rows, shrink
+                       {5, 8, 8, 32, 32, 0, 3, 32, 26, 70, 57},      // padded columns, enlarge
+                       {12, 10, 6, 40, 24, 0, 0, 40, 24, 40, 24}};   // no letterbox, same size
+  for (const auto& c : cases) {
+    auto L = rnd({1, c.C, c.mh, c.mw}, g, -4.f, 4.f);
+    // exact ties between channels at some pixels: the lower channel must win everywhere
+    for (int i = 0; i < c.mh * c.mw; i += 5) L.v().channel(0, 3)[i] = L.v().channel(0, 1)[i];
+    letterbox_geometry geo;
+    geo.input_h = c.H, geo.input_w = c.W, geo.top = c.top, geo.left = c.left, geo.bottom = c.H - c.top - c.ch,
+    geo.right = c.W - c.left - c.cw, geo.orig_h = c.h0, geo.orig_w = c.w0;
+    const post::logits_view lv{L.data(), c.C, c.mh, c.mw, std::int64_t(c.mh) * c.mw};
+    for (bool want_input : {false, true}) {
+      const auto ref = post::semantic_argmax(lv, geo, want_input, true, 2);
+      const post::interp_axis ay(c.mh, c.H), ax(c.mw, c.W), uy(c.ch, c.h0), ux(c.cw, c.w0);
+      auto A = [](const post::interp_axis& a) { return cb::axis{a.i0.data(), a.i1.data(), a.l0.data(), a.l1.data()}; };
+      std::vector<std::int16_t> got(std::size_t(c.h0) * c.w0);
+      cb::semantic_map f{L.data(), c.C, c.mw, std::int64_t(c.mh) * c.mw, A(ay), A(ax), true, A(uy), A(ux), c.top, c.left, c.w0, got.data()};
+      cb::host_for(std::int64_t(c.h0) * c.w0, f);
+      REQUIRE(std::equal(got.begin(), got.end(), ref.original.data()));
+      if (want_input) {
+        std::vector<std::int16_t> gi(std::size_t(c.H) * c.W);
+        f.unletterbox = false, f.out_w = c.W, f.out = gi.data();
+        cb::host_for(std::int64_t(c.H) * c.W, f);
+        REQUIRE(std::equal(gi.begin(), gi.end(), ref.input.data()));
+      }
+    }
   }
 }
 

@@ -169,3 +169,10 @@ void tkernels<cuda>::download_rows(ctx_t& ctx, cmview x, std::span<const int> ro
 }
 
 }  // namespace gyolo
+
+namespace gyolo::cuda_detail {
+/// The semantic-map body over n output pixels (post_cuda.cpp prepares it).
+void launch_semantic_map(context<cuda>& ctx, const cuda_bodies::semantic_map& f, std::int64_t n) {
+  launch(ctx, f, n, "semantic_map", 128);
+}
+}  // namespace gyolo::cuda_detail

@@ -134,6 +134,11 @@ inline prepared_input prepare_input(const image_u8& img, int imgsz, letterbox_mo
   return p;
 }
 
+/// Post-processing steps a device backend B runs on the device (specialised with the backend, e.g. in
+/// gyolo/cuda.hpp): semantic(ctx, logits, img, geometry, want_input) gives image img's semantic
+/// maps (post::semantic_argmax's result), so that only the maps come back to the host.
+template <class B> struct device_postprocess;
+
 /// Pre-processing, the model's forward pass and every task's post-processing on images. Read-only
 /// after construction: one pipeline may serve many threads, each with its own `context`. It
 /// refers to the model (which must outlive it; binding a temporary does not compile).
@@ -191,6 +196,14 @@ class pipeline {
   /// Post-processes image b of a forward's outputs (made from `p`); threads <= 0: options' or
   /// OpenMP's default.
   GYOLO_COMPILED_ONCE image_result postprocess(const host_outputs& out, int b, const prepared_input& p, int threads = 0) const {
+    return postprocess(out, b, p, threads, nullptr, 0);
+  }
+
+ private:
+  /// The same; `semantic` (may be null): the image's semantic maps, made on the device in
+  /// `semantic_ms` (a device backend copies those, not the logits).
+  image_result postprocess(const host_outputs& out, int b, const prepared_input& p, int threads, post::semantic_maps* semantic,
+                           double semantic_ms) const {
     threads = resolve_threads(threads > 0 ? threads : o_.threads);
     image_result r;
     r.width = p.orig_w;
@@ -255,18 +268,23 @@ class pipeline {
     r.timing_ms.masks = ms(t1, t2);
     // Semantic map.
     if (o_.tasks.semantic) {
-      const auto ss = out.semantic.shape();
-      const post::logits_view lv{out.semantic.data() + std::int64_t(b) * ss.c * ss.h * ss.w, ss.c, ss.h, ss.w, std::int64_t(ss.h) * ss.w};
-      auto maps = post::semantic_argmax(lv, g, o_.keep_semantic_input, true, threads);
+      post::semantic_maps maps;
+      if (semantic) {
+        maps = std::move(*semantic);
+      } else {
+        const auto ss = out.semantic.shape();
+        const post::logits_view lv{out.semantic.data() + std::int64_t(b) * ss.c * ss.h * ss.w, ss.c, ss.h, ss.w, std::int64_t(ss.h) * ss.w};
+        maps = post::semantic_argmax(lv, g, o_.keep_semantic_input, true, threads);
+      }
       semantic_result s;
       s.channels = std::move(maps.original);
       s.channels_input = std::move(maps.input);
       if (!coco_taxonomy)
-        for (int c = 0; c < ss.c; ++c) s.channel_ids.push_back(c + 1);
+        for (int c = 0; c < model_type::config.nc + model_type::config.sem_nc; ++c) s.channel_ids.push_back(c + 1);
       r.semantic = std::move(s);
     }
     auto t3 = clock::now();
-    r.timing_ms.semantic = ms(t2, t3);
+    r.timing_ms.semantic = ms(t2, t3) + semantic_ms;
     // Panoptic fusion.
     if (o_.tasks.panoptic && r.semantic) {
       std::vector<post::panoptic_instance> inst;
@@ -281,7 +299,6 @@ class pipeline {
     return r;
   }
 
- private:
   GYOLO_COMPILED_ONCE void run_group(context<B>& ctx, const std::vector<prepared_input>& in, const std::vector<std::size_t>& group,
                  std::vector<image_result>& res) const {
     using clock = std::chrono::steady_clock;
@@ -296,6 +313,8 @@ class pipeline {
     const auto t0 = clock::now();
     std::optional<std::vector<caption_result>> caps;
     host_outputs out;
+    std::vector<post::semantic_maps> sem;  // a device backend's semantic maps (the logits stay there)
+    double sem_ms = 0;
     clock::time_point t1, t2;
     if constexpr (is_host_backend<B>) {
       out = m_->forward(ctx, x.cv(), {.caption_features = want_caption});
@@ -305,17 +324,23 @@ class pipeline {
     } else {  // a device backend: the input up, the outputs down (the vision time includes both)
       const auto xd = to_device(ctx, x.cv());
       auto dout = m_->forward(ctx, xd.cv(), {.caption_features = want_caption});
-      out = to_host(ctx, dout);
+      const auto ts = clock::now();
+      if (o_.tasks.semantic)
+        for (int k = 0; k < n; ++k)
+          sem.push_back(device_postprocess<B>::semantic(ctx, dout.semantic.cv(), k, in[group[std::size_t(k)]].geometry,
+                                                        o_.keep_semantic_input));
+      sem_ms = std::chrono::duration<double, std::milli>(clock::now() - ts).count() / n;
+      out = to_host(ctx, dout, {.semantic = o_.keep_raw || !o_.tasks.semantic});
       t1 = clock::now();
       if (want_caption) caps = try_caption(*m_, ctx, dout);
       t2 = clock::now();
     }
-    const double vis = std::chrono::duration<double, std::milli>(t1 - t0).count() / n;
+    const double vis = std::chrono::duration<double, std::milli>(t1 - t0).count() / n - sem_ms;  // device maps: semantic time
     const double cap = std::chrono::duration<double, std::milli>(t2 - t1).count() / n;
     const int threads = o_.threads > 0 ? o_.threads : ctx.threads();
     for (int k = 0; k < n; ++k) {
       const auto idx = group[std::size_t(k)];
-      auto r = postprocess(out, k, in[idx], threads);
+      auto r = postprocess(out, k, in[idx], threads, sem.empty() ? nullptr : &sem[std::size_t(k)], sem_ms);
       r.timing_ms.vision = vis;
       r.batch = n;
       if (caps && std::size_t(k) < caps->size()) {

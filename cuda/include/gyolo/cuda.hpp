@@ -8,8 +8,8 @@
 //   gyolo::context<gyolo::cuda> ctx(/*device*/ 0);        // throws gyolo::cuda_error without a GPU
 //   gyolo::image_result r = p.run(ctx, gyolo::decode_image("a.jpg"));
 //
-// The vision network and the caption head run on the GPU; the vision outputs are copied to the host
-// once per forward and post-processed there (ctx.host()'s threads).
+// The vision network, the caption head and the semantic maps run on the GPU; the other vision
+// outputs are copied to the host once per forward and post-processed there (ctx.host()'s threads).
 #pragma once
 #include "gyolo/cuda/backend.hpp"
 #include "gyolo/model/vision.hpp"
@@ -19,6 +19,7 @@ namespace gyolo {
 /// What to_host copies besides the inference outputs.
 struct host_copy_options {
   bool caption_features = false;  // x11, x17, x20, x23, x44 (when the forward kept them)
+  bool semantic = true;           // the semantic logits (the pipeline makes its maps on the device)
 };
 
 /// A forward's outputs on the host (waits for the stream).
@@ -29,7 +30,7 @@ inline vision_outputs<cpu> to_host(context<cuda>& ctx, const vision_outputs<cuda
   };
   copy(o.pred, h.pred);
   copy(o.proto, h.proto);
-  copy(o.semantic, h.semantic);
+  if (opt.semantic) copy(o.semantic, h.semantic);
   for (std::size_t l = 0; l < o.d3.size(); ++l) copy(o.d3[l], h.d3[l]);
   copy(o.pred_o2m, h.pred_o2m);
   if (opt.caption_features) {
@@ -50,6 +51,18 @@ extern template vision_outputs<cuda> vision_graph<cuda, infer_mode>::forward(con
 #include "gyolo/pipeline.hpp"
 
 namespace gyolo {
+/// Image img's semantic maps from a forward's semantic logits [B, C, H/4, W/4], computed on the
+/// device with post::semantic_argmax's arithmetic (the same bits on the same logits); only the
+/// int16 maps come back (waits for the stream). want_original is always on.
+post::semantic_maps semantic_maps(context<cuda>& ctx, cdview logits, int img, const letterbox_geometry& g, bool want_input);
+
+template <>
+struct device_postprocess<cuda> {
+  static post::semantic_maps semantic(context<cuda>& ctx, cdview logits, int img, const letterbox_geometry& g, bool want_input) {
+    return semantic_maps(ctx, logits, img, g, want_input);
+  }
+};
+
 extern template class grit_head<cuda>;
 extern template class model<cuda, gyolo_c>;
 extern template class model<cuda, gyolo_shapes>;

@@ -603,6 +603,69 @@ struct semantic_argmax {
   }
 };
 
+// -------------------------------------------------------------------------------------------------
+// The semantic map (post/semantic.hpp's arithmetic, bit for bit): logits bilinearly upsampled to the
+// input (align_corners=False), optionally unletterboxed to the original size, arg-max over channels.
+// -------------------------------------------------------------------------------------------------
+
+/// A product that is never contracted into a neighbouring add (the CPU's formulas round it).
+GYOLO_HD inline float mul_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+  return __fmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+/// One resize axis as post::interp_axis: taps i0/i1 and weights l0/l1 per output coordinate.
+struct axis {
+  const int* i0;
+  const int* i1;
+  const float* l0;
+  const float* l1;
+};
+
+/// The semantic channel of one output pixel per call: the input-resolution map (unletterbox
+/// off) or the original-resolution one. Ties go to the lower channel (a later channel wins only
+/// when strictly greater).
+struct semantic_map {
+  const float* s;  // logits of one image: C planes of mh x mw, plane c at s + c * plane
+  int C, mw;
+  std::int64_t plane;
+  axis ay, ax;        // low-resolution -> input
+  bool unletterbox;   // original resolution: uy, ux over the crop at (top, left)
+  axis uy, ux;
+  int top, left;
+  int out_w;
+  std::int16_t* out;
+  /// Input-resolution value of channel plane p at input row r, column x: fma(t0, h0, t1 * h1) with
+  /// t = fma(x00, w0, x01 * w1) (PyTorch's, as the CPU computes it).
+  GYOLO_HD float input_value(const float* p, int r, int x) const {
+    const float* a = p + std::int64_t(ay.i0[r]) * mw;
+    const float* b = p + std::int64_t(ay.i1[r]) * mw;
+    const float ta = fmaf(a[ax.i0[x]], ax.l0[x], mul_rn(a[ax.i1[x]], ax.l1[x]));
+    const float tb = fmaf(b[ax.i0[x]], ax.l0[x], mul_rn(b[ax.i1[x]], ax.l1[x]));
+    return fmaf(ta, ay.l0[r], mul_rn(tb, ay.l1[r]));
+  }
+  GYOLO_HD float value(const float* p, int Y, int X) const {
+    if (!unletterbox) return input_value(p, Y, X);
+    const int ra = top + uy.i0[Y], rb = top + uy.i1[Y], xa = left + ux.i0[X], xb = left + ux.i1[X];
+    const float ua = fmaf(input_value(p, ra, xa), ux.l0[X], mul_rn(input_value(p, ra, xb), ux.l1[X]));
+    const float ub = fmaf(input_value(p, rb, xa), ux.l0[X], mul_rn(input_value(p, rb, xb), ux.l1[X]));
+    return fmaf(ua, uy.l0[Y], mul_rn(ub, uy.l1[Y]));
+  }
+  GYOLO_HD void operator()(std::int64_t i) const {
+    const int Y = int(i / out_w), X = int(i % out_w);
+    float best = value(s, Y, X);
+    int bc = 0;
+    for (int c = 1; c < C; ++c) {
+      const float v = value(s + c * plane, Y, X);
+      if (v > best) best = v, bc = c;
+    }
+    out[i] = std::int16_t(bc);
+  }
+};
+
 /// Runs a body over [0, n) on the host: what a launch does on the device, for the host tests.
 template <class F>
 void host_for(std::int64_t n, const F& f) {
