@@ -21,14 +21,13 @@ int bench_cuda(const cuda_bench_request& r) {
   using clock = std::chrono::steady_clock;
   using M = model<cuda, gyolo_c>;
   cudart::require_device(r.device);
-  cuda_load_device() = r.device;
   const auto t_load = clock::now();
   std::optional<M> m;
   if (r.weights == "random") {
     random_weights ws(0);
-    m.emplace(M::from_source(ws));
+    m.emplace(M::from_source(ws, {.device = r.device}));
   } else {
-    m.emplace(M::load(r.weights));
+    m.emplace(M::load(r.weights, {.device = r.device}));
   }
   const double load_ms = std::chrono::duration<double, std::milli>(clock::now() - t_load).count();
   context<cuda> ctx(r.device, r.host_threads);
@@ -129,7 +128,6 @@ template <variant V>
 std::function<std::vector<image_result>(const std::vector<image_u8>&)> cuda_infer(const cuda_predict_request& r, const pipeline_options& po,
                                                                                 const gguf::file* f) {
   cudart::require_device(r.device);
-  cuda_load_device() = r.device;
   using M = model<cuda, V>;
   struct state {
     context<cuda> ctx;
@@ -140,10 +138,10 @@ std::function<std::vector<image_result>(const std::vector<image_u8>&)> cuda_infe
   auto st = std::make_shared<state>(r.device, r.host_threads);
   if (r.half) st->ctx.set_precision(cuda_precision::fp16);
   if (f) {
-    st->m.emplace(M::load(*f));
+    st->m.emplace(M::load(*f, {.device = r.device}));
   } else {
     random_weights ws(0);
-    st->m.emplace(M::from_source(ws));
+    st->m.emplace(M::from_source(ws, {.device = r.device}));
   }
   st->p.emplace(*st->m, po);
   return [st](const std::vector<image_u8>& imgs) { return st->p->run(st->ctx, imgs); };

@@ -826,8 +826,8 @@ void bench_usage(std::ostream& o) {
        "  --tasks T         all (the whole pipeline, default) or vision (the forward pass only)\n"
        "  --per-layer       also time each layer (0-56) with its GFLOP, GFLOP/s and share\n"
        "  --device D        cpu (default), cuda or cuda:N (the CUDA backend: gyolo built with\n"
-       "                    GYOLO_ENABLE_CUDA=ON; a synthetic input; --tasks all post-processes and\n"
-       "                    captions on the CPU)\n"
+       "                    GYOLO_ENABLE_CUDA=ON; a synthetic input; --tasks all: the caption and the\n"
+       "                    semantic maps on the GPU, NMS, masks and panoptic on the CPU)\n"
        "  --batch N         images per forward with --tasks vision (1)\n"
        "  --half            with --device cuda: fp16 tensor-core convolutions (fp32 accumulation)\n"
        "prints one JSON line: median_ms, min_ms, first_ms, per-stage medians, peak_rss_mb, kernels.\n";

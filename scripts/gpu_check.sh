@@ -10,10 +10,12 @@
 #      .gpu/ beside it (device tool: carry [".gpu"]):
 #        bash scripts/gpu_check.sh
 #      builds gyolo with -DGYOLO_ENABLE_CUDA=ON for that GPU (native), runs the CUDA tests (every
-#      kernel against the reference, the network against the CPU backend), then benchmarks the
-#      vision network at 640x640, batch 1 and 8, gyolo fp32 on CUDA against PyTorch eager on
-#      upstream's model (random weights, our make_fixtures.randomize) in fp32 and fp16 on the same
-#      GPU, and prints the ratios. Logs and JSON lines go to $OUT (or /tmp/gpu_check).
+#      kernel against the reference, the network and the caption head against the CPU backend),
+#      then benchmarks the vision network at 640x640, batch 1 and 8, gyolo fp32 and --half on CUDA
+#      against PyTorch eager on upstream's model (random weights, our make_fixtures.randomize) in
+#      fp32 and fp16 on the same GPU, and all tasks at batch 1 (the same random weights on both
+#      sides, converted by convert.py), and prints the ratios. Logs and JSON lines go to $OUT (or
+#      /tmp/gpu_check).
 #
 # gyolo's fp16 column is --half: tensor-core convolutions with half-precision tiles, fp32 storage and
 # accumulation (PyTorch's fp16 stores half precision throughout).
@@ -76,22 +78,42 @@ for b in 1 8; do
   build-gpu/bin/gyolo bench --weights random --device cuda:0 --tasks vision --imgsz 640 --square --batch "$b" --runs 20 --half \
     | tee -a "$OUT/bench.jsonl" || echo "gyolo bench --half batch $b failed"
 done
-# the whole pipeline on the GPU backend (post-processing on the host; random weights have no caption head)
-build-gpu/bin/gyolo bench --weights random --device cuda:0 --tasks all --imgsz 640 --square --runs 10 \
-  | tee -a "$OUT/bench.jsonl" || echo "gyolo bench --tasks all failed"
 t "gyolo bench"
 PYTHONUNBUFFERED=1 python3 benchmarks/torch_gpu_bench.py --upstream "$G/upstream" --device cuda --sizes 640 --batches 1,8 \
   --precisions fp32,fp16 --runs 20 --warmup 5 2>"$OUT/torch.err" | tee -a "$OUT/bench.jsonl" || { echo "PyTorch bench failed:"; tail -20 "$OUT/torch.err"; }
 t "pytorch bench"
+# All tasks, the issue's target: the same random weights on both sides (PyTorch's model saved as an
+# upstream checkpoint, converted by our convert.py), batch 1 at 640. PyTorch: the vision forward and
+# Grit's beam search (fp16: Grit in fp32, as upstream casts its features); gyolo: the whole pipeline
+# (also NMS, masks, semantic and panoptic).
+PYTHONUNBUFFERED=1 python3 benchmarks/torch_gpu_bench.py --upstream "$G/upstream" --device cuda --sizes 640 --batches 1 \
+  --precisions fp32,fp16 --runs 10 --warmup 3 --tasks caption --save-checkpoint "$OUT/random.pt" 2>"$OUT/torch_cap.err" \
+  | tee -a "$OUT/bench.jsonl" || { echo "PyTorch caption bench failed:"; tail -20 "$OUT/torch_cap.err"; }
+if python3 weights_tools/convert.py --checkpoint "$OUT/random.pt" --out "$OUT/random.gguf" --vocab weights_tools/data/vocab.txt; then
+  for h in "" --half; do
+    build-gpu/bin/gyolo bench --weights "$OUT/random.gguf" --device cuda:0 --tasks all --imgsz 640 --square --runs 10 $h \
+      | tee -a "$OUT/bench.jsonl" || echo "gyolo bench --tasks all $h failed"
+  done
+fi
+rm -f "$OUT/random.pt" "$OUT/random.gguf"
+t "all tasks"
 python3 - "$OUT/bench.jsonl" <<'PYEOF'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.startswith('{')]
 g = {r['batch']: r for r in rows if r.get('command') == 'bench' and r.get('tasks') == 'vision' and r.get('precision') == 'fp32'}
 gh = {r['batch']: r for r in rows if r.get('command') == 'bench' and r.get('tasks') == 'vision' and r.get('precision', '').startswith('fp16')}
+ga = {}
 for r in rows:
     if r.get('command') == 'bench' and r.get('tasks') == 'all':
-        print(f"gyolo pipeline (all tasks, batch 1, fp32): {r['median_ms']} ms; stages {r.get('stages_median_ms')}")
-p = {(r['batch'], r['precision']): r for r in rows if r.get('tool') == 'pytorch'}
+        pr = 'fp16' if r.get('precision', '').startswith('fp16') else 'fp32'
+        ga[pr] = r
+        print(f"gyolo pipeline (all tasks, batch 1, {pr}): {r['median_ms']} ms; stages {r.get('stages_median_ms')}")
+p = {(r['batch'], r['precision']): r for r in rows if r.get('tool') == 'pytorch' and r.get('tasks', 'vision') == 'vision'}
+pc = {r['precision']: r for r in rows if r.get('tool') == 'pytorch' and r.get('tasks') == 'caption'}
+print('\nall tasks, 640x640, batch 1 (median ms; ratio = PyTorch vision + caption / gyolo whole pipeline; target: fp16 >= 2)')
+for pr in ('fp32', 'fp16'):
+    a_, c_ = ga.get(pr, {}).get('median_ms'), pc.get(pr, {}).get('median_ms')
+    print(f"{pr}: gyolo {a_ if a_ else 'n/a'}  torch {c_ if c_ else 'n/a'}  ratio {f'{c_ / a_:.2f}' if a_ and c_ else 'n/a'}")
 if 1 in g and 'layers' in g[1]:
     top = sorted(g[1]['layers'], key=lambda l: -l['ms'])[:10]
     print('gyolo cuda, batch 1: slowest layers ' + ', '.join(f"{l['layer']} {l['ms']} ms ({l['gflops']} GFLOP/s)" for l in top))

@@ -149,10 +149,17 @@ par::team(ctx.threads(), [&] {
   });
 }
 
+namespace {
+/// Runs f(n, c) for every (image, channel) plane of y, the planes split statically over the threads
+/// (the per-plane kernels: average pooling, upsampling, copy, add).
+template <class F>
+void for_each_plane(context<cpu>& ctx, cview<float> y, F&& f) {
+  par::for_static(ctx.threads(), std::int64_t(y.n) * y.c, [&](std::int64_t t) { f(int(t / y.c), int(t % y.c)); });
+}
+}  // namespace
+
 void kernels<cpu>::avgpool2x2s1(context<cpu>& ctx, cview<float> x, view<float> y) {
-  const std::int64_t total = std::int64_t(y.n) * y.c;
-  par::for_static(ctx.threads(), std::int64_t(total), [&](std::int64_t t) {
-    const int n = int(t / y.c), c = int(t % y.c);
+  for_each_plane(ctx, y, [&](int n, int c) {
     const float* src = x.channel(n, c);
     float* dst = y.channel(n, c);
     for (int oy = 0; oy < y.h; ++oy) {
@@ -164,9 +171,7 @@ void kernels<cpu>::avgpool2x2s1(context<cpu>& ctx, cview<float> x, view<float> y
 }
 
 void kernels<cpu>::upsample2x(context<cpu>& ctx, cview<float> x, view<float> y) {
-  const std::int64_t total = std::int64_t(y.n) * y.c;
-  par::for_static(ctx.threads(), std::int64_t(total), [&](std::int64_t t) {
-    const int n = int(t / y.c), c = int(t % y.c);
+  for_each_plane(ctx, y, [&](int n, int c) {
     const float* src = x.channel(n, c);
     float* dst = y.channel(n, c);
     for (int oy = 0; oy < y.h; ++oy) {
@@ -178,17 +183,11 @@ void kernels<cpu>::upsample2x(context<cpu>& ctx, cview<float> x, view<float> y) 
 }
 
 void kernels<cpu>::copy(context<cpu>& ctx, cview<float> x, view<float> y) {
-  const std::int64_t total = std::int64_t(y.n) * y.c;
-  par::for_static(ctx.threads(), std::int64_t(total), [&](std::int64_t t) {
-    const int n = int(t / y.c), c = int(t % y.c);
-    std::copy_n(x.channel(n, c), y.plane(), y.channel(n, c));
-  });
+  for_each_plane(ctx, y, [&](int n, int c) { std::copy_n(x.channel(n, c), y.plane(), y.channel(n, c)); });
 }
 
 void kernels<cpu>::add(context<cpu>& ctx, cview<float> a, cview<float> b, view<float> y) {
-  const std::int64_t total = std::int64_t(y.n) * y.c;
-  par::for_static(ctx.threads(), std::int64_t(total), [&](std::int64_t t) {
-    const int n = int(t / y.c), c = int(t % y.c);
+  for_each_plane(ctx, y, [&](int n, int c) {
     const float* pa = a.channel(n, c);
     const float* pb = b.channel(n, c);
     float* py = y.channel(n, c);

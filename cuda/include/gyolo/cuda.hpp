@@ -2,8 +2,7 @@
 // model and the pipeline on it, compiled once in gyolo::cuda for the variants that ship (extern
 // templates below). Link gyolo::cuda; no nvcc needed.
 //
-//   gyolo::cuda_load_device() = 0;                        // where parameters go (default 0)
-//   auto m = gyolo::model<gyolo::cuda, gyolo::gyolo_c>::load("gyolo.gguf");
+//   auto m = gyolo::model<gyolo::cuda, gyolo::gyolo_c>::load("gyolo.gguf", {.device = 0});  // parameters on device 0
 //   gyolo::pipeline p(m);
 //   gyolo::context<gyolo::cuda> ctx(/*device*/ 0);        // throws gyolo::cuda_error without a GPU
 //   gyolo::image_result r = p.run(ctx, gyolo::decode_image("a.jpg"));

@@ -133,6 +133,21 @@ class single_user {
   use_state use_;
 };
 
+/// The per-layer profiler a context may carry (not owned; null: none, the default), shared by every
+/// backend's context. Each context marks layers its own way (layer()): a device context waits for
+/// its stream first.
+class profiled {
+ public:
+  void set_profiler(layer_profiler* p) { prof_ = p; }
+  layer_profiler* profiler() const { return prof_; }
+  void add_flop(double f) {
+    if (prof_) prof_->add_flop(f);
+  }
+
+ protected:
+  layer_profiler* prof_ = nullptr;
+};
+
 /// Threads and scratch memory of backend B for one caller at a time. Thread-safety contract: a
 /// loaded model and a pipeline are read-only and may be shared by any number of threads; a context
 /// may not. Give each thread its own context (bit-identical results to a single thread's with the
@@ -140,7 +155,7 @@ class single_user {
 /// thread while in use throws gyolo::error instead of corrupting its scratch memory (enter()).
 /// Device backends specialise it (the CUDA backend: a device, a stream, stream-ordered memory).
 template <class B>
-class context : public single_user {
+class context : public single_user, public profiled {
  public:
   explicit context(int threads = 0) { set_threads(threads); }
 
@@ -156,12 +171,6 @@ class context : public single_user {
   }
   int threads() const { return threads_; }
 
-  /// Attach a profiler (null: none, the default). Not owned.
-  void set_profiler(layer_profiler* p) { prof_ = p; }
-  layer_profiler* profiler() const { return prof_; }
-  void add_flop(double f) {
-    if (prof_) prof_->add_flop(f);
-  }
   /// Marks the end of `layer` when profiling and passes its result through: y = ctx.layer("3", f(x)).
   template <class T>
   T layer(std::string_view name, T&& v) {
@@ -196,7 +205,6 @@ class context : public single_user {
   std::vector<tensor<float>> scratch_;
   tensor<float> pack_;
   std::array<tensor<float>, 4> work_;
-  layer_profiler* prof_ = nullptr;
 };
 
 }  // namespace gyolo

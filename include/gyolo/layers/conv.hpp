@@ -20,6 +20,10 @@ template <class B> struct storage {
   using tensor_type = tensor<float>;
   using param_type = std::vector<float>;
   static param_type upload(std::vector<float> v) { return v; }
+  /// Where a load puts the parameters (load_options::device): nothing to choose on the host.
+  struct load_scope {
+    explicit load_scope(int) {}
+  };
   /// A tensor for the context's use (device backends allocate on its stream).
   static tensor_type alloc(context<B>&, shape4 s) { return tensor_type(s); }
 };

@@ -111,6 +111,8 @@ struct load_options {
   /// Replace named tensors after reading them (same element count as the file's tensor, values in
   /// fp32): for experiments and tests. Every name must be a tensor the model loads.
   std::map<std::string, std::vector<float>> tensor_overrides;
+  /// Device backends: the device the parameters are uploaded to (CUDA: its index). Ignored on the host.
+  int device = 0;
 };
 
 /// A weight source that serves some tensors from memory instead of the underlying source.
@@ -175,6 +177,7 @@ class model {
     const auto fileconf = variant_from_yaml(y, path);
     if (!(fileconf == config))
       f.fail(std::string("variant mismatch with compiled variant '") + V::name + "': " + describe_mismatch(config, fileconf));
+    const typename storage<B>::load_scope on_device(opt.device);
     model m;
     m.names_ = f.get_strings("gyolo.names");
     if (int(m.names_.size()) != config.nc)
@@ -215,6 +218,7 @@ class model {
 
   /// Builds the model from any weight source (e.g. random_weights for demos and tests).
   static model from_source(weight_source& ws, load_options opt = {}) {
+    const typename storage<B>::load_scope on_device(opt.device);
     model m;
     m.vision_.load(ws, config, opt.one_to_many);
     m.names_.clear();

@@ -139,6 +139,7 @@ class device_param {
   std::size_t size() const { return n_; }
   static device_param upload(int device, const std::vector<float>& v) {
     device_param d;
+    d.device_ = device;
     if (v.empty()) return d;
     float* p = static_cast<float*>(cudart::alloc(device, v.size() * sizeof(float)));
     d.p_ = std::shared_ptr<float>(p, [](float* q) { cudart::free(q); });
@@ -146,21 +147,25 @@ class device_param {
     cudart::copy_h2d_sync(device, p, v.data(), v.size() * sizeof(float));
     return d;
   }
-  std::vector<float> download(int device) const {
+  /// The device the parameters live on.
+  int device() const { return device_; }
+  std::vector<float> download() const {
     std::vector<float> v(n_);
-    if (n_) cudart::copy_d2h_sync(device, v.data(), p_.get(), n_ * sizeof(float));
+    if (n_) cudart::copy_d2h_sync(device_, v.data(), p_.get(), n_ * sizeof(float));
     return v;
   }
 
  private:
   std::shared_ptr<float> p_;
   std::size_t n_ = 0;
+  int device_ = 0;
 };
 
-/// Which device parameters are uploaded to (set before loading a model for the CUDA backend;
-/// default 0). Loading is not concurrent with a change of it.
+/// The device that parameters loaded on this thread are uploaded to (default 0). model::load and
+/// model::from_source set it from load_options::device for the load's duration
+/// (storage<cuda>::load_scope); a thread of its own loads on its own device.
 inline int& cuda_load_device() {
-  static int d = 0;
+  static thread_local int d = 0;
   return d;
 }
 
@@ -171,7 +176,7 @@ inline int& cuda_load_device() {
 enum class cuda_precision { fp32, fp16 };
 
 template <>
-class context<cuda> : public single_user {
+class context<cuda> : public single_user, public profiled {
  public:
   /// A stream on `device`, and a CPU context of `host_threads` threads (0: all) for the host-side
   /// work beside it (post-processing, the caption head). Throws cuda_error naming the problem when
@@ -190,13 +195,8 @@ class context<cuda> : public single_user {
   void set_precision(cuda_precision p) { precision_ = p; }
   cuda_precision precision() const { return precision_; }
 
-  /// Per-layer profile: with a profiler attached each layer mark waits for the stream, so the
-  /// times are the layers' device times (and the pass is slower).
-  void set_profiler(layer_profiler* p) { prof_ = p; }
-  layer_profiler* profiler() const { return prof_; }
-  void add_flop(double f) {
-    if (prof_) prof_->add_flop(f);
-  }
+  /// Per-layer profile (set_profiler): with a profiler attached each layer mark waits for the
+  /// stream, so the times are the layers' device times (and the pass is slower).
   template <class T>
   T layer(std::string_view name, T&& v) {
     if (prof_) {
@@ -210,7 +210,6 @@ class context<cuda> : public single_user {
   std::shared_ptr<cuda_detail::stream_state> st_;
   context<cpu> host_;
   cuda_precision precision_ = cuda_precision::fp32;
-  layer_profiler* prof_ = nullptr;
 };
 
 template <>
@@ -218,7 +217,18 @@ struct storage<cuda> {
   using tensor_type = device_tensor;
   using param_type = device_param;
   static param_type upload(std::vector<float> v) { return device_param::upload(cuda_load_device(), v); }
-  static std::vector<float> download(const param_type& p) { return p.download(cuda_load_device()); }
+  static std::vector<float> download(const param_type& p) { return p.download(); }
+  /// Uploads on this thread go to `device` while it lives (model::load: load_options::device).
+  class load_scope {
+   public:
+    explicit load_scope(int device) : prev_(cuda_load_device()) { cuda_load_device() = device; }
+    load_scope(const load_scope&) = delete;
+    load_scope& operator=(const load_scope&) = delete;
+    ~load_scope() { cuda_load_device() = prev_; }
+
+   private:
+    int prev_;
+  };
   static tensor_type alloc(context<cuda>& ctx, shape4 s) { return device_tensor(ctx.stream_state(), s); }
 };
 

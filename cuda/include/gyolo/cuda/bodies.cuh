@@ -106,19 +106,13 @@ GYOLO_HD inline float im2col_at(const ctv& x, const conv_params& d, int n, int g
   return x.at(n, g * (d.cin / d.groups) + ci, iy, ix);
 }
 
-/// The tiled implicit-GEMM convolution, per image and group Y[cout_g, P] = W[cout_g, K] . col(X)[K, P]
-/// with K = cin_g * k * k and P = oh * ow (the im2col matrix is never built: tiles are gathered from x).
-/// A block computes BM x BN outputs with `threads` threads of TM x TN each; for each K-slice of BK it
-/// loads a tile of W and of col(X) into shared memory (load), all threads wait, each multiplies its
-/// part (compute), all wait again; then each writes its outputs with the epilogue (store). The phases
-/// are functions of the thread index, so host_tiled below runs the same code block by block, thread
-/// by thread, phase by phase, and the host tests check the kernel's shared-memory staging too.
-struct conv_tile {
-  static constexpr int BM = 64, BN = 64, BK = 16, TM = 4, TN = 4, threads = (BM / TM) * (BN / TN);
-  struct smem {
-    float A[BK][BM];
-    float B[BK][BN];
-  };
+/// What the tiled convolutions share: the implicit GEMM per image and group
+/// Y[cout_g, P] = W[cout_g, K] . col(X)[K, P] with K = cin_g * k * k and P = oh * ow (the im2col
+/// matrix is never built: tiles are gathered from x), its grid of BM x BN output tiles, the guarded
+/// element loads of a K-slice of BK, and the epilogue.
+template <int BM_, int BN_, int BK_>
+struct conv_gemm {
+  static constexpr int BM = BM_, BN = BN_, BK = BK_;
   ctv x;
   const float* w;
   const float* b;
@@ -135,18 +129,48 @@ struct conv_tile {
   GYOLO_HD int grid_y() const { return (cout_g() + BM - 1) / BM; }
   GYOLO_HD int grid_z() const { return y.n * d.groups; }
 
-  /// Thread tid's share of the K-slice [k0, k0 + BK) of block (bx, by, bz) into s.
-  GYOLO_HD void load(int tid, int k0, int bx, int by, int bz, smem& s) const {
+  /// Thread tid's share of the K-slice [k0, k0 + BK) of block (bx, by, bz): put_a(mm, kk, W element)
+  /// and put_b(kk, pp, col(X) element), 0 outside the matrices.
+  template <class PutA, class PutB>
+  GYOLO_HD void load_slice(int tid, int threads, int k0, int bx, int by, int bz, PutA put_a, PutB put_b) const {
     const int n = bz / d.groups, g = bz % d.groups, m0 = by * BM, p0 = bx * BN, Kk = K(), cg = cout_g(), Pp = P();
     const float* wg = w + std::int64_t(g) * cg * Kk;
     for (int e = tid; e < BM * BK; e += threads) {
       const int mm = e / BK, kk = e % BK, m = m0 + mm, kg = k0 + kk;
-      s.A[kk][mm] = m < cg && kg < Kk ? wg[std::int64_t(m) * Kk + kg] : 0.f;
+      put_a(mm, kk, m < cg && kg < Kk ? wg[std::int64_t(m) * Kk + kg] : 0.f);
     }
     for (int e = tid; e < BK * BN; e += threads) {
       const int kk = e / BN, pp = e % BN, kg = k0 + kk, p = p0 + pp;
-      s.B[kk][pp] = kg < Kk && p < Pp ? im2col_at(x, d, n, g, kg, p, y.w) : 0.f;
+      put_b(kk, pp, kg < Kk && p < Pp ? im2col_at(x, d, n, g, kg, p, y.w) : 0.f);
     }
+  }
+  /// Output (by * BM + mm, bx * BN + pp) of block (bx, by, bz) from its accumulated sum: bias,
+  /// activation, residual (nothing outside the matrix).
+  GYOLO_HD void put(int bx, int by, int bz, int mm, int pp, float acc) const {
+    const int n = bz / d.groups, g = bz % d.groups, cg = cout_g(), m = by * BM + mm, p = bx * BN + pp;
+    if (m >= cg || p >= P()) return;
+    const int co = g * cg + m, oy = p / y.w, ox = p % y.w;
+    y.at(n, co, oy, ox) = conv_epilogue(acc + (b ? b[co] : 0.f), d.act, res, n, co, oy, ox);
+  }
+};
+
+/// The tiled implicit-GEMM convolution (SIMT fp32). A block computes BM x BN outputs with `threads`
+/// threads of TM x TN each; for each K-slice of BK it loads a tile of W and of col(X) into shared
+/// memory (load), all threads wait, each multiplies its part (compute), all wait again; then each
+/// writes its outputs with the epilogue (store). The phases are functions of the thread index, so
+/// host_tiled below runs the same code block by block, thread by thread, phase by phase, and the
+/// host tests check the kernel's shared-memory staging too.
+struct conv_tile : conv_gemm<64, 64, 16> {
+  static constexpr int TM = 4, TN = 4, threads = (BM / TM) * (BN / TN);
+  struct smem {
+    float A[BK][BM];
+    float B[BK][BN];
+  };
+
+  /// Thread tid's share of the K-slice [k0, k0 + BK) of block (bx, by, bz) into s.
+  GYOLO_HD void load(int tid, int k0, int bx, int by, int bz, smem& s) const {
+    load_slice(
+        tid, threads, k0, bx, by, bz, [&](int mm, int kk, float v) { s.A[kk][mm] = v; }, [&](int kk, int pp, float v) { s.B[kk][pp] = v; });
   }
   /// Thread tid's TM x TN products over the slice in s.
   GYOLO_HD void compute(int tid, const smem& s, float (&acc)[TM][TN]) const {
@@ -161,14 +185,9 @@ struct conv_tile {
   }
   /// Thread tid's outputs: bias, activation, residual.
   GYOLO_HD void store(int tid, int bx, int by, int bz, const float (&acc)[TM][TN]) const {
-    const int n = bz / d.groups, g = bz % d.groups, tr = tid / (BN / TN), tc = tid % (BN / TN), cg = cout_g(), Pp = P();
+    const int tr = tid / (BN / TN), tc = tid % (BN / TN);
     for (int i = 0; i < TM; ++i)
-      for (int j = 0; j < TN; ++j) {
-        const int m = by * BM + tr * TM + i, p = bx * BN + tc * TN + j;
-        if (m >= cg || p >= Pp) continue;
-        const int co = g * cg + m, oy = p / y.w, ox = p % y.w;
-        y.at(n, co, oy, ox) = conv_epilogue(acc[i][j] + (b ? b[co] : 0.f), d.act, res, n, co, oy, ox);
-      }
+      for (int j = 0; j < TN; ++j) put(bx, by, bz, tr * TM + i, tc * TN + j, acc[i][j]);
   }
 };
 
@@ -180,51 +199,25 @@ struct conv_tile {
 /// the device; the host tests use float with mma_host in place of the tensor cores, which checks the
 /// staging, the tile layout and the epilogue.
 template <class H>
-struct conv_tile_tc {
-  static constexpr int BM = 64, BN = 64, BK = 16, warps = 4, threads = 32 * warps;
+struct conv_tile_tc : conv_gemm<64, 64, 16> {
+  static constexpr int warps = 4, threads = 32 * warps;
   static constexpr int lda = BK + 8, ldb = BN + 8, ldc = BN + 4;  // padded rows (WMMA: multiples of 8 / 4)
   struct smem {
     alignas(32) H A[BM][lda];  // W tile, row-major [m][k]
     alignas(32) H B[BK][ldb];  // col(X) tile, row-major [k][p]
     alignas(32) float C[BM][ldc];
   };
-  ctv x;
-  const float* w;
-  const float* b;
-  tv y;
-  ctv res;
-  conv_params d;
-
-  GYOLO_HD int cout_g() const { return d.cout / d.groups; }
-  GYOLO_HD int K() const { return d.cin / d.groups * d.k * d.k; }
-  GYOLO_HD int P() const { return y.h * y.w; }
-  GYOLO_HD int grid_x() const { return (P() + BN - 1) / BN; }
-  GYOLO_HD int grid_y() const { return (cout_g() + BM - 1) / BM; }
-  GYOLO_HD int grid_z() const { return y.n * d.groups; }
 
   /// Thread tid's share of the K-slice [k0, k0 + BK) of block (bx, by, bz), rounded to H.
   template <class Round>
   GYOLO_HD void load(int tid, int k0, int bx, int by, int bz, smem& s, Round round) const {
-    const int n = bz / d.groups, g = bz % d.groups, m0 = by * BM, p0 = bx * BN, Kk = K(), cg = cout_g(), Pp = P();
-    const float* wg = w + std::int64_t(g) * cg * Kk;
-    for (int e = tid; e < BM * BK; e += threads) {
-      const int mm = e / BK, kk = e % BK, m = m0 + mm, kg = k0 + kk;
-      s.A[mm][kk] = round(m < cg && kg < Kk ? wg[std::int64_t(m) * Kk + kg] : 0.f);
-    }
-    for (int e = tid; e < BK * BN; e += threads) {
-      const int kk = e / BN, pp = e % BN, kg = k0 + kk, p = p0 + pp;
-      s.B[kk][pp] = round(kg < Kk && p < Pp ? im2col_at(x, d, n, g, kg, p, y.w) : 0.f);
-    }
+    load_slice(
+        tid, threads, k0, bx, by, bz, [&](int mm, int kk, float v) { s.A[mm][kk] = round(v); },
+        [&](int kk, int pp, float v) { s.B[kk][pp] = round(v); });
   }
   /// Thread tid's outputs from the accumulators in s.C: bias, activation, residual.
   GYOLO_HD void store(int tid, int bx, int by, int bz, const smem& s) const {
-    const int n = bz / d.groups, g = bz % d.groups, cg = cout_g(), Pp = P();
-    for (int e = tid; e < BM * BN; e += threads) {
-      const int mm = e / BN, pp = e % BN, m = by * BM + mm, p = bx * BN + pp;
-      if (m >= cg || p >= Pp) continue;
-      const int co = g * cg + m, oy = p / y.w, ox = p % y.w;
-      y.at(n, co, oy, ox) = conv_epilogue(s.C[mm][pp] + (b ? b[co] : 0.f), d.act, res, n, co, oy, ox);
-    }
+    for (int e = tid; e < BM * BN; e += threads) put(bx, by, bz, e / BN, e % BN, s.C[e / BN][e % BN]);
   }
   /// What the tensor cores do for warp `warp` over one staged slice, on the host: its 32 x 32
   /// part of C += A . B (C zeroed by the caller before the first slice).
