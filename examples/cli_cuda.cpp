@@ -98,7 +98,15 @@ int bench_cuda(const cuda_bench_request& r) {
     for (int i = 0; i < r.runs; ++i) {
       layer_profiler prof;
       ctx.set_profiler(&prof);
-      auto out = m->forward(ctx, dx.cv());
+      const bool caption = !r.vision_only && m->has_caption();  // --tasks all: the caption head as layer 56
+      auto out = m->forward(ctx, dx.cv(), {.caption_features = caption});
+      if (caption) {
+        ctx.synchronize();
+        prof.start();
+        auto c = m->caption(ctx, out);
+        ctx.synchronize();
+        prof.mark("56");
+      }
       ctx.set_profiler(nullptr);
       for (const auto& row : prof.rows) {
         if (!ms.count(row.layer)) order.push_back(row.layer);

@@ -860,7 +860,6 @@ bench_options parse_bench(int argc, char** argv) {
   if (o.batch > 1 && !o.vision_only) throw error("--batch needs --tasks vision (the pipeline batches images of equal size itself)");
   if (o.half && o.device < 0) throw error("--half needs --device cuda (the CPU backend computes in fp32)");
   if (o.device >= 0) {
-    if (o.per_layer && !o.vision_only) throw error("--per-layer with --device cuda needs --tasks vision");
     if (!o.source.empty()) throw error("--source is not used with --device cuda (a synthetic input of --imgsz)");
   }
   return o;

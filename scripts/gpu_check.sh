@@ -91,7 +91,7 @@ PYTHONUNBUFFERED=1 python3 benchmarks/torch_gpu_bench.py --upstream "$G/upstream
   | tee -a "$OUT/bench.jsonl" || { echo "PyTorch caption bench failed:"; tail -20 "$OUT/torch_cap.err"; }
 if python3 weights_tools/convert.py --checkpoint "$OUT/random.pt" --out "$OUT/random.gguf" --vocab weights_tools/data/vocab.txt; then
   for h in "" --half; do
-    build-gpu/bin/gyolo bench --weights "$OUT/random.gguf" --device cuda:0 --tasks all --imgsz 640 --square --runs 10 $h \
+    build-gpu/bin/gyolo bench --weights "$OUT/random.gguf" --device cuda:0 --tasks all --imgsz 640 --square --runs 10 --per-layer $h \
       | tee -a "$OUT/bench.jsonl" || echo "gyolo bench --tasks all $h failed"
   done
 fi
@@ -107,7 +107,9 @@ for r in rows:
     if r.get('command') == 'bench' and r.get('tasks') == 'all':
         pr = 'fp16' if r.get('precision', '').startswith('fp16') else 'fp32'
         ga[pr] = r
-        print(f"gyolo pipeline (all tasks, batch 1, {pr}): {r['median_ms']} ms; stages {r.get('stages_median_ms')}")
+        cap = [l for l in r.get('layers', []) if l['layer'] == '56']
+        print(f"gyolo pipeline (all tasks, batch 1, {pr}): {r['median_ms']} ms; stages {r.get('stages_median_ms')}"
+              + (f"; caption head (layer 56, profiled) {cap[0]['ms']} ms" if cap else ''))
 p = {(r['batch'], r['precision']): r for r in rows if r.get('tool') == 'pytorch' and r.get('tasks', 'vision') == 'vision'}
 pc = {r['precision']: r for r in rows if r.get('tool') == 'pytorch' and r.get('tasks') == 'caption'}
 print('\nall tasks, 640x640, batch 1 (median ms; ratio = PyTorch vision + caption / gyolo whole pipeline; target: fp16 >= 2)')

@@ -240,7 +240,8 @@ TEST_CASE("CUDA bodies: the caption head's linear, LayerNorm, gates and log-soft
   std::mt19937 g(11);
   context<reference> rc(1);
   using tr = tkernels<reference>;
-  for (auto [rows, in, out] : {std::array<int, 3>{5, 32, 40}, {1, 7, 3}, {37, 64, 17}}) {
+  for (const auto& shape : {std::array<int, 3>{5, 32, 40}, {1, 7, 3}, {37, 64, 17}}) {
+    const int rows = shape[0], in = shape[1], out = shape[2];  // (clang 14: a lambda cannot capture structured bindings)
     rmat x(rows, in, g), w(out, in, g), b(1, out, g), y(rows, out, g), r(rows, out, g);
     const std::vector<float> wc = [&] {
       std::vector<float> t;
@@ -286,7 +287,8 @@ TEST_CASE("CUDA bodies: the caption head's linear, LayerNorm, gates and log-soft
 TEST_CASE("CUDA bodies: the online-softmax attention equals tkernels<reference> (heads, masks, all keys masked)", "[cuda][kernels][caption]") {
   std::mt19937 g(12);
   context<reference> rc(1);
-  for (auto [nq, nk, D, heads] : {std::array<int, 4>{5, 20, 32, 4}, {1, 1, 16, 1}, {7, 130, 64, 2}, {3, 473, 128, 8}}) {
+  for (const auto& shape : {std::array<int, 4>{5, 20, 32, 4}, {1, 1, 16, 1}, {7, 130, 64, 2}, {3, 473, 128, 8}}) {
+    const int nq = shape[0], nk = shape[1], D = shape[2], heads = shape[3];
     rmat q(nq, D, g, -2.f, 2.f), k(nk, D, g, -2.f, 2.f), v(nk, D, g), y(nq, D, g), r(nq, D, g);
     cb::attention f{C(q.c()), C(k.c()), C(v.c()), heads, attention_divisor(D / heads), M(y.m()), false, {0ull, 0ull}};
     cb::host_for(std::int64_t(nq) * heads, f);
