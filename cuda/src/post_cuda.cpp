@@ -12,24 +12,6 @@ namespace cuda_detail {
 void launch_semantic_map(context<cuda>& ctx, const cuda_bodies::semantic_map& f, std::int64_t n);
 
 namespace {
-/// Stream-ordered device scratch of raw bytes.
-class raw_scratch {
- public:
-  raw_scratch(context<cuda>& ctx, std::size_t bytes) : s_(ctx.stream()) {
-    if (bytes) p_ = cudart::alloc_async(bytes, s_);
-  }
-  raw_scratch(const raw_scratch&) = delete;
-  raw_scratch& operator=(const raw_scratch&) = delete;
-  ~raw_scratch() {
-    if (p_) cudart::free_async(p_, s_);
-  }
-  void* get() const { return p_; }
-
- private:
-  void* s_;
-  void* p_ = nullptr;
-};
-
 /// The axes, packed: per axis i0, i1 (ints) then l0, l1 (floats), each `out` long.
 struct packed_axes {
   std::vector<char> bytes;
@@ -67,11 +49,11 @@ post::semantic_maps semantic_maps(context<cuda>& ctx, cdview logits, int img, co
   cuda_detail::packed_axes pk;
   for (const auto* a : {&ay, &ax, &uy, &ux}) pk.add(*a);
   const std::size_t nor = std::size_t(g.orig_h) * std::size_t(g.orig_w), nin = want_input ? std::size_t(H) * std::size_t(W) : 0;
-  cuda_detail::raw_scratch axes(ctx, pk.bytes.size()), maps(ctx, (nor + nin) * sizeof(std::int16_t));
-  cudart::copy_h2d(axes.get(), pk.bytes.data(), pk.bytes.size(), ctx.stream());
+  const cuda_detail::scratch<char> axes(ctx.stream(), pk.bytes.data(), pk.bytes.size());
+  const cuda_detail::scratch<std::int16_t> maps(ctx.stream(), nor + nin);
   const char* base = static_cast<const char*>(axes.get());
   auto A = [&](int k, const post::interp_axis& a) { return cuda_detail::packed_axes::on(base + pk.at[std::size_t(k)], std::size_t(a.out)); };
-  auto* out = static_cast<std::int16_t*>(maps.get());
+  std::int16_t* out = maps.get();
   cuda_bodies::semantic_map f{logits.data + std::int64_t(img) * logits.batch_stride, C, mw, std::int64_t(mh) * mw, A(0, ay), A(1, ax), true,
                               A(2, uy), A(3, ux), g.top, g.left, g.orig_w, out};
   cuda_detail::launch_semantic_map(ctx, f, std::int64_t(nor));

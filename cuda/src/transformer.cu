@@ -34,27 +34,11 @@ void launch(context<cuda>& ctx, const F& f, std::int64_t n, const char* what, in
   check(cudaGetLastError(), (std::string("CUDA kernel ") + what + " failed to launch").c_str());
 }
 
-/// Stream-ordered device scratch of n values of T.
+/// Stream-ordered device scratch on the context's stream (cuda_detail::scratch).
 template <class T>
-class scratch {
- public:
-  scratch(context<cuda>& ctx, std::size_t n) : s_(stream_of(ctx)) {
-    if (n) p_ = static_cast<T*>(cudart::alloc_async(n * sizeof(T), ctx.stream()));
-  }
-  /// A device copy of host data.
-  scratch(context<cuda>& ctx, const T* host, std::size_t n) : scratch(ctx, n) {
-    if (n) check(cudaMemcpyAsync(p_, host, n * sizeof(T), cudaMemcpyHostToDevice, s_), "cudaMemcpyAsync (index list to the device)");
-  }
-  scratch(const scratch&) = delete;
-  scratch& operator=(const scratch&) = delete;
-  ~scratch() {
-    if (p_) cudart::free_async(p_, s_);
-  }
-  T* get() const { return p_; }
-
- private:
-  cudaStream_t s_;
-  T* p_ = nullptr;
+struct scratch : cuda_detail::scratch<T> {
+  scratch(context<cuda>& ctx, std::size_t n) : cuda_detail::scratch<T>(ctx.stream(), n) {}
+  scratch(context<cuda>& ctx, const T* host, std::size_t n) : cuda_detail::scratch<T>(ctx.stream(), host, n) {}
 };
 
 cb::mv M(mview m) { return {m.data, m.rows, m.cols, m.ld}; }

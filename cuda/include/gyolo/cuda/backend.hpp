@@ -77,6 +77,33 @@ struct stream_state {
 };
 }  // namespace cuda_detail
 
+namespace cuda_detail {
+/// Stream-ordered device scratch of n values of T (the kernels' index lists, resize axes, maps):
+/// freed on its stream when it goes out of scope, so kernels queued before that still read it.
+template <class T>
+class scratch {
+ public:
+  scratch(void* stream, std::size_t n) : s_(stream) {
+    if (n) p_ = static_cast<T*>(cudart::alloc_async(n * sizeof(T), s_));
+  }
+  /// A device copy of n host values (queued; the host data may be reused once this returns:
+  /// a copy from pageable memory is staged before the call returns).
+  scratch(void* stream, const T* host, std::size_t n) : scratch(stream, n) {
+    if (n) cudart::copy_h2d(p_, host, n * sizeof(T), s_);
+  }
+  scratch(const scratch&) = delete;
+  scratch& operator=(const scratch&) = delete;
+  ~scratch() {
+    if (p_) cudart::free_async(p_, s_);
+  }
+  T* get() const { return p_; }
+
+ private:
+  void* s_;
+  T* p_ = nullptr;
+};
+}  // namespace cuda_detail
+
 /// Owning device tensor, NCHW float32, allocated on a context's stream (stream-ordered: freeing it
 /// while kernels that use it are still queued is safe). Move-only, as the host tensor.
 class device_tensor {
