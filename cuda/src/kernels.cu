@@ -10,35 +10,15 @@
 
 #include "gyolo/cuda/backend.hpp"
 #include "gyolo/cuda/bodies.cuh"
+#include "launch.cuh"
 
 namespace gyolo {
 namespace {
 namespace cb = cuda_bodies;
-
-void check_launch(const char* what) {
-  const cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) throw cuda_error(std::string("CUDA kernel ") + what + " failed to launch: " + cudaGetErrorString(e));
-}
-
-cudaStream_t stream_of(const context<cuda>& ctx) { return static_cast<cudaStream_t>(ctx.stream()); }
-
-template <class F>
-__global__ void each_kernel(F f, std::int64_t n) {
-  for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x) f(i);
-}
-
-/// Runs body f over [0, n) on the context's stream (grid-stride loop).
-template <class F>
-void launch(context<cuda>& ctx, const F& f, std::int64_t n, const char* what) {
-  if (n <= 0) return;
-  constexpr int threads = 256;
-  const std::int64_t blocks = std::min<std::int64_t>((n + threads - 1) / threads, std::int64_t(1) << 20);
-  each_kernel<<<unsigned(blocks), threads, 0, stream_of(ctx)>>>(f, n);
-  check_launch(what);
-}
-
-cb::tv dv(dview v) { return {v.data, v.n, v.c, v.h, v.w, v.batch_stride}; }
-cb::ctv dv(cdview v) { return {v.data, v.n, v.c, v.h, v.w, v.batch_stride}; }
+using cuda_launch::check_launch;
+using cuda_launch::dv;
+using cuda_launch::launch;
+using cuda_launch::stream_of;
 
 cb::conv_params params(const conv_desc& d) { return {d.cin, d.cout, d.k, d.stride, d.pad, d.groups, int(d.activation)}; }
 

@@ -11,6 +11,7 @@
 
 #include "gyolo/cuda/backend.hpp"
 #include "gyolo/cuda/bodies.cuh"
+#include "launch.cuh"
 
 namespace gyolo {
 namespace {
@@ -19,20 +20,9 @@ namespace cb = cuda_bodies;
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) throw cuda_error(std::string(what) + ": " + cudaGetErrorString(e));
 }
-cudaStream_t stream_of(const context<cuda>& ctx) { return static_cast<cudaStream_t>(ctx.stream()); }
-
-template <class F>
-__global__ void each_kernel(F f, std::int64_t n) {
-  for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += std::int64_t(gridDim.x) * blockDim.x) f(i);
-}
-
-template <class F>
-void launch(context<cuda>& ctx, const F& f, std::int64_t n, const char* what, int threads = 256) {
-  if (n <= 0) return;
-  const std::int64_t blocks = std::min<std::int64_t>((n + threads - 1) / threads, std::int64_t(1) << 20);
-  each_kernel<<<unsigned(blocks), unsigned(threads), 0, stream_of(ctx)>>>(f, n);
-  check(cudaGetLastError(), (std::string("CUDA kernel ") + what + " failed to launch").c_str());
-}
+using cuda_launch::dv;
+using cuda_launch::launch;
+using cuda_launch::stream_of;
 
 /// Stream-ordered device scratch on the context's stream (cuda_detail::scratch).
 template <class T>
@@ -43,7 +33,6 @@ struct scratch : cuda_detail::scratch<T> {
 
 cb::mv M(mview m) { return {m.data, m.rows, m.cols, m.ld}; }
 cb::cmv C(cmview m) { return {m.data, m.rows, m.cols, m.ld}; }
-cb::ctv dv(cdview v) { return {v.data, v.n, v.c, v.h, v.w, v.batch_stride}; }
 
 }  // namespace
 
